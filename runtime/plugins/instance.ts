@@ -1,0 +1,93 @@
+/**
+ * What the main process hands the sandbox layer for one plugin instance (one plugin on one bot),
+ * and what crosses back. Everything here is JSON: it travels over IPC to the plugin-host process.
+ */
+import type { EventType } from 'qqbot-sdk-types';
+
+export interface PluginLimits {
+  /** isolate memoryLimit */
+  memoryMb: number;
+  /** wall timeout of every entry into the isolate (dispatch, settle, timer) */
+  entryTimeoutMs: number;
+  /** plugin top-level + setup */
+  loadTimeoutMs: number;
+  /** sum of cpuTime deltas of all entries that serve one event */
+  cpuPerEventMs: number;
+  /** after this, an event's pending calls settle with E_DEADLINE */
+  asyncTailMs: number;
+  pendingCalls: number;
+  payloadBytes: number;
+  queuedEvents: number;
+}
+
+export const DEFAULT_LIMITS: PluginLimits = {
+  memoryMb: 32,
+  entryTimeoutMs: 50,
+  loadTimeoutMs: 1000,
+  cpuPerEventMs: 100,
+  asyncTailMs: 30_000,
+  pendingCalls: 64,
+  payloadBytes: 64 * 1024,
+  queuedEvents: 1000,
+};
+
+/** Upper bounds a manifest's `limits` may ask for. */
+export const MAX_LIMITS: PluginLimits = {
+  memoryMb: 256,
+  entryTimeoutMs: 1000,
+  loadTimeoutMs: 5000,
+  cpuPerEventMs: 2000,
+  asyncTailMs: 120_000,
+  pendingCalls: 512,
+  payloadBytes: 1024 * 1024,
+  queuedEvents: 10_000,
+};
+
+export interface PluginInstanceSpec {
+  /** `${bot}/${plugin}`, unique in the runtime */
+  id: string;
+  plugin: string;
+  bot: { name: string; appId: string };
+  /** increases on every reload of this instance */
+  version: number;
+  /** bundled script (esbuild iife, global name `__plugin`) */
+  code: string;
+  /** esbuild source map (JSON text) for mapping stacks back to the plugin's files */
+  sourceMap?: string;
+  /** shown in stacks: the plugin's entry file path, relative to the plugins folder */
+  filename: string;
+  config: unknown;
+  permissions: string[];
+  events: EventType[];
+  limits: PluginLimits;
+}
+
+/** An event as it enters a sandbox. `reply`/`ack` are added by the prelude, keyed by `ref`. */
+export interface SandboxEvent {
+  /** host-side handle the capability layer uses to find the source event (reply windows, msg_seq) */
+  ref: string;
+  type: string;
+  id: string;
+  data: unknown;
+  shard?: number;
+  transport: 'websocket' | 'webhook';
+}
+
+/** How a capability answers: always an envelope, never a thrown host Error. */
+export type CallResult = { ok: true; value: unknown } | { ok: false; error: { code: string; message: string; [k: string]: unknown } };
+
+/**
+ * Implemented by the main process: runs one capability for one instance. Capability names:
+ * `api.<method>` (args array), `reply` ({ ref, body }), `ack` ({ ref, code }), `storage.get|set|delete|keys`,
+ * `fetch` ({ url, init }). `log` and timers never reach here.
+ */
+export type CapabilityHandler = (instanceId: string, capability: string, payload: unknown) => Promise<CallResult>;
+
+export interface DispatchOutcome {
+  instanceId: string;
+  version: number;
+  status: 'ok' | 'error' | 'timeout' | 'cpu' | 'memory' | 'dropped' | 'quarantined' | 'unloaded';
+  error?: string;
+  cpuMs?: number;
+  wallMs?: number;
+}
