@@ -1,0 +1,48 @@
+import { readFileSync } from 'node:fs';
+import { QQBotError } from './errors.ts';
+
+const HELP = `qqbot — run QQ bots with sandboxed, hot-reloaded plugins
+
+Usage:
+  qqbot start [bot.yaml]               run every bot in the file (default ./bot.yaml)
+  qqbot check [bot.yaml]               validate the file and plugins, print bots, plugins and intents
+  qqbot simulator [--port N] [--host H] [--bot appId:secret[:token]]...
+                                       run the local QQ platform simulator
+  qqbot new-plugin NAME [--dir plugins]
+                                       scaffold a plugin package
+  qqbot --help | --version
+`;
+
+type Command = (args: string[]) => Promise<number>;
+
+const commands: Record<string, () => Promise<Command>> = {
+  check: async () => (await import('./cli/check.ts')).checkCommand,
+  start: async () => (await import('./cli/start.ts')).startCommand,
+  simulator: async () => (await import('./cli/simulator.ts')).simulatorCommand,
+  'new-plugin': async () => (await import('./cli/new-plugin.ts')).newPluginCommand,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(HELP);
+    return name === undefined ? 1 : 0;
+  }
+  if (name === '--version' || name === '-v') {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`${pkg.version}\n`);
+    return 0;
+  }
+  const load = commands[name];
+  if (!load) {
+    process.stderr.write(`qqbot: unknown command "${name}"\n\n${HELP}`);
+    return 1;
+  }
+  try {
+    return await (await load())(rest);
+  } catch (error) {
+    // Known errors carry a message written for the user; anything else is a bug worth a stack.
+    process.stderr.write(error instanceof QQBotError ? `qqbot ${name}: ${error.message}\n` : `qqbot ${name}: ${(error as Error)?.stack ?? String(error)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * JSON Schema of bot.yaml (after `${VAR}` interpolation). `x-expected` is the phrase an error
+ * shows when a value does not fit, so messages read "expected production | sandbox | …".
+ */
+const port = { type: 'integer', minimum: 0, maximum: 65535, 'x-expected': 'a port number 0-65535' };
+const host = { type: 'string', minLength: 1, 'x-expected': 'a host name or address' };
+const url = { type: 'string', pattern: '^https?://[^\\s]+$', 'x-expected': 'an http(s) URL' };
+
+const bot = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'appId'],
+  properties: {
+    name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$', 'x-expected': 'a name of letters, digits, _ . -' },
+    appId: { type: ['string', 'integer'], pattern: '^[0-9]+$', 'x-expected': 'a numeric AppID (quote it)' },
+    secret: { type: 'string', minLength: 1, 'x-expected': 'the AppSecret' },
+    token: { type: 'string', minLength: 1, 'x-expected': 'the legacy bot token' },
+    endpoint: {
+      type: 'string',
+      pattern: '^(production|sandbox|simulator|https?://[^\\s]+)$',
+      'x-expected': 'production | sandbox | simulator | URL',
+    },
+    tokenEndpoint: url,
+    transport: {
+      'x-expected': 'websocket | { webhook: { port, path } }',
+      oneOf: [
+        { const: 'websocket' },
+        {
+          type: 'object',
+          additionalProperties: false,
+          required: ['webhook'],
+          properties: {
+            webhook: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['port'],
+              properties: {
+                port,
+                path: { type: 'string', pattern: '^/', 'x-expected': 'a path starting with /' },
+                host,
+                maxSkewSec: { type: 'integer', minimum: 1, 'x-expected': 'seconds (integer ≥ 1)' },
+              },
+            },
+          },
+        },
+      ],
+    },
+    shards: {
+      'x-expected': 'auto | a shard count ≥ 1',
+      oneOf: [{ const: 'auto' }, { type: 'integer', minimum: 1 }],
+    },
+    sessions: {
+      'x-expected': 'local | { redis: redis://host:port }',
+      oneOf: [
+        { const: 'local' },
+        {
+          type: 'object',
+          additionalProperties: false,
+          required: ['redis'],
+          properties: { redis: { type: 'string', pattern: '^rediss?://' } },
+        },
+      ],
+    },
+    intents: {
+      type: 'array',
+      items: { type: ['string', 'integer'], 'x-expected': 'an intent name or bit value' },
+      'x-expected': 'a list of intent names or bit values',
+    },
+    plugins: {
+      type: ['object', 'null'],
+      'x-expected': 'a map of plugin name → config',
+      additionalProperties: { type: ['object', 'null', 'boolean'], 'x-expected': 'the plugin config (a map), true, or null' },
+    },
+    fetchHosts: { type: 'array', items: { type: 'string', minLength: 1 }, 'x-expected': 'a list of host names' },
+    requestTimeoutMs: { type: 'integer', minimum: 100, 'x-expected': 'milliseconds (integer ≥ 100)' },
+  },
+};
+
+export const botYamlSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['bots'],
+  properties: {
+    pluginsDir: { type: 'string', minLength: 1, 'x-expected': 'a folder path' },
+    dataDir: { type: 'string', minLength: 1, 'x-expected': 'a folder path' },
+    console: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['port'],
+      properties: { port, host, token: { type: 'string', minLength: 8, 'x-expected': 'a token of at least 8 characters' } },
+    },
+    metrics: { type: 'object', additionalProperties: false, required: ['port'], properties: { port, host } },
+    log: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { level: { enum: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], 'x-expected': 'trace | debug | info | warn | error | fatal | silent' } },
+    },
+    bots: { type: 'array', minItems: 1, items: bot, 'x-expected': 'a list of at least one bot' },
+  },
+} as const;

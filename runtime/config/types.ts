@@ -1,0 +1,52 @@
+import type { Secret } from './secret.ts';
+
+export type EndpointConfig =
+  | { kind: 'production' | 'sandbox' | 'simulator' }
+  | { kind: 'url'; url: string };
+
+export type TransportConfig =
+  | { kind: 'websocket' }
+  | { kind: 'webhook'; port: number; path: string; host: string; maxSkewSec: number };
+
+export type SessionsConfig = { kind: 'local' } | { kind: 'redis'; url: string };
+
+/** Where a value came from in bot.yaml, for errors raised after loading. */
+export interface SourceLocation {
+  file: string;
+  line: number;
+  col: number;
+}
+
+export interface BotConfig {
+  name: string;
+  appId: string;
+  /** access-token flow (AppSecret) */
+  secret?: Secret;
+  /** legacy fixed token ("Bot appid.token") */
+  token?: Secret;
+  endpoint: EndpointConfig;
+  tokenEndpoint?: string;
+  transport: TransportConfig;
+  shards: 'auto' | number;
+  sessions: SessionsConfig;
+  /** extra intents beyond the plugins' (names like "GUILD_MESSAGES" or bit values) */
+  intents: Array<string | number>;
+  /** plugin name → raw config section; undefined = every plugin in pluginsDir with its defaults */
+  plugins?: Record<string, unknown>;
+  /** operator allow-list intersected with each plugin's `fetchHosts` */
+  fetchHosts?: string[];
+  requestTimeoutMs: number;
+  location: SourceLocation;
+}
+
+export interface RuntimeConfig {
+  file: string;
+  /** folder of bot.yaml: relative paths resolve against it */
+  dir: string;
+  pluginsDir: string;
+  dataDir: string;
+  console?: { port: number; host: string; token?: Secret };
+  metrics?: { port: number; host: string };
+  log: { level: string };
+  bots: BotConfig[];
+}
