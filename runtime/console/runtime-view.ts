@@ -1,0 +1,73 @@
+/**
+ * What the web console (and `/metrics` shard gauges) read from a running runtime. The runtime
+ * implements it; the console only reads snapshots and listens to `live` entries.
+ */
+import type { EventEmitter } from 'node:events';
+
+export interface ShardView {
+  id: number;
+  count: number;
+  state: string;
+  seq: number;
+  latencyMs?: number;
+  reconnects: number;
+}
+
+export interface PluginView {
+  name: string;
+  version: number;
+  status: 'running' | 'restarting' | 'quarantined' | 'stopped' | 'failed';
+  events: number;
+  errors: number;
+  cpuMs: number;
+  heapUsedBytes: number;
+  restarts: number;
+  lastError?: string;
+}
+
+export interface BotView {
+  name: string;
+  appId: string;
+  state: 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+  error?: string;
+  transport: 'websocket' | 'webhook';
+  intents: string[];
+  shards: ShardView[];
+  plugins: PluginView[];
+  /** true when the bot talks to the embedded simulator: the console offers its chat pane */
+  simulator: boolean;
+}
+
+export interface LiveEntry {
+  at: number;
+  bot?: string;
+  kind: 'event' | 'reply' | 'reload' | 'error' | 'state' | 'log';
+  text: string;
+}
+
+export interface ChatInput {
+  bot: string;
+  kind: 'guild_at' | 'guild' | 'direct' | 'group_at' | 'c2c';
+  content: string;
+  user?: { id: string; username: string };
+}
+
+export interface ChatMessage {
+  n: number;
+  bot: string;
+  /** 'user' for what a person sent through the simulator, 'bot' for what the bot posted */
+  from: 'user' | 'bot';
+  kind: string;
+  content: string;
+  at: number;
+}
+
+export interface RuntimeView extends EventEmitter {
+  snapshot(): { version: string; startedAt: number; bots: BotView[] };
+  /** present when any bot uses the embedded simulator */
+  chat?: {
+    send(input: ChatInput): Promise<{ id: string }>;
+    history(since?: number): ChatMessage[];
+  };
+  // emits 'live' (LiveEntry) and 'chat' (ChatMessage)
+}

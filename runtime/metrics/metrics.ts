@@ -1,0 +1,175 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Every state a shard can report; the state gauge keeps one series per state so dashboards can stack them. */
+export const SHARD_STATES = ['connecting', 'identifying', 'resuming', 'ready', 'reconnecting', 'stopped', 'failed'] as const;
+export type ShardState = (typeof SHARD_STATES)[number];
+
+/** How a handler run ended; the sandbox reports the limit that stopped it. */
+export type HandlerStatus = 'ok' | 'error' | 'timeout' | 'cpu' | 'memory' | (string & {});
+
+export interface RuntimeMetricsOptions {
+  /**
+   * Also export Node's process metrics (CPU, heap, event loop lag, GC).
+   * @defaultValue true
+   */
+  defaultMetrics?: boolean;
+  /** Labels added to every series (e.g. `{ instance: 'gateway-1' }`). */
+  defaultLabels?: Record<string, string>;
+}
+
+// Handlers are expected to take milliseconds; the tail shows plugins that drift toward their limits.
+const HANDLER_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const API_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const WAIT_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/**
+ * The runtime's Prometheus metrics, on a registry of their own so that several runtimes (tests,
+ * embedders) never share or clash over the global one. Recording methods are called from hot
+ * paths: metric objects are created once here, each call only looks up its label set.
+ *
+ * `route` labels must be route templates (`POST /channels/{channel_id}/messages`), never URLs
+ * with ids in them, or the series count grows without bound.
+ */
+export class RuntimeMetrics {
+  readonly registry: Registry;
+  readonly #events: Counter<'bot' | 'type' | 'transport'>;
+  readonly #deduplicated: Counter<'bot'>;
+  readonly #handlerSeconds: Histogram<'bot' | 'plugin' | 'status'>;
+  readonly #apiCalls: Counter<'bot' | 'route' | 'status'>;
+  readonly #apiSeconds: Histogram<'bot' | 'route'>;
+  readonly #rateLimitSeconds: Histogram<'bot' | 'route'>;
+  readonly #shardState: Gauge<'bot' | 'shard' | 'state'>;
+  readonly #reconnects: Counter<'bot' | 'shard' | 'reason'>;
+  readonly #pluginRestarts: Counter<'bot' | 'plugin' | 'reason'>;
+  readonly #pluginQuarantines: Counter<'bot' | 'plugin'>;
+  readonly #pluginReloads: Counter<'bot' | 'plugin' | 'result'>;
+
+  constructor(options: RuntimeMetricsOptions = {}) {
+    const registers = [new Registry()];
+    this.registry = registers[0]!;
+    if (options.defaultLabels) this.registry.setDefaultLabels(options.defaultLabels);
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+
+    this.#events = new Counter({
+      name: 'qqbot_events_received_total',
+      help: 'Gateway and webhook events received, before deduplication.',
+      labelNames: ['bot', 'type', 'transport'],
+      registers,
+    });
+    this.#deduplicated = new Counter({
+      name: 'qqbot_events_deduplicated_total',
+      help: 'Events dropped because the same event was already received (replays, webhook retries).',
+      labelNames: ['bot'],
+      registers,
+    });
+    this.#handlerSeconds = new Histogram({
+      name: 'qqbot_handler_duration_seconds',
+      help: 'Wall time of plugin event handlers, by how they ended (ok, error, timeout, cpu, memory).',
+      labelNames: ['bot', 'plugin', 'status'],
+      buckets: HANDLER_BUCKETS,
+      registers,
+    });
+    this.#apiCalls = new Counter({
+      name: 'qqbot_api_requests_total',
+      help: 'OpenAPI requests by route template and HTTP status (or "error" when no response came).',
+      labelNames: ['bot', 'route', 'status'],
+      registers,
+    });
+    this.#apiSeconds = new Histogram({
+      name: 'qqbot_api_request_duration_seconds',
+      help: 'OpenAPI request latency by route template.',
+      labelNames: ['bot', 'route'],
+      buckets: API_BUCKETS,
+      registers,
+    });
+    this.#rateLimitSeconds = new Histogram({
+      name: 'qqbot_ratelimit_wait_seconds',
+      help: 'Time OpenAPI requests waited for a rate-limit bucket before being sent.',
+      labelNames: ['bot', 'route'],
+      buckets: WAIT_BUCKETS,
+      registers,
+    });
+    this.#shardState = new Gauge({
+      name: 'qqbot_shard_state',
+      help: 'Current shard state: 1 for the state the shard is in, 0 for the others.',
+      labelNames: ['bot', 'shard', 'state'],
+      registers,
+    });
+    this.#reconnects = new Counter({
+      name: 'qqbot_shard_reconnects_total',
+      help: 'Shard reconnects by reason (close code, heartbeat timeout, server request).',
+      labelNames: ['bot', 'shard', 'reason'],
+      registers,
+    });
+    this.#pluginRestarts = new Counter({
+      name: 'qqbot_plugin_restarts_total',
+      help: 'Plugin instance restarts by reason (crash, cpu, memory, timeout, host exit).',
+      labelNames: ['bot', 'plugin', 'reason'],
+      registers,
+    });
+    this.#pluginQuarantines = new Counter({
+      name: 'qqbot_plugin_quarantines_total',
+      help: 'Times a plugin was quarantined after repeated failures.',
+      labelNames: ['bot', 'plugin'],
+      registers,
+    });
+    this.#pluginReloads = new Counter({
+      name: 'qqbot_plugin_reloads_total',
+      help: 'Hot reloads by result (ok: new version live; failed: old version kept).',
+      labelNames: ['bot', 'plugin', 'result'],
+      registers,
+    });
+  }
+
+  eventReceived(bot: string, type: string, transport: 'websocket' | 'webhook' | (string & {})): void {
+    this.#events.inc({ bot, type, transport });
+  }
+
+  eventDeduplicated(bot: string): void {
+    this.#deduplicated.inc({ bot });
+  }
+
+  handlerFinished(bot: string, plugin: string, status: HandlerStatus, seconds: number): void {
+    this.#handlerSeconds.observe({ bot, plugin, status }, seconds);
+  }
+
+  /** `status` is the HTTP status, or a word such as 'error' when the request got no response. */
+  apiCall(bot: string, route: string, status: number | string, seconds: number): void {
+    this.#apiCalls.inc({ bot, route, status: String(status) });
+    this.#apiSeconds.observe({ bot, route }, seconds);
+  }
+
+  rateLimitWait(bot: string, route: string, seconds: number): void {
+    this.#rateLimitSeconds.observe({ bot, route }, seconds);
+  }
+
+  shardState(bot: string, shard: number, state: ShardState): void {
+    const id = String(shard);
+    for (const s of SHARD_STATES) this.#shardState.set({ bot, shard: id, state: s }, s === state ? 1 : 0);
+  }
+
+  reconnect(bot: string, shard: number, reason: string): void {
+    this.#reconnects.inc({ bot, shard: String(shard), reason });
+  }
+
+  pluginRestart(bot: string, plugin: string, reason: string): void {
+    this.#pluginRestarts.inc({ bot, plugin, reason });
+  }
+
+  pluginQuarantined(bot: string, plugin: string): void {
+    this.#pluginQuarantines.inc({ bot, plugin });
+  }
+
+  pluginReload(bot: string, plugin: string, ok: boolean): void {
+    this.#pluginReloads.inc({ bot, plugin, result: ok ? 'ok' : 'failed' });
+  }
+
+  /** The exposition text, as served on `/metrics`. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
