@@ -238,3 +238,11 @@ class Bucket {
     });
   }
 }
+
+/** A route key with every parameter folded (`POST /channels/:id/messages`): a bounded metric label. */
+export function routeTemplate(route: string): string {
+  return route
+    .split('/')
+    .map((seg, i) => (i === 0 || seg === '' || LITERAL_SEGMENTS.has(seg) || seg.startsWith(':') ? seg : ':id'))
+    .join('/');
+}

@@ -1,0 +1,447 @@
+import { EventEmitter } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { WebSocketServer } from 'ws';
+import { silentLogger, type Logger } from '../logging/logger.ts';
+import { controlRoutes, type ControlTarget } from './control.ts';
+import { ControlInputError } from './errors.ts';
+import { parseFault, type FaultInput } from './faults.ts';
+import { Gateway, type SessionInfo } from './gateway.ts';
+import { MessageLedger } from './message-ledger.ts';
+import { buildMessageEvent, parsePostMessage, type PostMessageInput } from './message-events.ts';
+import { OpenApi } from './openapi.ts';
+import { resolveOptions, type ReplyScene, type ResolvedOptions, type SimulatorBot, type SimulatorOptions } from './options.ts';
+import { Outbox, type OutboxEntry } from './outbox.ts';
+import { CODES, PlatformError } from './platform-error.ts';
+import type { RouteTable } from './route-table.ts';
+import type { SessionLogEntry } from './session-log.ts';
+import type { SimulatorState } from './state.ts';
+import { TokenIssuer } from './token-issuer.ts';
+import { WebhookDelivery, type WebhookLogEntry, type WebhookRegistration } from './webhook-delivery.ts';
+import { World, type User } from './world.ts';
+
+export { parseBotFlag, DEFAULT_BOT } from './options.ts';
+export type { SimulatorBot, SimulatorOptions, ReplyScene } from './options.ts';
+export type { OutboxEntry } from './outbox.ts';
+export type { SessionInfo } from './gateway.ts';
+export type { SessionLogEntry } from './session-log.ts';
+export type { FaultInput } from './faults.ts';
+export type { PostMessageInput, PostMessageKind } from './message-events.ts';
+export type { SimulatorState } from './state.ts';
+export type { WebhookLogEntry, WebhookRegistration } from './webhook-delivery.ts';
+export { WebhookSigner, seedFromSecret } from './webhook-signature.ts';
+export { SimulatorConfigError, ControlInputError } from './errors.ts';
+export { KNOWN_INTENT_BITS } from './intents.ts';
+
+/** Feed for the console stream; `session` carries `{ change, session }`. */
+export type SimulatorEventName = 'outbox' | 'session' | 'event' | 'identify' | 'webhook';
+
+export interface Simulator {
+  /** http base, e.g. http://127.0.0.1:PORT: OpenAPI base and token host (`${url}/app/getAppAccessToken`) */
+  readonly url: string;
+  /** ws://127.0.0.1:PORT/websocket */
+  readonly gatewayUrl: string;
+  readonly port: number;
+  close(): Promise<void>;
+  /** Injects a user message and dispatches it; throws ControlInputError on bad input. */
+  postMessage(input: PostMessageInput): { id: string; event_id: string };
+  /** Dispatches any event type as-is to `appId` (every bot when undefined). */
+  dispatchEvent(appId: string | undefined, t: string, d: unknown): { event_id: string };
+  outbox(since?: number): OutboxEntry[];
+  sessions(): SessionInfo[];
+  sessionLog(): SessionLogEntry[];
+  fault(input: FaultInput): void;
+  registerWebhook(appId: string, url: string): Promise<WebhookRegistration>;
+  webhookLog(since?: number): WebhookLogEntry[];
+  /** See SimulatorState: pass it as `options.state` to a new simulator to keep sessions resumable. */
+  exportState(): SimulatorState;
+  on(event: SimulatorEventName, listener: (...args: any[]) => void): this;
+  off(event: SimulatorEventName, listener: (...args: any[]) => void): this;
+}
+
+const MAX_BODY_BYTES = 1 << 20;
+
+class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
+  readonly #options: ResolvedOptions;
+  readonly #logger: Logger;
+  readonly #server: Server;
+  readonly #wss: WebSocketServer;
+  readonly #tokens: TokenIssuer;
+  readonly #world: World;
+  readonly #ledger: MessageLedger;
+  readonly #outbox: Outbox;
+  readonly #gateway: Gateway;
+  readonly #openapi: OpenApi;
+  readonly #webhooks: WebhookDelivery;
+  readonly #control: RouteTable<(ctx: { params: Record<string, string>; query: URLSearchParams; body: unknown }) => unknown>;
+  readonly #bots: Map<string, SimulatorBot>;
+  readonly #botUsers: Map<string, User>;
+  readonly #streams = new Set<ServerResponse>();
+  #nextEventId: number;
+  #port = 0;
+  #closed: Promise<void> | undefined;
+
+  constructor(options: ResolvedOptions, logger: Logger, state: SimulatorState | undefined) {
+    super();
+    this.#options = options;
+    this.#logger = logger;
+    this.#bots = new Map(options.bots.map((b) => [b.appId, b]));
+    this.#botUsers = new Map(options.bots.map((b) => [b.appId, { id: botUserId(b.appId), username: b.username ?? `simulator-bot-${b.appId}`, avatar: '', bot: true }]));
+    this.#tokens = new TokenIssuer(options.bots, options.tokenLifetimeSec, state?.tokens);
+    this.#world = new World([...this.#botUsers.values()]);
+    this.#ledger = new MessageLedger(options.replyWindowMs, state?.ledger);
+    this.#outbox = new Outbox(state?.outbox);
+    this.#nextEventId = state?.nextEventId ?? 1;
+    this.#gateway = new Gateway({
+      options, tokens: this.#tokens, logger, restored: state?.gateway,
+      botUser: (appId) => this.#botUser(appId),
+      hooks: {
+        session: (change, session) => this.#publish('session', { change, session }),
+        identify: (entry) => this.#publish('identify', entry),
+      },
+    });
+    this.#openapi = new OpenApi({
+      world: this.#world, ledger: this.#ledger, outbox: this.#outbox, tokens: this.#tokens, gateway: this.#gateway, options,
+      gatewayUrl: () => this.gatewayUrl, botUser: (appId) => this.#botUser(appId), onOutbox: (entry) => this.#publish('outbox', entry),
+    });
+    this.#webhooks = new WebhookDelivery({ bots: options.bots, maxAttempts: options.webhookMaxAttempts, logger, restored: state?.webhooks, onLog: (e) => this.#publish('webhook', e) });
+    this.#control = controlRoutes(this);
+    this.#server = createServer((req, res) => {
+      this.#onRequest(req, res).catch((err: unknown) => {
+        this.#logger.error({ err }, 'simulator request failed');
+        if (!res.headersSent) sendJson(res, 500, { code: 500, message: 'simulator internal error' });
+        else res.destroy();
+      });
+    });
+    this.#wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(options.maxFrameBytes * 16, 1 << 20) });
+    this.#gateway.attach(this.#wss);
+    this.#server.on('upgrade', (req, socket, head) => {
+      const path = new URL(req.url ?? '/', 'http://simulator').pathname;
+      if (path !== '/websocket' && path !== '/websocket/') {
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      this.#wss.handleUpgrade(req, socket, head, (ws) => this.#wss.emit('connection', ws, req));
+    });
+    this.#server.on('clientError', (_err, socket) => socket.destroy());
+  }
+
+  async listen(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(this.#options.port, this.#options.host, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#port = (this.#server.address() as AddressInfo).port;
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  get url(): string {
+    return `http://${hostForUrl(this.#options.host)}:${this.#port}`;
+  }
+
+  get gatewayUrl(): string {
+    return `ws://${hostForUrl(this.#options.host)}:${this.#port}/websocket`;
+  }
+
+  postMessage(input: PostMessageInput): { id: string; event_id: string } {
+    return this.postMessageUnchecked(input);
+  }
+
+  postMessageUnchecked(raw: unknown): { id: string; event_id: string } {
+    const input = parsePostMessage(raw);
+    const bot = this.#botFor(input.appId);
+    const id = this.#world.newId(input.kind === 'group_at' || input.kind === 'c2c' ? 'ROBOT1.0_' : '08');
+    const event = buildMessageEvent(this.#world, this.#botUser(bot.appId), input, id);
+    this.#ledger.recordInbound({ id, appId: bot.appId, scene: event.scene, target: event.target, at: Date.now(), kind: 'message' });
+    if (event.scene === 'guild' || event.scene === 'direct') this.#openapi.rememberMessage(event.d);
+    const { event_id } = this.#dispatch(bot.appId, event.t, event.d, false);
+    return { id, event_id };
+  }
+
+  dispatchEvent(appId: string | undefined, t: string, d: unknown): { event_id: string } {
+    return this.dispatchUnchecked(appId === undefined ? { t, d } : { appId, t, d });
+  }
+
+  dispatchUnchecked(raw: unknown): { event_id: string } {
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ControlInputError('body', 'expected a JSON object');
+    const { t, d, appId } = raw as { t?: unknown; d?: unknown; appId?: unknown };
+    if (typeof t !== 'string' || !/^[A-Z][A-Z0-9_]*$/.test(t)) throw new ControlInputError('t', 't must be an event type name such as GUILD_MEMBER_ADD');
+    if (t === 'READY' || t === 'RESUMED') throw new ControlInputError('t', `${t} is sent by the gateway itself`);
+    if (d === undefined) throw new ControlInputError('d', 'd is required');
+    if (appId !== undefined && (typeof appId !== 'string' || !this.#bots.has(appId))) throw new ControlInputError('appId', 'appId must name a bot the simulator knows');
+    return this.#dispatch(appId as string | undefined, t, d, true);
+  }
+
+  outbox(since?: number): OutboxEntry[] {
+    return this.#outbox.since(since);
+  }
+
+  sessions(): SessionInfo[] {
+    return this.#gateway.sessions();
+  }
+
+  sessionLog(): SessionLogEntry[] {
+    return this.#gateway.sessionLog();
+  }
+
+  fault(input: FaultInput): void {
+    this.faultUnchecked(input);
+  }
+
+  faultUnchecked(raw: unknown): { affected: number } {
+    const fault = parseFault(raw, (route) => this.#openapi.routes.has(route));
+    if (fault.appId !== undefined && !this.#bots.has(fault.appId)) throw new ControlInputError('appId', 'appId must name a bot the simulator knows');
+    if (fault.kind === 'rate_limit') {
+      this.#openapi.rateLimit(fault.route, fault.count, fault.retryAfterSec, fault.appId);
+      return { affected: fault.count };
+    }
+    return { affected: this.#gateway.fault(fault) };
+  }
+
+  registerWebhook(appId: unknown, url: unknown): Promise<WebhookRegistration> {
+    return this.#webhooks.register(appId, url);
+  }
+
+  unregisterWebhook(appId: string): boolean {
+    return this.#webhooks.unregister(appId);
+  }
+
+  webhooks(): WebhookRegistration[] {
+    return this.#webhooks.registrations();
+  }
+
+  webhookLog(since?: number): WebhookLogEntry[] {
+    return this.#webhooks.log(since);
+  }
+
+  world(): World {
+    return this.#world;
+  }
+
+  botUsers(): User[] {
+    return [...this.#botUsers.values()];
+  }
+
+  info(): Record<string, unknown> {
+    return {
+      url: this.url,
+      gatewayUrl: this.gatewayUrl,
+      tokenUrl: `${this.url}/app/getAppAccessToken`,
+      bots: [...this.#bots.values()].map((b) => ({ appId: b.appId, user: this.#botUser(b.appId), legacyToken: b.token !== undefined })),
+      recommendedShards: this.#options.recommendedShards,
+      heartbeatIntervalMs: this.#options.heartbeatIntervalMs,
+      proactiveCounts: this.#outbox.proactiveCounts(),
+    };
+  }
+
+  exportState(): SimulatorState {
+    return {
+      version: 1,
+      tokens: this.#tokens.snapshot(),
+      gateway: this.#gateway.snapshot(),
+      ledger: this.#ledger.snapshot(),
+      outbox: this.#outbox.snapshot(),
+      webhooks: this.#webhooks.registrations(),
+      nextEventId: this.#nextEventId,
+    };
+  }
+
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      this.#gateway.close();
+      for (const res of this.#streams) res.end();
+      this.#streams.clear();
+      await this.#webhooks.close();
+      this.#wss.close();
+      await new Promise<void>((resolve) => {
+        this.#server.close(() => resolve());
+        this.#server.closeAllConnections();
+      });
+      this.removeAllListeners();
+    })();
+    return this.#closed;
+  }
+
+  #dispatch(appId: string | undefined, t: string, d: unknown, recordEvent: boolean): { event_id: string } {
+    const eventId = `${t}:sim-${String(this.#nextEventId++).padStart(10, '0')}`;
+    if (recordEvent && appId !== undefined) this.#recordEventReply(appId, t, d, eventId);
+    else if (recordEvent) for (const a of this.#bots.keys()) this.#recordEventReply(a, t, d, eventId);
+    const sessions = this.#gateway.dispatch(appId, t, d, eventId);
+    const webhooks = this.#webhooks.deliver(appId, t, d, eventId);
+    this.#publish('event', { appId: appId ?? null, t, d, id: eventId, sessions, webhooks });
+    return { event_id: eventId };
+  }
+
+  /** Events that accept `event_id` replies (§14) open a passive window like a message does. */
+  #recordEventReply(appId: string, t: string, d: unknown, eventId: string): void {
+    const o = (typeof d === 'object' && d !== null ? d : {}) as Record<string, unknown>;
+    let scene: ReplyScene | undefined;
+    let target = '';
+    if (['GROUP_ADD_ROBOT', 'GROUP_MSG_RECEIVE'].includes(t)) {
+      scene = 'group';
+      target = typeof o.group_openid === 'string' ? o.group_openid : '';
+    } else if (['C2C_MSG_RECEIVE', 'FRIEND_ADD'].includes(t)) {
+      scene = 'c2c';
+      target = typeof o.openid === 'string' ? o.openid : '';
+    } else if (t === 'INTERACTION_CREATE') {
+      scene = o.scene === 'group' || o.chat_type === 1 ? 'group' : o.scene === 'c2c' || o.chat_type === 2 ? 'c2c' : 'guild';
+    } else if (/^(GUILD_MEMBER_|MESSAGE_REACTION_|FORUM_)/.test(t)) {
+      scene = 'guild';
+    }
+    if (scene) this.#ledger.recordInbound({ id: eventId, appId, scene, target, at: Date.now(), kind: 'event' });
+    // a message event posted raw is as answerable as one from /_simulator/messages
+    const messageScene: Record<string, ReplyScene> = { AT_MESSAGE_CREATE: 'guild', MESSAGE_CREATE: 'guild', DIRECT_MESSAGE_CREATE: 'direct', GROUP_AT_MESSAGE_CREATE: 'group', C2C_MESSAGE_CREATE: 'c2c' };
+    const ms = messageScene[t];
+    if (ms && typeof o.id === 'string') {
+      const author = (o.author ?? {}) as Record<string, unknown>;
+      const tgt = ms === 'guild' ? o.channel_id : ms === 'direct' ? o.guild_id : ms === 'group' ? o.group_openid ?? o.group_id : author.user_openid ?? author.id;
+      if (typeof tgt === 'string') {
+        this.#ledger.recordInbound({ id: o.id, appId, scene: ms, target: tgt, at: Date.now(), kind: 'message' });
+        if (ms === 'group') this.#world.addGroup(tgt);
+        if (ms === 'c2c') this.#world.c2cUsers.add(tgt);
+      }
+    }
+  }
+
+  #publish(event: SimulatorEventName, payload: unknown): void {
+    if (this.#streams.size > 0) {
+      const chunk = `event: ${event}\ndata: ${JSON.stringify(payload)}\n\n`;
+      for (const res of this.#streams) res.write(chunk);
+    }
+    try {
+      this.emit(event, payload);
+    } catch (err) {
+      this.#logger.error({ err, event }, 'simulator listener threw');
+    }
+  }
+
+  #botFor(appId: string | undefined): SimulatorBot {
+    if (appId === undefined) return this.#options.bots[0]!;
+    const bot = this.#bots.get(appId);
+    if (!bot) throw new ControlInputError('appId', 'appId must name a bot the simulator knows');
+    return bot;
+  }
+
+  #botUser(appId: string): User {
+    return this.#botUsers.get(appId)!;
+  }
+
+  async #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://simulator');
+    const method = req.method ?? 'GET';
+    if (url.pathname.startsWith('/_simulator')) return this.#onControl(req, res, url, method);
+    const traceId = randomBytes(16).toString('hex');
+    res.setHeader('X-Tps-trace-ID', traceId);
+    try {
+      const body = await readJson(req, method);
+      if (url.pathname === '/app/getAppAccessToken') {
+        if (method !== 'POST') throw new PlatformError(405, CODES.methodNotAllowed, 'use POST');
+        const o = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+        return sendJson(res, 200, this.#tokens.issue(o.appId, o.clientSecret));
+      }
+      const auth = req.headers.authorization;
+      const answer = this.#openapi.handle(method, url.pathname, url.searchParams, auth, body);
+      for (const [k, v] of Object.entries(answer.headers ?? {})) res.setHeader(k, v);
+      if (answer.status === 204 || answer.body === undefined) {
+        res.writeHead(answer.status).end();
+        return;
+      }
+      sendJson(res, answer.status, answer.body);
+    } catch (err) {
+      if (!(err instanceof PlatformError)) throw err;
+      for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
+      sendJson(res, err.status, err.body(traceId));
+    }
+  }
+
+  async #onControl(req: IncomingMessage, res: ServerResponse, url: URL, method: string): Promise<void> {
+    if (url.pathname === '/_simulator/stream' && method === 'GET') return this.#openStream(req, res);
+    const { found, pathKnown } = this.#control.match(method, url.pathname.replace(/\/+$/, '') || '/');
+    if (!found) return sendJson(res, pathKnown ? 405 : 404, { error: pathKnown ? `method ${method} not allowed` : `no control endpoint ${url.pathname}` });
+    try {
+      let body: unknown;
+      try {
+        body = await readJson(req, method);
+      } catch {
+        throw new ControlInputError('body', 'body must be valid JSON');
+      }
+      sendJson(res, 200, await found.handler({ params: found.params, query: url.searchParams, body }));
+    } catch (err) {
+      if (err instanceof ControlInputError) return sendJson(res, 400, { error: err.message, field: err.field });
+      throw err;
+    }
+  }
+
+  #openStream(req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    res.write(`event: hello\ndata: ${JSON.stringify({ sessions: this.sessions(), outboxNext: (this.#outbox.since().at(-1)?.n ?? 0) + 1 })}\n\n`);
+    this.#streams.add(res);
+    req.on('close', () => this.#streams.delete(res));
+  }
+}
+
+/**
+ * Starts a local QQ bot platform: token endpoint, OpenAPI, websocket gateway, webhook delivery
+ * and the `/_simulator/` control API, all on one port.
+ */
+export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
+  const resolved = resolveOptions(options);
+  const logger = options.logger ?? silentLogger;
+  if (options.state !== undefined && options.state.version !== 1) throw new ControlInputError('state', 'unsupported simulator state version');
+  const sim = new SimulatorImpl(resolved, logger, options.state);
+  await sim.listen();
+  logger.info({ url: sim.url, gatewayUrl: sim.gatewayUrl }, 'simulator listening');
+  for (const bot of resolved.bots) {
+    // simulator credentials, printed on purpose so a developer can point a bot at it
+    const creds = resolved.printCredentials ? ` appId=${bot.appId} secret=${bot.secret}${bot.token ? ` token=${bot.token}` : ''}` : ` appId=${bot.appId}`;
+    logger.info(`simulator bot${creds}`);
+  }
+  return sim;
+}
+
+async function readJson(req: IncomingMessage, method: string): Promise<unknown> {
+  if (method === 'GET' || method === 'HEAD') {
+    req.resume();
+    return undefined;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new PlatformError(413, CODES.invalidParameter, 'request body too large');
+    chunks.push(chunk as Buffer);
+  }
+  if (size === 0) return undefined;
+  const type = req.headers['content-type'] ?? '';
+  if (type.startsWith('multipart/')) throw new PlatformError(400, CODES.invalidParameter, 'multipart/form-data is not supported by the simulator');
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new PlatformError(400, CODES.invalidParameter, 'request body is not valid JSON');
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function hostForUrl(host: string): string {
+  if (host === '0.0.0.0' || host === '::') return '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** A stable numeric-looking user id for a bot (guild user ids are numeric strings). */
+function botUserId(appId: string): string {
+  let h = 1469598103934665603n;
+  for (const ch of appId) h = ((h ^ BigInt(ch.codePointAt(0)!)) * 1099511628211n) & 0xffffffffffffn;
+  return String(10_000_000_000_000_000n + h);
+}

@@ -1,0 +1,125 @@
+import type { Logger } from '../logging/logger.ts';
+import { SimulatorConfigError } from './errors.ts';
+import type { SimulatorState } from './state.ts';
+
+export interface SimulatorBot {
+  appId: string;
+  secret: string;
+  /** legacy fixed token for `Bot {appId}.{token}` auth; without it only access tokens work */
+  token?: string;
+  /** intent bits this bot is not entitled to: identifying with any of them closes with 4014 */
+  deniedIntents?: number;
+  username?: string;
+}
+
+export interface SimulatorOptions {
+  /** @defaultValue '127.0.0.1' */
+  host?: string;
+  /** @defaultValue 0 (ephemeral) */
+  port?: number;
+  /** @defaultValue one bot 1020000001 / simulator-secret / simulator-token */
+  bots?: SimulatorBot[];
+  /** access-token lifetime; the endpoint mints a new one only in the last 60 s. @defaultValue 7200 */
+  tokenLifetimeSec?: number;
+  /** @defaultValue 41250 */
+  heartbeatIntervalMs?: number;
+  /** a connection that sends nothing (no heartbeat) for this long is closed with 4009. @defaultValue 2 × heartbeatIntervalMs */
+  sessionTimeoutMs?: number;
+  /** `shards` in /gateway/bot. @defaultValue 1 */
+  recommendedShards?: number;
+  /** @defaultValue total 1000, remaining = total, maxConcurrency 1 */
+  sessionStartLimit?: { total: number; remaining?: number; maxConcurrency: number };
+  /** identifies allowed per bot: maxConcurrency per this window, else close 4008. @defaultValue 5000 */
+  identifyWindowMs?: number;
+  /** dispatches kept per session for resume. @defaultValue 10000 */
+  replayBufferSize?: number;
+  /** how long a disconnected session stays resumable (and keeps buffering). @defaultValue 300000 */
+  resumeWindowMs?: number;
+  /** a client frame larger than this closes the connection with 4002. @defaultValue 16384 */
+  maxFrameBytes?: number;
+  /** passive-reply windows per scene (§14). @defaultValue c2c 60 min, others 5 min */
+  replyWindowMs?: Partial<Record<ReplyScene, number>>;
+  /** webhook delivery attempts per event before giving up. @defaultValue 5 */
+  webhookMaxAttempts?: number;
+  /** state from `Simulator.exportState()` of a previous instance: sessions stay resumable across a restart */
+  state?: SimulatorState;
+  /** log the bots' simulator credentials at start (for the CLI); embedders may turn it off. @defaultValue true */
+  printCredentials?: boolean;
+  logger?: Logger;
+}
+
+export type ReplyScene = 'c2c' | 'group' | 'guild' | 'direct';
+
+export const DEFAULT_BOT: Readonly<Required<Pick<SimulatorBot, 'appId' | 'secret' | 'token'>>> = Object.freeze({
+  appId: '1020000001',
+  secret: 'simulator-secret',
+  token: 'simulator-token',
+});
+
+export interface ResolvedOptions {
+  host: string;
+  port: number;
+  bots: SimulatorBot[];
+  tokenLifetimeSec: number;
+  heartbeatIntervalMs: number;
+  sessionTimeoutMs: number;
+  recommendedShards: number;
+  sessionStartLimit: { total: number; remaining: number; maxConcurrency: number };
+  identifyWindowMs: number;
+  replayBufferSize: number;
+  resumeWindowMs: number;
+  maxFrameBytes: number;
+  replyWindowMs: Record<ReplyScene, number>;
+  webhookMaxAttempts: number;
+  printCredentials: boolean;
+}
+
+function positiveInt(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) throw new SimulatorConfigError(`simulator option ${name} must be a positive number`, { option: name });
+  return value;
+}
+
+export function resolveOptions(options: SimulatorOptions): ResolvedOptions {
+  const bots = options.bots && options.bots.length > 0 ? options.bots.map((b) => ({ ...b })) : [{ ...DEFAULT_BOT }];
+  const seen = new Set<string>();
+  for (const bot of bots) {
+    if (!bot.appId || !bot.secret) throw new SimulatorConfigError('every simulator bot needs an appId and a secret', { appId: bot.appId });
+    if (seen.has(bot.appId)) throw new SimulatorConfigError(`simulator bot ${bot.appId} is listed twice`, { appId: bot.appId });
+    seen.add(bot.appId);
+  }
+  const heartbeatIntervalMs = positiveInt('heartbeatIntervalMs', options.heartbeatIntervalMs, 41250);
+  const limit = options.sessionStartLimit;
+  const total = positiveInt('sessionStartLimit.total', limit?.total, 1000);
+  return {
+    host: options.host ?? '127.0.0.1',
+    port: options.port ?? 0,
+    bots,
+    tokenLifetimeSec: positiveInt('tokenLifetimeSec', options.tokenLifetimeSec, 7200),
+    heartbeatIntervalMs,
+    sessionTimeoutMs: positiveInt('sessionTimeoutMs', options.sessionTimeoutMs, heartbeatIntervalMs * 2),
+    recommendedShards: positiveInt('recommendedShards', options.recommendedShards, 1),
+    sessionStartLimit: { total, remaining: limit?.remaining ?? total, maxConcurrency: positiveInt('sessionStartLimit.maxConcurrency', limit?.maxConcurrency, 1) },
+    identifyWindowMs: positiveInt('identifyWindowMs', options.identifyWindowMs, 5000),
+    replayBufferSize: positiveInt('replayBufferSize', options.replayBufferSize, 10000),
+    resumeWindowMs: positiveInt('resumeWindowMs', options.resumeWindowMs, 300_000),
+    maxFrameBytes: positiveInt('maxFrameBytes', options.maxFrameBytes, 16384),
+    replyWindowMs: { c2c: 60 * 60_000, group: 5 * 60_000, guild: 5 * 60_000, direct: 5 * 60_000, ...options.replyWindowMs },
+    webhookMaxAttempts: positiveInt('webhookMaxAttempts', options.webhookMaxAttempts, 5),
+    printCredentials: options.printCredentials ?? true,
+  };
+}
+
+/**
+ * Parses the CLI's `--bot appId:secret[:token]`. The error never repeats the flag's value,
+ * because it carries a secret.
+ */
+export function parseBotFlag(s: string): SimulatorBot {
+  const parts = s.split(':');
+  const [appId, secret, token] = parts;
+  if (parts.length < 2 || parts.length > 3 || !appId || !secret || (parts.length === 3 && !token)) {
+    throw new SimulatorConfigError('--bot expects appId:secret or appId:secret:token (none of them empty, no extra ":")', { appId: appId || undefined });
+  }
+  if (!/^[0-9A-Za-z_-]+$/.test(appId)) throw new SimulatorConfigError('--bot appId may only contain letters, digits, "_" and "-"', { appId });
+  return token ? { appId, secret, token } : { appId, secret };
+}
