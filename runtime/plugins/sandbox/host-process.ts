@@ -1,0 +1,138 @@
+/**
+ * Entry of the plugin-host child process (forked by the supervisor with `--no-node-snapshot
+ * --import tsx`). Owns every isolate; talks to the main process only through IPC messages.
+ * It holds no credentials: the supervisor forks it with a scrubbed environment.
+ */
+import { writeSync } from 'node:fs';
+import type { CallResult } from '../instance.ts';
+import { LAST_WORDS_FD, type FromHost, type LastWords, type ToHost } from './ipc.ts';
+import { InstanceSlot } from './instance-slot.ts';
+import { PluginSandbox, SandboxLoadFailure, type SandboxHooks } from './plugin-sandbox.ts';
+
+const HEARTBEAT_MS = Number(process.env.QQBOT_HOST_HEARTBEAT_MS ?? 500);
+const RETIRE_GRACE_MS = Number(process.env.QQBOT_HOST_RETIRE_GRACE_MS ?? 5000);
+
+const slots = new Map<string, InstanceSlot>();
+const calls = new Map<number, { sandbox: PluginSandbox; callId: number }>();
+let nextCid = 1;
+let stopping = false;
+
+function send(message: FromHost): void {
+  if (process.connected) process.send?.(message);
+}
+
+function hooksFor(id: string, version: number): SandboxHooks {
+  return {
+    call(sandbox, callId, capability, payload, eventRid) {
+      const cid = nextCid++;
+      calls.set(cid, { sandbox, callId });
+      const message: FromHost = { op: 'call', cid, id, capability, payload };
+      if (eventRid !== undefined) message.eventRid = eventRid;
+      send(message);
+    },
+    log(level, args) {
+      send({ op: 'log', id, level, args });
+    },
+    pluginError(error) {
+      send({ op: 'plugin-error', id, version, error });
+    },
+    failed(reason, message) {
+      const slot = slots.get(id);
+      // Only the serving version's failure takes the instance down; a retiring one just goes.
+      if (slot && slot.current.spec.version === version && slot.current.disposed) {
+        slots.delete(id);
+        slot.abandon(`E_RESTARTING: ${reason}`);
+        send({ op: 'failed', id, version, reason, message });
+      }
+    },
+    catastrophic(message) {
+      // V8 has lost the isolate; the process cannot go on. Name the culprit synchronously, then abort.
+      const words: LastWords = { instanceId: id, message };
+      try {
+        writeSync(LAST_WORDS_FD, `${JSON.stringify(words)}\n`);
+      } catch {
+        // the supervisor falls back to the instance that was executing
+      }
+      process.abort();
+    },
+  };
+}
+
+async function load(rid: number, spec: Extract<ToHost, { op: 'load' }>['spec']): Promise<void> {
+  const started = performance.now();
+  let sandbox: PluginSandbox;
+  try {
+    sandbox = await PluginSandbox.create(spec, hooksFor(spec.id, spec.version));
+  } catch (err) {
+    const failure = err instanceof SandboxLoadFailure ? err : undefined;
+    const message: FromHost = { op: 'loaded', rid, ok: false, message: err instanceof Error ? err.message : String(err) };
+    if (failure?.location) message.location = failure.location;
+    if (failure) message.stack = failure.mappedStack;
+    send(message);
+    return;
+  }
+  const existing = slots.get(spec.id);
+  if (existing) {
+    await existing.swap(sandbox);
+  } else {
+    slots.set(spec.id, new InstanceSlot(sandbox, answer, RETIRE_GRACE_MS));
+  }
+  send({ op: 'loaded', rid, ok: true, version: spec.version, loadMs: performance.now() - started });
+}
+
+function answer(rid: number, outcome: import('../instance.ts').DispatchOutcome, sandbox: PluginSandbox): void {
+  send({ op: 'outcome', rid, outcome, heapUsedBytes: sandbox.heapUsedBytes });
+}
+
+async function unload(id: string, graceMs: number): Promise<void> {
+  const slot = slots.get(id);
+  if (!slot) return;
+  slots.delete(id);
+  await slot.unload(graceMs);
+}
+
+function settle(cid: number, result: CallResult): void {
+  const call = calls.get(cid);
+  if (!call) return;
+  calls.delete(cid);
+  call.sandbox.settle(call.callId, result);
+}
+
+process.on('message', (raw: unknown) => {
+  const message = raw as ToHost;
+  switch (message.op) {
+    case 'load':
+      if (!stopping) void load(message.rid, message.spec);
+      break;
+    case 'unload':
+      void unload(message.id, RETIRE_GRACE_MS).then(() => send({ op: 'unloaded', rid: message.rid }));
+      break;
+    case 'dispatch': {
+      const slot = slots.get(message.id);
+      if (slot && !stopping) slot.dispatch(message.rid, message.event);
+      else send({ op: 'outcome', rid: message.rid, outcome: { instanceId: message.id, version: 0, status: 'unloaded', error: 'E_UNLOADED' } });
+      break;
+    }
+    case 'result':
+      settle(message.cid, message.result);
+      break;
+    case 'stop':
+      stopping = true;
+      void Promise.all([...slots.keys()].map((id) => unload(id, message.graceMs))).then(() => {
+        send({ op: 'stopped', rid: message.rid });
+        clearInterval(heartbeat);
+        process.disconnect?.();
+      });
+      break;
+  }
+});
+
+// The main process going away (or closing the channel) ends the host: isolates die with it.
+process.on('disconnect', () => {
+  clearInterval(heartbeat);
+  for (const slot of slots.values()) slot.current.dispose();
+  process.exit(0);
+});
+
+const heartbeat = setInterval(() => send({ op: 'heartbeat' }), HEARTBEAT_MS);
+send({ op: 'ready' });

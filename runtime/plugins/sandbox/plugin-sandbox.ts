@@ -1,0 +1,551 @@
+/**
+ * One version of one plugin instance: an isolate, one long-lived context, the prelude and the
+ * bundle. Runs in the plugin-host child. Every entry into the isolate is an async `apply` with a
+ * timeout, one at a time (a serial chain), with copied primitive arguments and primitive results.
+ * The only host functions inside are two `ivm.Callback`s.
+ */
+import ivm from 'isolated-vm';
+import { API_METHODS } from '../../../sdk-types/api.ts';
+import type { CallResult, DispatchOutcome, PluginInstanceSpec, SandboxEvent } from '../instance.ts';
+import type { FailureKind, LogLevel } from './ipc.ts';
+import { classifyIvmError } from './ivm-failure.ts';
+import { PRELUDE_FILENAME, PRELUDE_SOURCE } from './prelude.ts';
+import { createStackMapper, type StackMapper } from './stack-mapper.ts';
+
+export interface SandboxHooks {
+  /** a capability call the plugin made; answer with `sandbox.settle(callId, result)` */
+  call(sandbox: PluginSandbox, callId: number, capability: string, payload: unknown, eventRid: number | undefined): void;
+  log(level: LogLevel, args: string[]): void;
+  pluginError(stack: string): void;
+  /** the isolate broke a limit and is gone */
+  failed(reason: FailureKind, message: string): void;
+  /** V8 lost control of the isolate: the host must abort */
+  catastrophic(message: string): void;
+}
+
+export interface DispatchHandle {
+  /** the dispatch entry has run: the next event may enter */
+  entered: Promise<void>;
+  outcome: Promise<DispatchOutcome>;
+}
+
+/** The load failed (bad code or setup threw); `location` is the plugin's own file:line. */
+export class SandboxLoadFailure extends Error {
+  readonly location: string | undefined;
+  readonly mappedStack: string;
+  constructor(message: string, location: string | undefined, mappedStack: string) {
+    super(message);
+    this.location = location;
+    this.mappedStack = mappedStack;
+  }
+}
+
+/** Consecutive entry timeouts before the isolate counts as a runaway (a busy CPU can cause one). */
+const TIMEOUT_STRIKES = 3;
+/** Extra wall time after an entry's own timeout before the host disposes the isolate (Screeps). */
+const WATCHDOG_GRACE_MS = 2000;
+const MAX_TIMERS = 256;
+const MIN_INTERVAL_MS = 10;
+/** Rolling CPU for work outside events (timers, detached chains). */
+const BACKGROUND_CPU_MS = 1000;
+const BACKGROUND_WINDOW_MS = 10_000;
+/** Log lines per second per instance; more are dropped. */
+const LOG_RATE = 200;
+const HEAP_RESTART_RATIO = 0.8;
+const SNAPSHOT_MAX_CHARS = 256 * 1024;
+
+interface EventState {
+  seq: number;
+  rid: number | undefined;
+  type: string;
+  startedAt: number;
+  cpuNs: bigint;
+  calls: Set<number>;
+  finished: boolean;
+  resolve: (o: DispatchOutcome) => void;
+  tail: NodeJS.Timeout | undefined;
+  /** setup is tracked like an event, without CPU budget */
+  isSetup: boolean;
+  /** unmapped error text from the plugin, for locating it in the source map */
+  rawError?: string;
+}
+
+interface PendingCall {
+  event: EventState | undefined;
+  /** its result is queued for the settle entry */
+  settling: boolean;
+}
+
+type EntryResult = { ok: true; value: unknown } | { ok: false; failure: ReturnType<typeof classifyIvmError>; message: string };
+
+let nextSeq = 1;
+
+export class PluginSandbox {
+  readonly spec: PluginInstanceSpec;
+  readonly #hooks: SandboxHooks;
+  readonly #isolate: ivm.Isolate;
+  readonly #mapper: StackMapper;
+  #context: ivm.Context | undefined;
+  #entries = new Map<string, ivm.Reference<(...args: unknown[]) => unknown>>();
+  #chain: Promise<unknown> = Promise.resolve();
+  #inFlightEntries = 0;
+  #current: EventState | undefined;
+  #events = new Map<number, EventState>();
+  #pending = new Map<number, PendingCall>();
+  #timers = new Map<number, NodeJS.Timeout>();
+  #timersStopped = false;
+  #strikes = 0;
+  #dead = false;
+  #backgroundNs = 0n;
+  #backgroundSince = Date.now();
+  #logWindow = { since: 0, count: 0 };
+  #restartAtIdle = false;
+  #idleWaiters: Array<() => void> = [];
+  heapUsedBytes = 0;
+  cpuNsTotal = 0n;
+
+  private constructor(spec: PluginInstanceSpec, hooks: SandboxHooks) {
+    this.spec = spec;
+    this.#hooks = hooks;
+    this.#mapper = createStackMapper(bundleFilename(spec), spec.sourceMap);
+    this.#isolate = new ivm.Isolate({
+      memoryLimit: spec.limits.memoryMb,
+      onCatastrophicError: (message) => hooks.catastrophic(message),
+    });
+  }
+
+  /** Builds the isolate, runs prelude, bundle and setup. Throws SandboxLoadFailure. */
+  static async create(spec: PluginInstanceSpec, hooks: SandboxHooks): Promise<PluginSandbox> {
+    const sandbox = new PluginSandbox(spec, hooks);
+    try {
+      await sandbox.#load();
+    } catch (err) {
+      sandbox.dispose();
+      if (err instanceof SandboxLoadFailure) throw err;
+      const text = err instanceof Error ? `${err.message}\n${err.stack ?? ''}` : String(err);
+      const kind = classifyIvmError(err);
+      const message = kind === 'plugin' ? (err instanceof Error ? err.message : String(err)) : `${kind} while loading`;
+      throw new SandboxLoadFailure(message, sandbox.#mapper.firstLocation(text), sandbox.#mapper.map(text));
+    }
+    return sandbox;
+  }
+
+  get disposed(): boolean {
+    return this.#dead;
+  }
+
+  async #load(): Promise<void> {
+    const { spec } = this;
+    const timeout = spec.limits.loadTimeoutMs;
+    const context = await this.#isolate.createContext();
+    this.#context = context;
+    const jail = context.global;
+    await jail.set('__qqbotHostCall', new ivm.Callback((id: unknown, cap: unknown, json: unknown) => this.#hostCall(id, cap, json)));
+    await jail.set('__qqbotHostReport', new ivm.Callback((kind: unknown, json: unknown) => this.#hostReport(kind, json), { ignored: true }));
+    await jail.set('__qqbotInit', JSON.stringify({ bot: spec.bot, config: spec.config ?? {}, apiMethods: Object.keys(API_METHODS) }));
+    jail.release();
+
+    const prelude = await this.#isolate.compileScript(PRELUDE_SOURCE, { filename: PRELUDE_FILENAME });
+    const entries = (await prelude.run(context, { reference: true, timeout })) as ivm.Reference<Record<string, unknown>>;
+    prelude.release();
+    // Taken before any plugin code runs: the plugin cannot swap them out from under the host.
+    for (const name of ['setup', 'dispatch', 'settle', 'timer', 'snapshot', 'restore']) {
+      this.#entries.set(name, (await entries.get(name, { reference: true })) as ivm.Reference<(...args: unknown[]) => unknown>);
+    }
+    entries.release();
+
+    // `void 0` makes the completion value a primitive whatever the bundle ends with.
+    const bundle = await this.#isolate.compileScript(`${spec.code}\n;void 0;`, { filename: bundleFilename(spec) });
+    const ran = await this.#enter(() => bundle.run(context, { timeout }), timeout, undefined);
+    bundle.release();
+    if (!ran.ok) throw this.#loadFailure(ran.message, ran.failure);
+
+    const setup = this.#openEvent(undefined, 'setup', true);
+    const finished = new Promise<DispatchOutcome>((resolve) => (setup.resolve = resolve));
+    setup.tail = setTimeout(() => this.#finish(setup, 'timeout', `setup did not finish within ${timeout} ms`), timeout);
+    const entered = await this.#apply('setup', [setup.seq], timeout, setup);
+    if (!entered.ok) this.#finish(setup, entered.failure === 'timeout' ? 'timeout' : 'error', entered.message);
+    const outcome = await finished;
+    if (outcome.status !== 'ok') throw this.#loadFailure(setup.rawError ?? outcome.error ?? 'setup failed', outcome.status);
+  }
+
+  #loadFailure(text: string, kind: string): SandboxLoadFailure {
+    const mapped = this.#mapper.map(text);
+    const headline = mapped.split('\n')[0] ?? mapped;
+    return new SandboxLoadFailure(kind === 'plugin' || kind === 'error' ? headline : `${kind}: ${headline}`, this.#mapper.firstLocation(text), mapped);
+  }
+
+  dispatch(event: SandboxEvent, rid?: number): DispatchHandle {
+    const state = this.#openEvent(rid, event.type, false);
+    const outcome = new Promise<DispatchOutcome>((resolve) => (state.resolve = resolve));
+    const json = JSON.stringify(event);
+    if (this.#dead) {
+      this.#finish(state, 'unloaded', 'E_DISPOSED');
+      return { entered: Promise.resolve(), outcome };
+    }
+    if (json.length > this.spec.limits.payloadBytes) {
+      this.#finish(state, 'dropped', 'E_PAYLOAD: event larger than payloadBytes');
+      return { entered: Promise.resolve(), outcome };
+    }
+    state.tail = setTimeout(() => this.#deadline(state), this.spec.limits.asyncTailMs);
+    const entered = this.#apply('dispatch', [state.seq, json], this.spec.limits.entryTimeoutMs, state).then((r) => {
+      if (r.ok) return;
+      if (r.failure === 'timeout') this.#finish(state, 'timeout', 'E_TIMEOUT: handler exceeded entryTimeoutMs');
+      else if (r.failure === 'plugin') this.#reportError(r.message);
+      if (!this.#dead) void this.#checkHeap();
+    });
+    return { entered, outcome };
+  }
+
+  settle(callId: number, result: CallResult): void {
+    const call = this.#pending.get(callId);
+    if (!call || call.settling || this.#dead) return;
+    call.settling = true;
+    const event = call.event && !call.event.finished ? call.event : undefined;
+    call.event?.calls.delete(callId);
+    const value = result.ok ? JSON.stringify(result.value ?? null) : JSON.stringify(result.error);
+    const ref = this.#entries.get('settle');
+    const run = (): Promise<unknown> => {
+      // The call counts against pendingCalls until the plugin has actually seen its result.
+      this.#pending.delete(callId);
+      if (!ref) throw new Error('Isolate is disposed');
+      return ref.apply(undefined, [callId, result.ok, value ?? 'null'], { arguments: { copy: true }, timeout: this.spec.limits.entryTimeoutMs });
+    };
+    void this.#enter(run, this.spec.limits.entryTimeoutMs, event).then((r) => {
+      if (!r.ok && r.failure === 'plugin') this.#reportError(r.message);
+      if (!r.ok && r.failure === 'timeout' && event) this.#finish(event, 'timeout', 'E_TIMEOUT: continuation exceeded entryTimeoutMs');
+      this.#checkIdle();
+    });
+  }
+
+  /** JSON state from the plugin's `snapshot()`, or undefined when it has none or it failed. */
+  async snapshot(): Promise<string | undefined> {
+    if (this.#dead) return undefined;
+    const r = await this.#apply('snapshot', [], this.spec.limits.entryTimeoutMs, undefined);
+    if (!r.ok) {
+      if (r.failure === 'plugin') this.#reportError(`snapshot failed: ${r.message}`);
+      return undefined;
+    }
+    if (typeof r.value !== 'string' || r.value === '') return undefined;
+    if (r.value.length > SNAPSHOT_MAX_CHARS) {
+      this.#hooks.log('warn', [`snapshot dropped: ${r.value.length} chars > ${SNAPSHOT_MAX_CHARS}`]);
+      return undefined;
+    }
+    return r.value;
+  }
+
+  async restore(state: string): Promise<void> {
+    const r = await this.#apply('restore', [state], this.spec.limits.entryTimeoutMs, undefined);
+    if (!r.ok && r.failure === 'plugin') this.#reportError(`restore failed: ${r.message}`);
+  }
+
+  /** No more timers; wait until nothing is pending (or `graceMs`), then dispose. */
+  async retire(graceMs: number): Promise<void> {
+    this.#stopTimers();
+    if (!this.#quiescent()) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.#idleWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    this.dispose();
+  }
+
+  dispose(): void {
+    if (this.#dead) return;
+    this.#dead = true;
+    this.#stopTimers();
+    for (const state of this.#events.values()) this.#finish(state, 'unloaded', 'E_DISPOSED: plugin unloaded');
+    this.#pending.clear();
+    for (const ref of this.#entries.values()) ref.release();
+    this.#entries.clear();
+    if (!this.#isolate.isDisposed) this.#isolate.dispose();
+    this.#notifyIdle();
+  }
+
+  // ---- entries -------------------------------------------------------------------------------
+
+  #apply(name: string, args: unknown[], timeout: number, event: EventState | undefined): Promise<EntryResult> {
+    const ref = this.#entries.get(name);
+    return this.#enter(() => {
+      if (!ref) throw new Error('Isolate is disposed');
+      return ref.apply(undefined, args, { arguments: { copy: true }, timeout });
+    }, timeout, event);
+  }
+
+  /** Serial: one entry in flight per isolate. CPU is charged to the event the entry serves. */
+  #enter(run: () => Promise<unknown>, timeout: number, event: EventState | undefined): Promise<EntryResult> {
+    this.#inFlightEntries++;
+    const next = this.#chain.then(async (): Promise<EntryResult> => {
+      if (this.#dead) return { ok: false, failure: 'disposed', message: 'Isolate is disposed' };
+      this.#current = event;
+      const before = this.#cpuNow();
+      const watchdog = setTimeout(() => this.#fail('disposed', 'entry stuck past its timeout; isolate disposed'), timeout + WATCHDOG_GRACE_MS);
+      let result: EntryResult;
+      try {
+        result = { ok: true, value: await run() };
+      } catch (err) {
+        const failure = classifyIvmError(err);
+        result = { ok: false, failure, message: err instanceof Error ? `${err.message}\n${err.stack ?? ''}` : String(err) };
+      } finally {
+        clearTimeout(watchdog);
+        this.#current = undefined;
+      }
+      this.#charge(event, this.#cpuNow() - before);
+      if (!result.ok) this.#onEntryFailure(result);
+      else this.#strikes = 0;
+      return result;
+    });
+    this.#chain = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    return next.finally(() => {
+      this.#inFlightEntries--;
+      this.#checkIdle();
+    });
+  }
+
+  #cpuNow(): bigint {
+    try {
+      return this.#isolate.isDisposed ? 0n : this.#isolate.cpuTime;
+    } catch {
+      return 0n;
+    }
+  }
+
+  #charge(event: EventState | undefined, deltaNs: bigint): void {
+    if (deltaNs <= 0n) return;
+    this.cpuNsTotal += deltaNs;
+    if (event && !event.isSetup) {
+      event.cpuNs += deltaNs;
+      if (event.cpuNs > BigInt(this.spec.limits.cpuPerEventMs) * 1_000_000n) {
+        this.#finish(event, 'cpu', `E_CPU: event used more than ${this.spec.limits.cpuPerEventMs} ms of CPU`);
+        this.#fail('cpu', `event ${event.type} used more than ${this.spec.limits.cpuPerEventMs} ms of CPU`);
+      }
+      return;
+    }
+    if (event?.isSetup) return;
+    const now = Date.now();
+    if (now - this.#backgroundSince > BACKGROUND_WINDOW_MS) {
+      this.#backgroundSince = now;
+      this.#backgroundNs = 0n;
+    }
+    this.#backgroundNs += deltaNs;
+    if (this.#backgroundNs > BigInt(BACKGROUND_CPU_MS) * 1_000_000n) {
+      this.#fail('cpu', `more than ${BACKGROUND_CPU_MS} ms of CPU outside events within ${BACKGROUND_WINDOW_MS} ms`);
+    }
+  }
+
+  #onEntryFailure(result: Extract<EntryResult, { ok: false }>): void {
+    if (result.failure === 'timeout') {
+      this.#strikes++;
+      if (this.#strikes >= TIMEOUT_STRIKES) this.#fail('timeout', `${this.#strikes} consecutive entries timed out`);
+    } else if (result.failure === 'memory') {
+      this.#fail('memory', 'isolate exceeded its memory limit');
+    } else if (result.failure === 'disposed') {
+      this.#fail('disposed', result.message.split('\n')[0] ?? 'isolate disposed');
+    }
+  }
+
+  #fail(reason: FailureKind, message: string): void {
+    if (this.#dead) return;
+    const status = reason === 'disposed' ? 'error' : reason;
+    for (const state of this.#events.values()) this.#finish(state, status, `E_${reason.toUpperCase()}: ${message}`);
+    this.dispose();
+    this.#hooks.failed(reason, message);
+  }
+
+  // ---- events --------------------------------------------------------------------------------
+
+  #openEvent(rid: number | undefined, type: string, isSetup: boolean): EventState {
+    const state: EventState = {
+      seq: nextSeq++, rid, type, startedAt: performance.now(), cpuNs: 0n, calls: new Set(), finished: false,
+      resolve: () => {}, tail: undefined, isSetup,
+    };
+    this.#events.set(state.seq, state);
+    return state;
+  }
+
+  #finish(state: EventState, status: DispatchOutcome['status'], error?: string): void {
+    if (state.finished) return;
+    state.finished = true;
+    if (state.tail) clearTimeout(state.tail);
+    this.#events.delete(state.seq);
+    const outcome: DispatchOutcome = {
+      instanceId: this.spec.id,
+      version: this.spec.version,
+      status,
+      cpuMs: Number(state.cpuNs) / 1e6,
+      wallMs: performance.now() - state.startedAt,
+    };
+    if (error !== undefined) outcome.error = error;
+    state.resolve(outcome);
+    this.#checkIdle();
+  }
+
+  /** Async tail over: the event's pending calls settle with E_DEADLINE inside the plugin. */
+  #deadline(state: EventState): void {
+    for (const callId of [...state.calls]) {
+      this.settle(callId, { ok: false, error: { code: 'E_DEADLINE', message: 'the event\'s async tail ran out of time' } });
+    }
+    this.#finish(state, 'timeout', `E_DEADLINE: handler did not finish within ${this.spec.limits.asyncTailMs} ms`);
+  }
+
+  async #checkHeap(): Promise<void> {
+    try {
+      const stats = await this.#isolate.getHeapStatistics();
+      this.heapUsedBytes = stats.used_heap_size + stats.externally_allocated_size;
+      if (this.heapUsedBytes > this.spec.limits.memoryMb * 1024 * 1024 * HEAP_RESTART_RATIO) this.#restartAtIdle = true;
+      this.#checkIdle();
+    } catch {
+      // disposed meanwhile
+    }
+  }
+
+  // ---- host functions (run on the Node thread while the isolate waits) ------------------------
+
+  #hostCall(id: unknown, capability: unknown, json: unknown): string | null {
+    if (this.#dead) return 'E_DISPOSED';
+    if (typeof id !== 'number' || typeof capability !== 'string' || typeof json !== 'string') return 'E_CAPABILITY';
+    switch (capability) {
+      case '$done': {
+        const state = this.#events.get(id);
+        if (state) {
+          const err = json === 'null' ? undefined : parseError(json);
+          if (err) {
+            const mapped = this.#mapper.map(err);
+            state.rawError = err;
+            if (!state.isSetup) this.#hooks.pluginError(mapped);
+            this.#finish(state, 'error', mapped);
+          } else {
+            this.#finish(state, 'ok');
+          }
+        }
+        return null;
+      }
+      case '$timer':
+        return this.#setTimer(id, json);
+      case '$clearTimer': {
+        const t = this.#timers.get(id);
+        if (t) clearTimeout(t);
+        this.#timers.delete(id);
+        return null;
+      }
+    }
+    if (!isCapability(capability)) return 'E_CAPABILITY';
+    if (this.#pending.size >= this.spec.limits.pendingCalls) return 'E_PENDING_LIMIT';
+    if (Buffer.byteLength(json) > this.spec.limits.payloadBytes) return 'E_PAYLOAD';
+    let payload: unknown;
+    try {
+      payload = JSON.parse(json);
+    } catch {
+      return 'E_CAPABILITY';
+    }
+    const event = this.#current && !this.#current.finished && !this.#current.isSetup ? this.#current : undefined;
+    this.#pending.set(id, { event, settling: false });
+    event?.calls.add(id);
+    // Leave the callback at once: the isolate thread is blocked while we are in here.
+    queueMicrotask(() => this.#hooks.call(this, id, capability, payload, event?.rid));
+    return null;
+  }
+
+  #hostReport(kind: unknown, json: unknown): void {
+    if (this.#dead || typeof json !== 'string' || json.length > 80_000) return;
+    const now = Date.now();
+    if (now - this.#logWindow.since > 1000) this.#logWindow = { since: now, count: 0 };
+    if (++this.#logWindow.count > LOG_RATE) return;
+    try {
+      if (kind === 'log') {
+        const [level, args] = JSON.parse(json) as [unknown, unknown];
+        if (!Array.isArray(args)) return;
+        const lvl: LogLevel = level === 'debug' || level === 'warn' || level === 'error' ? level : 'info';
+        this.#hooks.log(lvl, args.map((a) => this.#mapper.map(String(a))));
+      } else if (kind === 'error') {
+        const err = parseError(json);
+        if (err) this.#reportError(err);
+      }
+    } catch {
+      // untrusted text: ignore what does not parse
+    }
+  }
+
+  #setTimer(id: number, json: string): string | null {
+    if (this.#timersStopped) return 'E_DISPOSED';
+    if (this.#timers.size >= MAX_TIMERS) return 'E_TIMER_LIMIT';
+    let ms = 0;
+    let repeat = false;
+    try {
+      const o = JSON.parse(json) as { ms?: unknown; repeat?: unknown };
+      ms = typeof o.ms === 'number' && Number.isFinite(o.ms) ? Math.min(o.ms, 2 ** 31 - 1) : 0;
+      repeat = o.repeat === true;
+    } catch {
+      return 'E_CAPABILITY';
+    }
+    if (repeat) ms = Math.max(ms, MIN_INTERVAL_MS);
+    const fire = (): void => {
+      if (this.#dead || this.#timersStopped) return;
+      if (!repeat) this.#timers.delete(id);
+      else this.#timers.set(id, setTimeout(fire, ms));
+      void this.#apply('timer', [id], this.spec.limits.entryTimeoutMs, undefined).then((r) => {
+        if (!r.ok && r.failure === 'plugin') this.#reportError(r.message);
+      });
+    };
+    this.#timers.set(id, setTimeout(fire, ms));
+    return null;
+  }
+
+  #stopTimers(): void {
+    this.#timersStopped = true;
+    for (const t of this.#timers.values()) clearTimeout(t);
+    this.#timers.clear();
+  }
+
+  #reportError(text: string): void {
+    this.#hooks.pluginError(this.#mapper.map(text));
+  }
+
+  #quiescent(): boolean {
+    return this.#inFlightEntries === 0 && this.#pending.size === 0 && this.#events.size === 0;
+  }
+
+  #checkIdle(): void {
+    if (this.#dead) return this.#notifyIdle();
+    if (!this.#quiescent()) return;
+    if (this.#restartAtIdle) {
+      this.#restartAtIdle = false;
+      this.#fail('memory', `heap above ${HEAP_RESTART_RATIO * 100}% of ${this.spec.limits.memoryMb} MB`);
+      return;
+    }
+    this.#notifyIdle();
+  }
+
+  #notifyIdle(): void {
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+export function bundleFilename(spec: PluginInstanceSpec): string {
+  return `${spec.filename}.bundle.js`;
+}
+
+const CAPABILITY = /^(api\.[A-Za-z]+|reply|ack|storage\.(get|set|delete|keys)|fetch)$/;
+function isCapability(name: string): boolean {
+  if (!CAPABILITY.test(name)) return false;
+  return !name.startsWith('api.') || Object.hasOwn(API_METHODS, name.slice(4));
+}
+
+function parseError(json: string): string | undefined {
+  try {
+    const e = JSON.parse(json) as { name?: unknown; message?: unknown; stack?: unknown; code?: unknown };
+    const stack = typeof e.stack === 'string' && e.stack ? e.stack : `${String(e.name)}: ${String(e.message)}`;
+    return e.code ? `${stack}\n    code: ${String(e.code)}` : stack;
+  } catch {
+    return undefined;
+  }
+}
