@@ -1,0 +1,158 @@
+/**
+ * The plugin instances of one bot: which plugins it enables, their specs (manifest + config +
+ * bundle), and which instances subscribe to each event type. Loading one plugin never depends on
+ * another: a broken plugin is reported and skipped, or keeps its last good version on reload.
+ */
+import { relative } from 'node:path';
+import type { BotConfig } from '../config/types.ts';
+import type { Logger } from '../logging/logger.ts';
+import { bundlePlugin } from '../plugins/bundler.ts';
+import type { PluginCapabilities } from '../plugins/capabilities/index.ts';
+import type { DiscoveredPlugin } from '../plugins/discovery.ts';
+import type { PluginInstanceSpec } from '../plugins/instance.ts';
+import { readPluginManifest, resolveLimits, resolvePluginConfig } from '../plugins/manifest.ts';
+import type { PluginSupervisor } from '../plugins/sandbox/supervisor.ts';
+
+export interface LoadedPlugin {
+  name: string;
+  instanceId: string;
+  version: number;
+  events: readonly string[];
+  /** files that went into the bundle, plus package.json: what a watcher should watch */
+  inputs: readonly string[];
+  dir: string;
+}
+
+interface Installed extends LoadedPlugin {
+  permissions: string[];
+  fetchHosts: string[];
+}
+
+export interface PluginFailure {
+  plugin: string;
+  error: Error;
+}
+
+export interface BotPluginsOptions {
+  bot: BotConfig;
+  supervisor: PluginSupervisor;
+  capabilities: PluginCapabilities;
+  /** paths in errors and stacks are shown relative to this */
+  displayRoot: string;
+  logger: Logger;
+}
+
+export class BotPlugins {
+  readonly #options: BotPluginsOptions;
+  readonly #loaded = new Map<string, Installed>();
+  /** event type → instance ids, rebuilt on every (un)load; read on the hot path */
+  #subscribers = new Map<string, string[]>();
+
+  constructor(options: BotPluginsOptions) {
+    this.#options = options;
+  }
+
+  get loaded(): LoadedPlugin[] {
+    return [...this.#loaded.values()].map(({ permissions: _p, fetchHosts: _f, ...plugin }) => plugin);
+  }
+
+  subscribers(type: string): readonly string[] {
+    return this.#subscribers.get(type) ?? [];
+  }
+
+  /** Loads every plugin; returns the ones that failed (already logged). */
+  async loadAll(plugins: DiscoveredPlugin[]): Promise<PluginFailure[]> {
+    const failures: PluginFailure[] = [];
+    for (const plugin of plugins) {
+      try {
+        await this.load(plugin.name, plugin.dir);
+      } catch (error) {
+        failures.push({ plugin: plugin.name, error: error as Error });
+      }
+    }
+    return failures;
+  }
+
+  /**
+   * Loads a plugin, or replaces the running version (hot reload). The supervisor switches only when
+   * the new version's setup succeeded; on any error the old version keeps serving and this rejects.
+   */
+  async load(name: string, dir: string): Promise<LoadedPlugin & { loadMs: number }> {
+    const { bot, supervisor, capabilities, displayRoot, logger } = this.#options;
+    const shownPackage = relative(displayRoot, `${dir}/package.json`);
+    const manifest = await readPluginManifest(dir, { plugin: name, displayFile: shownPackage });
+    const config = resolvePluginConfig({ name, manifest: manifest.manifest }, bot.plugins?.[name] === true ? undefined : bot.plugins?.[name], `${relative(displayRoot, bot.location.file)}: bots.${bot.name}.plugins.${name}`);
+    const bundle = await bundlePlugin({ entry: manifest.main, displayRoot });
+    const previous = this.#loaded.get(name);
+    const spec: PluginInstanceSpec = {
+      id: `${bot.name}/${name}`,
+      plugin: name,
+      bot: { name: bot.name, appId: bot.appId },
+      version: (previous?.version ?? 0) + 1,
+      code: bundle.code,
+      sourceMap: bundle.sourceMap,
+      filename: bundle.filename,
+      config,
+      permissions: manifest.manifest.permissions ?? [],
+      events: manifest.manifest.events,
+      limits: resolveLimits(manifest.manifest),
+    };
+    // Grants are registered before setup runs: setup code may already call the API.
+    capabilities.registerInstance(spec, { fetchHosts: manifest.manifest.fetchHosts ?? [] });
+    let loadMs: number;
+    try {
+      ({ loadMs } = await supervisor.load(spec));
+    } catch (error) {
+      if (previous) {
+        // the old version keeps serving with its old grants
+        const old = { ...spec, permissions: previous.permissions };
+        capabilities.registerInstance(old, { fetchHosts: previous.fetchHosts });
+      } else {
+        capabilities.unregisterInstance(spec.id);
+      }
+      throw error;
+    }
+    const loaded: Installed = {
+      name,
+      instanceId: spec.id,
+      version: spec.version,
+      events: spec.events,
+      inputs: [...bundle.inputs, `${dir}/package.json`],
+      dir,
+      permissions: spec.permissions,
+      fetchHosts: manifest.manifest.fetchHosts ?? [],
+    };
+    this.#loaded.set(name, loaded);
+    this.#index();
+    logger.debug({ plugin: name, version: spec.version, loadMs }, 'plugin loaded');
+    const { permissions: _p, fetchHosts: _f, ...plugin } = loaded;
+    return { ...plugin, loadMs };
+  }
+
+  async unload(name: string): Promise<boolean> {
+    const loaded = this.#loaded.get(name);
+    if (!loaded) return false;
+    this.#loaded.delete(name);
+    this.#index();
+    await this.#options.supervisor.unload(loaded.instanceId);
+    this.#options.capabilities.unregisterInstance(loaded.instanceId);
+    return true;
+  }
+
+  /** What intent merging needs: each plugin's subscribed events. */
+  subscriptions(): Array<{ plugin: string; events: string[] }> {
+    return [...this.#loaded.values()].map((p) => ({ plugin: p.name, events: [...p.events] }));
+  }
+
+  #index(): void {
+    const index = new Map<string, string[]>();
+    for (const plugin of this.#loaded.values()) {
+      for (const type of plugin.events) {
+        const ids = index.get(type) ?? [];
+        ids.push(plugin.instanceId);
+        index.set(type, ids);
+      }
+    }
+    this.#subscribers = index;
+  }
+}

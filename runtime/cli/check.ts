@@ -1,0 +1,58 @@
+import { relative } from 'node:path';
+import { loadConfig } from '../config/index.ts';
+import { describeIntents, mergeIntents, PRIVATE_DOMAIN_INTENTS } from '../gateway/intents.ts';
+import { discoverPlugins } from '../plugins/discovery.ts';
+import { resolvePluginConfig } from '../plugins/manifest.ts';
+
+/** Validates bot.yaml and the plugins it enables, and prints what each bot would run, without connecting. */
+export async function checkCommand(args: string[]): Promise<number> {
+  const file = args[0] ?? 'bot.yaml';
+  const config = loadConfig(file);
+  const shown = (path: string) => relative(process.cwd(), path) || '.';
+  const out: string[] = [`${shown(config.file)}: ${config.bots.length} bot(s), plugins from ${shown(config.pluginsDir)}`];
+  const problems: string[] = [];
+
+  const discovery = await discoverPlugins({ pluginsDir: config.pluginsDir, projectDir: config.dir });
+  for (const problem of discovery.problems) problems.push(problem.message);
+
+  for (const bot of config.bots) {
+    const endpoint = bot.endpoint.kind === 'url' ? bot.endpoint.url : bot.endpoint.kind;
+    const transport = bot.transport.kind === 'webhook' ? `webhook :${bot.transport.port}${bot.transport.path}` : `websocket, shards ${bot.shards}`;
+    out.push('', `bot ${bot.name} (app ${bot.appId}) → ${endpoint}, ${transport}, auth ${bot.secret ? 'access token' : 'legacy token'}`);
+    const names = bot.plugins ? Object.keys(bot.plugins).filter((n) => bot.plugins?.[n] !== false) : discovery.plugins.filter((p) => p.source === 'folder').map((p) => p.name);
+    const subscriptions: Array<{ plugin: string; events: string[] }> = [];
+    for (const name of names) {
+      const plugin = discovery.plugins.find((p) => p.name === name || p.packageName === name);
+      if (!plugin) {
+        problems.push(`bot ${bot.name}: plugin "${name}" is enabled but was not found`);
+        continue;
+      }
+      try {
+        resolvePluginConfig({ name, manifest: plugin.manifest }, bot.plugins?.[name] === true ? undefined : bot.plugins?.[name], `bots.${bot.name}.plugins.${name}`);
+      } catch (error) {
+        problems.push((error as Error).message);
+      }
+      subscriptions.push({ plugin: name, events: plugin.manifest.events });
+    }
+    try {
+      const merged = mergeIntents(subscriptions, bot.intents);
+      for (const { plugin, events } of subscriptions) {
+        const bits = merged.byPlugin[plugin] ?? 0;
+        const permissions = discovery.plugins.find((p) => p.name === plugin || p.packageName === plugin)?.manifest.permissions ?? [];
+        out.push(`  plugin ${plugin}: ${events.join(', ')} → ${describeIntents(bits).join(' | ') || 'none'}; permissions: ${permissions.join(', ') || 'none'}`);
+      }
+      const privateBits = merged.intents & PRIVATE_DOMAIN_INTENTS;
+      out.push(`  intents ${merged.intents}: ${describeIntents(merged.intents).join(' | ')}`);
+      if (privateBits) out.push(`  note: ${describeIntents(privateBits).join(', ')} is private-domain (私域) only; a public bot is refused with close 4014`);
+    } catch (error) {
+      problems.push(`bot ${bot.name}: ${(error as Error).message}`);
+    }
+  }
+
+  process.stdout.write(`${out.join('\n')}\n`);
+  if (problems.length > 0) {
+    process.stderr.write(`\n${problems.length} problem(s):\n${problems.map((p) => `  ${p}`).join('\n')}\n`);
+    return 1;
+  }
+  return 0;
+}

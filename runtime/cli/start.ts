@@ -1,0 +1,28 @@
+import { loadConfig } from '../config/index.ts';
+import { createLogger } from '../logging/logger.ts';
+import { Runtime } from '../runtime.ts';
+import { waitForShutdownSignal } from './signals.ts';
+
+export async function startCommand(args: string[]): Promise<number> {
+  const file = args[0] ?? 'bot.yaml';
+  const config = loadConfig(file);
+  const logger = createLogger({ level: config.log.level });
+  const runtime = new Runtime({ config, logger });
+  const stopping = waitForShutdownSignal();
+  await runtime.start();
+
+  const failed = [...runtime.bots.values()].filter((bot) => bot.state === 'failed');
+  const lines = [`qqbot: ${runtime.bots.size - failed.length}/${runtime.bots.size} bots running`];
+  for (const bot of failed) lines.push(`  bot ${bot.config.name} failed: ${bot.error?.message ?? 'unknown error'}`);
+  if (runtime.consoleUrl) lines.push(`  console: ${runtime.consoleUrl}`);
+  if (runtime.metricsPort !== undefined) lines.push(`  metrics: http://${config.metrics?.host}:${runtime.metricsPort}/metrics`);
+  if (runtime.simulator) lines.push(`  simulator: ${runtime.simulator.url} (send messages from the console's chat pane)`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+
+  const signal = await stopping;
+  logger.info({ signal }, 'shutting down: finishing handlers, closing shards resumably');
+  const { unfinished } = await runtime.stop();
+  logger.info({ unfinished }, 'stopped');
+  logger.flush();
+  return 0;
+}

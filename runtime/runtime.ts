@@ -1,0 +1,298 @@
+/**
+ * The process that owns credentials and connections: the embedded simulator (when a bot uses it),
+ * the plugin-host supervisor, the capability layer, every bot of bot.yaml, the console and the
+ * metrics endpoint. It is also the console's view of the world.
+ */
+import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import type { RuntimeConfig } from './config/types.ts';
+import type { BotView, ChatInput, ChatMessage, LiveEntry, PluginView, RuntimeView } from './console/runtime-view.ts';
+import { startConsole } from './console/server.ts';
+import { describeIntents } from './gateway/intents.ts';
+import type { Logger } from './logging/logger.ts';
+import { RuntimeMetrics } from './metrics/metrics.ts';
+import { startMetricsServer } from './metrics/metrics-server.ts';
+import { createCapabilityHandler, type BotCapabilities, type PluginCapabilities } from './plugins/capabilities/index.ts';
+import { discoverPlugins, type DiscoveredPlugin } from './plugins/discovery.ts';
+import { PluginSupervisor, type SupervisorOptions } from './plugins/sandbox/supervisor.ts';
+import { FileKeyValueStore } from './plugins/storage/file-store.ts';
+import type { KeyValueStore } from './plugins/storage/key-value-store.ts';
+import { startSimulator, type OutboxEntry, type Simulator, type SimulatorOptions } from './simulator/index.ts';
+import { Bot } from './bot/bot.ts';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const CHAT_HISTORY = 500;
+
+export interface RuntimeOptions {
+  config: RuntimeConfig;
+  logger: Logger;
+  /** false: do not serve the console even when bot.yaml configures it (tests) */
+  console?: boolean;
+  /** false: do not serve /metrics even when bot.yaml configures it */
+  metricsServer?: boolean;
+  /** overrides for the embedded simulator (tests shorten heartbeats, pick ports) */
+  simulator?: Partial<SimulatorOptions>;
+  supervisor?: Partial<Omit<SupervisorOptions, 'onCall' | 'logger'>>;
+  identifyWindowMs?: number;
+}
+
+export class Runtime extends EventEmitter implements RuntimeView {
+  readonly config: RuntimeConfig;
+  readonly metrics = new RuntimeMetrics();
+  readonly bots = new Map<string, Bot>();
+  readonly startedAt = Date.now();
+  readonly #options: RuntimeOptions;
+  readonly #log: Logger;
+  readonly #grants: Record<string, BotCapabilities> = {};
+  readonly #chat: ChatMessage[] = [];
+  #simulator: Simulator | undefined;
+  #supervisor: PluginSupervisor | undefined;
+  #capabilities: PluginCapabilities | undefined;
+  #storage: KeyValueStore | undefined;
+  #discovered: DiscoveredPlugin[] = [];
+  #closers: Array<() => Promise<void>> = [];
+  #chatN = 0;
+  consoleUrl: string | undefined;
+  metricsPort: number | undefined;
+  chat?: RuntimeView['chat'];
+
+  constructor(options: RuntimeOptions) {
+    super();
+    this.config = options.config;
+    this.#options = options;
+    this.#log = options.logger;
+  }
+
+  get simulator(): Simulator | undefined {
+    return this.#simulator;
+  }
+
+  get supervisor(): PluginSupervisor {
+    if (!this.#supervisor) throw new Error('runtime not started');
+    return this.#supervisor;
+  }
+
+  get discovered(): readonly DiscoveredPlugin[] {
+    return this.#discovered;
+  }
+
+  /** Starts everything; a bot that cannot start is reported and the others run. */
+  async start(): Promise<void> {
+    const { config } = this;
+    await this.#startSimulator();
+
+    this.#storage = new FileKeyValueStore({ dir: join(config.dataDir, 'storage') });
+    this.#capabilities = createCapabilityHandler({ bots: this.#grants, logger: this.#log.child({ part: 'capabilities' }) });
+    this.#supervisor = new PluginSupervisor({ ...this.#options.supervisor, onCall: this.#capabilities.handle, logger: this.#log.child({ part: 'plugin-host' }) });
+    this.#watchSupervisor(this.#supervisor);
+    await this.#supervisor.start();
+
+    const discovery = await discoverPlugins({ pluginsDir: config.pluginsDir, projectDir: config.dir });
+    for (const problem of discovery.problems) {
+      this.#log.error({ plugin: problem.plugin, code: problem.code }, problem.message);
+      this.#live({ kind: 'error', text: problem.message });
+    }
+    this.#discovered = discovery.plugins;
+
+    for (const botConfig of config.bots) {
+      const bot = new Bot({
+        config: botConfig,
+        supervisor: this.#supervisor,
+        capabilities: this.#capabilities,
+        grant: (grant) => {
+          this.#grants[botConfig.name] = grant;
+        },
+        storage: this.#storage,
+        displayRoot: config.dir,
+        logger: this.#log,
+        metrics: this.metrics,
+        ...(this.#simulator ? { simulatorUrl: this.#simulator.url } : {}),
+        ...(this.#options.identifyWindowMs !== undefined ? { identifyWindowMs: this.#options.identifyWindowMs } : {}),
+      });
+      this.#watchBot(bot);
+      this.bots.set(botConfig.name, bot);
+    }
+    await Promise.all([...this.bots.values()].map((bot) => this.#startBot(bot)));
+    await this.#startServers();
+  }
+
+  /** Graceful: bots stop taking events and drain, shards close resumably, then everything else. */
+  async stop(options: { drainMs?: number } = {}): Promise<{ unfinished: number }> {
+    const results = await Promise.all([...this.bots.values()].map((bot) => bot.stop(options)));
+    await this.#supervisor?.stop();
+    for (const close of this.#closers.reverse()) await close().catch(() => undefined);
+    this.#closers = [];
+    await this.#storage?.close();
+    return { unfinished: results.reduce((sum, r) => sum + r.unfinished, 0) };
+  }
+
+  /** The plugins bot.yaml enables for a bot (all folder plugins when it lists none). */
+  enabledPlugins(bot: Bot): DiscoveredPlugin[] {
+    const names = bot.config.plugins ? Object.keys(bot.config.plugins).filter((name) => bot.config.plugins?.[name] !== false) : undefined;
+    if (names === undefined) return this.#discovered.filter((p) => p.source === 'folder');
+    const found: DiscoveredPlugin[] = [];
+    for (const name of names) {
+      const plugin = this.#discovered.find((p) => p.name === name || p.packageName === name);
+      if (plugin) found.push(plugin);
+      else {
+        const message = `bot "${bot.config.name}" enables plugin "${name}", which was not found in ${this.config.pluginsDir} or node_modules`;
+        this.#log.error({ bot: bot.config.name, plugin: name }, message);
+        this.#live({ bot: bot.config.name, kind: 'error', text: message });
+      }
+    }
+    return found;
+  }
+
+  snapshot(): { version: string; startedAt: number; bots: BotView[] } {
+    const stats = this.#supervisor?.stats() ?? [];
+    const bots = [...this.bots.values()].map((bot): BotView => {
+      const prefix = `${bot.config.name}/`;
+      const plugins = bot.plugins.loaded.map((plugin): PluginView => {
+        const s = stats.find((entry) => entry.id === `${prefix}${plugin.name}`);
+        return {
+          name: plugin.name,
+          version: s?.version ?? plugin.version,
+          status: s?.status ?? 'stopped',
+          events: s?.events ?? 0,
+          errors: s?.errors ?? 0,
+          cpuMs: s?.cpuMs ?? 0,
+          heapUsedBytes: s?.heapUsedBytes ?? 0,
+          restarts: s?.restarts ?? 0,
+          ...(s?.lastError ? { lastError: s.lastError } : {}),
+        };
+      });
+      return {
+        name: bot.config.name,
+        appId: bot.config.appId,
+        state: bot.state,
+        ...(bot.error ? { error: bot.error.message } : {}),
+        transport: bot.config.transport.kind,
+        intents: describeIntents(bot.intents),
+        shards: (bot.sessions?.shards() ?? []).map((s) => ({ id: s.id, count: s.count, state: s.state, seq: s.seq, reconnects: s.reconnects, ...(s.latencyMs !== undefined ? { latencyMs: s.latencyMs } : {}) })),
+        plugins,
+        simulator: bot.config.endpoint.kind === 'simulator',
+      };
+    });
+    return { version: VERSION, startedAt: this.startedAt, bots };
+  }
+
+  async #startBot(bot: Bot): Promise<void> {
+    const name = bot.config.name;
+    this.#log.info({ bot: name }, 'bot connecting');
+    try {
+      const failures = await bot.start(this.enabledPlugins(bot));
+      for (const failure of failures) this.#live({ bot: name, kind: 'error', text: `plugin ${failure.plugin}: ${failure.error.message}` });
+      const shards = bot.sessions?.shards() ?? [];
+      this.#log.info({ bot: name, shards: `${shards.filter((s) => s.state === 'ready').length}/${shards.length}`, plugins: bot.plugins.loaded.length }, 'bot ready');
+    } catch (error) {
+      // reported by the bot's state change; the other bots keep going
+      void error;
+    }
+  }
+
+  async #startSimulator(): Promise<void> {
+    const simulated = this.config.bots.filter((bot) => bot.endpoint.kind === 'simulator');
+    if (simulated.length === 0) return;
+    const simulator = await startSimulator({
+      bots: simulated.map((bot) => ({ appId: bot.appId, secret: bot.secret?.reveal() ?? '', ...(bot.token ? { token: bot.token.reveal() } : {}) })),
+      // the simulator is the platform: it may know the secrets, but must not print them into our logs
+      printCredentials: false,
+      logger: this.#log.child({ part: 'simulator' }),
+      ...this.#options.simulator,
+    });
+    this.#simulator = simulator;
+    this.#closers.push(() => simulator.close());
+    this.#log.info({ url: simulator.url }, 'embedded simulator running');
+
+    const botByApp = new Map(simulated.map((bot) => [bot.appId, bot.name]));
+    simulator.on('outbox', (entry: OutboxEntry) => {
+      const bot = botByApp.get(entry.appId);
+      if (!bot) return;
+      const content = typeof entry.body.content === 'string' ? entry.body.content : JSON.stringify(entry.body);
+      this.#pushChat({ bot, from: 'bot', kind: entry.scene, content });
+      this.#live({ bot, kind: 'reply', text: `${entry.scene} reply: ${content.slice(0, 200)}` });
+    });
+    this.chat = {
+      send: async (input: ChatInput) => {
+        const bot = this.config.bots.find((b) => b.name === input.bot && b.endpoint.kind === 'simulator');
+        if (!bot) throw new Error(`bot "${input.bot}" does not use the simulator`);
+        const posted = simulator.postMessage({ appId: bot.appId, kind: input.kind, content: input.content, ...(input.user ? { user: input.user } : {}) });
+        this.#pushChat({ bot: input.bot, from: 'user', kind: input.kind, content: input.content });
+        return { id: posted.id };
+      },
+      history: (since = 0) => this.#chat.filter((m) => m.n > since),
+    };
+  }
+
+  async #startServers(): Promise<void> {
+    const { config } = this;
+    if (config.console && this.#options.console !== false) {
+      const server = await startConsole({ view: this, port: config.console.port, host: config.console.host, ...(config.console.token ? { token: config.console.token } : {}), logger: this.#log.child({ part: 'console' }) });
+      this.consoleUrl = server.url;
+      this.#closers.push(() => server.close());
+    }
+    if (config.metrics && this.#options.metricsServer !== false) {
+      const server = await startMetricsServer({ metrics: this.metrics, port: config.metrics.port, host: config.metrics.host });
+      this.metricsPort = server.port;
+      this.#closers.push(() => server.close());
+    }
+  }
+
+  #watchBot(bot: Bot): void {
+    const name = bot.config.name;
+    bot.on('state', (state, error) => {
+      this.#live({ bot: name, kind: state === 'failed' ? 'error' : 'state', text: error ? `${state}: ${error.message}` : state });
+    });
+    bot.on('dispatch', (dispatch) => {
+      const data = dispatch.d as { content?: unknown } | undefined;
+      const content = typeof data?.content === 'string' ? `: ${data.content.slice(0, 200)}` : '';
+      this.#live({ bot: name, kind: 'event', text: `${dispatch.t}${dispatch.shard !== undefined ? ` (shard ${dispatch.shard})` : ''}${content}` });
+    });
+  }
+
+  #watchSupervisor(supervisor: PluginSupervisor): void {
+    const split = (instanceId: string) => {
+      const slash = instanceId.indexOf('/');
+      return { bot: instanceId.slice(0, slash), plugin: instanceId.slice(slash + 1) };
+    };
+    supervisor.on('log', ({ instanceId, level, args }: { instanceId: string; level: string; args: unknown[] }) => {
+      const { bot, plugin } = split(instanceId);
+      const text = args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ');
+      const method = (['debug', 'info', 'warn', 'error'].includes(level) ? level : 'info') as 'debug' | 'info' | 'warn' | 'error';
+      this.#log[method]({ bot, plugin }, text);
+      this.#live({ bot, kind: 'log', text: `${plugin}: ${text.slice(0, 300)}` });
+    });
+    supervisor.on('plugin-error', ({ instanceId, error }: { instanceId: string; error: string }) => {
+      const { bot, plugin } = split(instanceId);
+      this.#log.error({ bot, plugin }, `plugin error: ${error}`);
+      this.#live({ bot, kind: 'error', text: `${plugin}: ${String(error).split('\n').slice(0, 3).join(' | ')}` });
+    });
+    supervisor.on('restarted', ({ instanceId, reason }: { instanceId: string; reason: string }) => {
+      const { bot, plugin } = split(instanceId);
+      this.metrics.pluginRestart(bot, plugin, reason);
+      this.#live({ bot, kind: 'error', text: `${plugin} restarted: ${reason}` });
+    });
+    supervisor.on('quarantined', ({ instanceId, reason }: { instanceId: string; reason: string }) => {
+      const { bot, plugin } = split(instanceId);
+      this.metrics.pluginQuarantined(bot, plugin);
+      this.#log.error({ bot, plugin, reason }, 'plugin quarantined');
+      this.#live({ bot, kind: 'error', text: `${plugin} quarantined: ${reason}` });
+    });
+    supervisor.on('host-crashed', ({ reason }: { reason: string }) => {
+      this.#log.error({ reason }, 'plugin host crashed; restarting it');
+      this.#live({ kind: 'error', text: `plugin host crashed: ${reason}` });
+    });
+  }
+
+  #pushChat(message: Omit<ChatMessage, 'n' | 'at'>): void {
+    const entry: ChatMessage = { ...message, n: ++this.#chatN, at: Date.now() };
+    this.#chat.push(entry);
+    if (this.#chat.length > CHAT_HISTORY) this.#chat.shift();
+    this.emit('chat', entry);
+  }
+
+  #live(entry: Omit<LiveEntry, 'at'>): void {
+    this.emit('live', { at: Date.now(), ...entry } satisfies LiveEntry);
+  }
+}
