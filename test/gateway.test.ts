@@ -1,0 +1,297 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { Writable } from 'node:stream';
+import { test } from 'node:test';
+import { Secret } from '../runtime/config/secret.ts';
+import { createLogger } from '../runtime/logging/logger.ts';
+import { AccessTokenSource, OpenAPIClient } from '../runtime/openapi/index.ts';
+import { startSimulator, type Simulator } from '../runtime/simulator/index.ts';
+import { LocalSessionManager, type LocalSessionManagerOptions } from '../runtime/sessions/local.ts';
+import { GatewayFatalError } from '../runtime/gateway/errors.ts';
+import { INTENTS } from '../runtime/gateway/intents.ts';
+import { Backoff } from '../runtime/gateway/backoff.ts';
+import { closeAction } from '../runtime/gateway/close-policy.ts';
+import { EventDeduper } from '../runtime/gateway/dedupe.ts';
+import { toDispatch, type GatewayDispatch } from '../runtime/gateway/dispatch-event.ts';
+import { IdentifyThrottle } from '../runtime/sessions/identify-throttle.ts';
+
+function dispatch(t: string, d: unknown, id?: string, transport: GatewayDispatch['transport'] = 'websocket'): GatewayDispatch {
+  return toDispatch({ op: 0, t, d, ...(id ? { id } : {}) }, transport, transport === 'websocket' ? 0 : undefined);
+}
+
+test('close policy follows the recommended table of qq-protocol.md §6.7', () => {
+  for (const code of [4008, 4009, 1000, 1001, 1006, 1011, 4000]) assert.equal(closeAction(code).action, 'resume', `close ${code}`);
+  for (const code of [4006, 4007, 4900, 4903, 4913]) assert.equal(closeAction(code).action, 'identify', `close ${code}`);
+  assert.equal(closeAction(4004).action, 'refresh-identify');
+  const fatal: Array<[number, string]> = [
+    [4001, 'E_GATEWAY_PROTOCOL'], [4002, 'E_GATEWAY_PROTOCOL'], [4010, 'E_GATEWAY_SHARD'], [4011, 'E_GATEWAY_SHARD'],
+    [4012, 'E_GATEWAY_PROTOCOL'], [4013, 'E_GATEWAY_INTENTS'], [4014, 'E_GATEWAY_INTENTS'], [4914, 'E_BOT_OFFLINE'], [4915, 'E_BOT_BANNED'],
+  ];
+  for (const [code, expected] of fatal) {
+    const action = closeAction(code);
+    assert.equal(action.action, 'fatal', `close ${code}`);
+    assert.equal(action.action === 'fatal' && action.code, expected);
+    assert.match(action.reason, new RegExp(String(code)));
+  }
+});
+
+test('backoff grows exponentially with jitter inside [ceiling/2, ceiling], capped, and resets', () => {
+  const b = new Backoff({ minMs: 100, maxMs: 1000 });
+  const lows = [0, 0, 0, 0, 0, 0].map(() => b.next(() => 0));
+  assert.deepEqual(lows, [50, 100, 200, 400, 500, 500]);
+  b.reset();
+  const highs = [0, 0, 0, 0, 0].map(() => b.next(() => 1));
+  assert.deepEqual(highs, [100, 200, 400, 800, 1000]);
+  b.reset();
+  for (let i = 0; i < 50; i++) {
+    const delay = b.next();
+    assert.ok(delay >= 50 && delay <= 1000, `delay ${delay} in range`);
+  }
+  assert.equal(b.attempts, 50);
+  // never zero even with a zero minimum: no tight loop
+  assert.ok(new Backoff({ minMs: 0 }).next(() => 0) >= 1);
+});
+
+test('identify throttle grants at most maxConcurrency per window, in order, and can be aborted', async () => {
+  const windowMs = 200;
+  const throttle = new IdentifyThrottle({ maxConcurrency: 2, windowMs, marginMs: 0 });
+  const grants: Array<{ i: number; at: number }> = [];
+  await Promise.all([0, 1, 2, 3, 4].map((i) => throttle.wait().then(() => grants.push({ i, at: Date.now() }))));
+  assert.deepEqual(grants.map((g) => g.i), [0, 1, 2, 3, 4], 'FIFO');
+  // any window of `windowMs` holds at most 2 grants (the throttle's own timestamps; a property, not a timing claim)
+  for (let k = 2; k < grants.length; k++) assert.ok(grants[k]!.at - grants[k - 2]!.at >= windowMs, `grant ${k} waited for a free slot`);
+
+  const aborted = new AbortController();
+  const blocked = new IdentifyThrottle({ maxConcurrency: 1, windowMs: 60_000 });
+  await blocked.wait();
+  const pending = blocked.wait(aborted.signal);
+  aborted.abort(new Error('connection closed'));
+  await assert.rejects(pending, /connection closed/);
+});
+
+test('dedupe: same envelope id once, across transports; message id catches a re-push under a new envelope id', () => {
+  const deduper = new EventDeduper();
+  const msg = { id: 'm-1', content: 'hi', channel_id: 'c', guild_id: 'g' };
+  assert.equal(deduper.seen(dispatch('AT_MESSAGE_CREATE', msg, 'e-1')), false);
+  assert.equal(deduper.seen(dispatch('AT_MESSAGE_CREATE', msg, 'e-1', 'webhook')), true, 'same event via webhook');
+  assert.equal(deduper.seen(dispatch('AT_MESSAGE_CREATE', msg, 'e-2')), true, 'same message, new envelope id');
+  assert.equal(deduper.seen(dispatch('MESSAGE_CREATE', msg, 'e-3')), false, 'another event type is another event');
+  // non-message events with the same d.id (a guild updated twice) are distinct when envelope ids differ
+  assert.equal(deduper.seen(dispatch('GUILD_UPDATE', { id: 'g1', name: 'a' }, 'e-4')), false);
+  assert.equal(deduper.seen(dispatch('GUILD_UPDATE', { id: 'g1', name: 'b' }, 'e-5')), false);
+  // no envelope id: message id + type
+  assert.equal(deduper.seen(dispatch('C2C_MESSAGE_CREATE', { id: 'm-9' })), false);
+  assert.equal(deduper.seen(dispatch('C2C_MESSAGE_CREATE', { id: 'm-9' })), true);
+  // nothing to key on: always passed through
+  assert.equal(deduper.seen(dispatch('FRIEND_ADD', { openid: 'o' })), false);
+  assert.equal(deduper.seen(dispatch('FRIEND_ADD', { openid: 'o' })), false);
+});
+
+test('dedupe forgets by size and by ttl', async () => {
+  const small = new EventDeduper({ size: 3 });
+  for (const id of ['a', 'b', 'c', 'd']) assert.equal(small.seen(dispatch('FRIEND_ADD', {}, id)), false);
+  assert.equal(small.seen(dispatch('FRIEND_ADD', {}, 'a')), false, 'oldest evicted');
+  assert.equal(small.seen(dispatch('FRIEND_ADD', {}, 'd')), true);
+
+  const short = new EventDeduper({ ttlMs: 20 });
+  assert.equal(short.seen(dispatch('FRIEND_ADD', {}, 'x')), false);
+  assert.equal(short.seen(dispatch('FRIEND_ADD', {}, 'x')), true);
+  await new Promise((r) => setTimeout(r, 40));
+  assert.equal(short.seen(dispatch('FRIEND_ADD', {}, 'x')), false, 'expired');
+});
+
+// ---- against the simulator -------------------------------------------------------------------
+
+const APP_ID = '1020000001';
+const SECRET = 'gateway-test-secret';
+const GUILD_INTENTS = INTENTS.PUBLIC_GUILD_MESSAGES! | INTENTS.GROUP_AND_C2C_EVENT!;
+
+interface Harness {
+  sim: Simulator;
+  tokens: AccessTokenSource;
+  client: OpenAPIClient;
+  manager(options?: Partial<LocalSessionManagerOptions>): LocalSessionManager;
+  close(): Promise<void>;
+}
+
+async function harness(simOptions: Parameters<typeof startSimulator>[0] = {}): Promise<Harness> {
+  const sim = await startSimulator({ bots: [{ appId: APP_ID, secret: SECRET }], heartbeatIntervalMs: 400, identifyWindowMs: 150, printCredentials: false, ...simOptions });
+  const tokens = new AccessTokenSource({ appId: APP_ID, secret: new Secret(SECRET), tokenEndpoint: `${sim.url}/app/getAppAccessToken` });
+  const client = new OpenAPIClient({ baseUrl: sim.url, appId: APP_ID, tokenSource: tokens });
+  const managers: LocalSessionManager[] = [];
+  return {
+    sim,
+    tokens,
+    client,
+    manager(options = {}) {
+      const m = new LocalSessionManager({
+        gatewayInfo: () => client.gatewayBot(),
+        tokenSource: tokens,
+        intents: GUILD_INTENTS,
+        shards: 'auto',
+        backoff: { minMs: 50, maxMs: 500 },
+        identifyWindowMs: 150,
+        ...options,
+      });
+      managers.push(m);
+      return m;
+    },
+    async close() {
+      await Promise.all(managers.map((m) => m.stop({ resumable: false })));
+      tokens.close();
+      await sim.close();
+    },
+  };
+}
+
+const guildIds = (count: number): string[] => Array.from({ length: count }, (_, i) => String(((1_000_000_000_000n + BigInt(i)) << 22n) + 4242n));
+const shardOf = (guildId: string, count: number): number => Number((BigInt(guildId) >> 22n) % BigInt(count));
+
+async function until(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('1 bot, 4 shards: every posted event arrives once, on the shard that owns its guild', async () => {
+  const h = await harness({ recommendedShards: 4, sessionStartLimit: { total: 100, maxConcurrency: 1 } });
+  try {
+    const manager = h.manager();
+    const got: GatewayDispatch[] = [];
+    manager.on('dispatch', (d) => got.push(d));
+    await manager.start();
+    assert.deepEqual(manager.shards().map((s) => [s.id, s.count, s.state]), [[0, 4, 'ready'], [1, 4, 'ready'], [2, 4, 'ready'], [3, 4, 'ready']]);
+
+    const guilds = guildIds(4);
+    assert.deepEqual(guilds.map((g) => shardOf(g, 4)), [0, 1, 2, 3], 'the seeded guilds cover every shard');
+    const posted = new Map<string, { shard: number }>();
+    for (let i = 0; i < 100; i++) {
+      const guild = guilds[i % 4]!;
+      const { id } = h.sim.postMessage({ kind: 'guild_at', content: `n${i}`, guild_id: guild });
+      posted.set(id, { shard: shardOf(guild, 4) });
+    }
+    for (let i = 0; i < 10; i++) {
+      const { id } = h.sim.postMessage({ kind: 'group_at', content: `g${i}` });
+      posted.set(id, { shard: 0 }); // non-guild events ride shard 0 in the simulator (§7, unconfirmed upstream)
+    }
+    await until(() => got.length >= posted.size, `${posted.size} dispatches`);
+    await new Promise((r) => setTimeout(r, 100)); // room for a stray duplicate to show up
+
+    const seen = new Map<string, number>();
+    for (const d of got) {
+      const id = (d.d as { id: string }).id;
+      seen.set(id, (seen.get(id) ?? 0) + 1);
+      assert.equal(d.transport, 'websocket');
+      assert.equal(d.shard, posted.get(id)?.shard, `event ${id} on its shard`);
+      assert.ok(d.id, 'envelope id kept');
+    }
+    assert.equal(seen.size, posted.size, 'every event arrived');
+    assert.ok([...seen.values()].every((n) => n === 1), 'no event twice');
+    for (let shard = 0; shard < 4; shard++) {
+      const seqs = got.filter((d) => d.shard === shard).map((d) => d.s!);
+      assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), `shard ${shard} in order`);
+    }
+    const identifies = h.sim.sessionLog().filter((e) => e.kind === 'identify');
+    assert.deepEqual(identifies.map((e) => e.shard).sort(), [[0, 4], [1, 4], [2, 4], [3, 4]]);
+    assert.ok(identifies.every((e) => e.outcome === 'ok' && e.intents === GUILD_INTENTS));
+  } finally {
+    await h.close();
+  }
+});
+
+test('stop() leaves the sessions resumable: a successor resumes and receives what was posted meanwhile', async () => {
+  const h = await harness({ recommendedShards: 2, sessionStartLimit: { total: 100, maxConcurrency: 2 } });
+  try {
+    const first = h.manager();
+    const got: string[] = [];
+    first.on('dispatch', (d) => got.push((d.d as { content: string }).content));
+    await first.start();
+    h.sim.postMessage({ kind: 'guild_at', content: 'before', guild_id: guildIds(1)[0]! });
+    await until(() => got.length === 1, 'first event');
+    await first.stop();
+    assert.ok(first.shards().every((s) => s.state === 'stopped'));
+    const handover = first.sessions();
+    assert.equal(handover.length, 2);
+
+    for (const [i, g] of guildIds(4).entries()) h.sim.postMessage({ kind: 'guild_at', content: `while-down-${i}`, guild_id: g });
+    const successor = h.manager({ resumeFrom: handover });
+    const later: string[] = [];
+    successor.on('dispatch', (d) => later.push((d.d as { content: string }).content.replace(/^<@!\d+> /, '')));
+    const resumed: number[] = [];
+    successor.on('resumed', ({ shard }) => resumed.push(shard));
+    await successor.start();
+    await until(() => later.length === 4, 'the four missed events');
+    assert.deepEqual(later.sort(), ['while-down-0', 'while-down-1', 'while-down-2', 'while-down-3']);
+    assert.deepEqual(resumed.sort(), [0, 1]);
+    const log = h.sim.sessionLog();
+    assert.equal(log.filter((e) => e.kind === 'identify').length, 2, 'the successor did not identify');
+    assert.equal(log.filter((e) => e.kind === 'resume' && e.outcome === 'ok').length, 2);
+  } finally {
+    await h.close();
+  }
+});
+
+test('setIntents re-identifies every shard with the new intents and events of the new category flow', async () => {
+  const h = await harness({ recommendedShards: 2, sessionStartLimit: { total: 100, maxConcurrency: 2 } });
+  try {
+    const manager = h.manager({ intents: INTENTS.PUBLIC_GUILD_MESSAGES! });
+    const types: string[] = [];
+    manager.on('dispatch', (d) => types.push(d.t));
+    await manager.start();
+    h.sim.postMessage({ kind: 'group_at', content: 'not subscribed yet' });
+    await manager.setIntents(GUILD_INTENTS);
+    h.sim.postMessage({ kind: 'group_at', content: 'subscribed' });
+    await until(() => types.includes('GROUP_AT_MESSAGE_CREATE'), 'group message after the intent change');
+    assert.equal(types.filter((t) => t === 'GROUP_AT_MESSAGE_CREATE').length, 1);
+    const identifies = h.sim.sessionLog().filter((e) => e.kind === 'identify' && e.outcome === 'ok');
+    assert.equal(identifies.length, 4);
+    assert.deepEqual(identifies.slice(2).map((e) => e.intents), [GUILD_INTENTS, GUILD_INTENTS]);
+    assert.ok(manager.shards().every((s) => s.state === 'ready'));
+  } finally {
+    await h.close();
+  }
+});
+
+test('more shards than session starts remaining: start refuses with E_SESSION_LIMIT and identifies nothing', async () => {
+  const h = await harness({ recommendedShards: 4, sessionStartLimit: { total: 10, remaining: 3, maxConcurrency: 1 } });
+  try {
+    const manager = h.manager();
+    await assert.rejects(manager.start(), (error: unknown) => {
+      assert.ok(error instanceof GatewayFatalError);
+      assert.equal(error.code, 'E_SESSION_LIMIT');
+      assert.match(error.message, /4 shard\(s\).*only 3 of 10/);
+      return true;
+    });
+    assert.equal(h.sim.sessionLog().length, 0);
+  } finally {
+    await h.close();
+  }
+});
+
+test('neither the secret nor the access token reaches a log line', async () => {
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk, _e, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
+  const h = await harness({ recommendedShards: 1 });
+  try {
+    const manager = h.manager({ logger: createLogger({ level: 'debug', destination }) });
+    await manager.start();
+    h.sim.fault({ kind: 'close', code: 4004 });
+    await once(manager, 'ready');
+    const token = (await h.tokens.authorization()).replace(/^QQBot /, '');
+    assert.ok(lines.some((l) => /4004/.test(l)), 'the reconnect was logged with its cause');
+    assert.ok(lines.some((l) => /READY/.test(l)), 'the sessions were logged');
+    for (const line of lines) {
+      assert.ok(!line.includes(SECRET), 'no secret');
+      assert.ok(!line.includes(token), 'no token');
+    }
+  } finally {
+    await h.close();
+  }
+});
