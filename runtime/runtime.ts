@@ -118,13 +118,18 @@ export class Runtime extends EventEmitter implements RuntimeView {
   }
 
   /** Graceful: bots stop taking events and drain, shards close resumably, then everything else. */
-  async stop(options: { drainMs?: number } = {}): Promise<{ unfinished: number }> {
+  async stop(options: { drainMs?: number } = {}): Promise<{ unfinished: number; received: number; handled: number }> {
     const results = await Promise.all([...this.bots.values()].map((bot) => bot.stop(options)));
     await this.#supervisor?.stop();
     for (const close of this.#closers.reverse()) await close().catch(() => undefined);
     this.#closers = [];
     await this.#storage?.close();
-    return { unfinished: results.reduce((sum, r) => sum + r.unfinished, 0) };
+    const counts = [...this.bots.values()].map((bot) => bot.counts);
+    return {
+      unfinished: results.reduce((sum, r) => sum + r.unfinished, 0),
+      received: counts.reduce((sum, c) => sum + c.received, 0),
+      handled: counts.reduce((sum, c) => sum + c.handled, 0),
+    };
   }
 
   /** The plugins bot.yaml enables for a bot (all folder plugins when it lists none). */

@@ -110,6 +110,7 @@ export class Bot extends EventEmitter<BotEvents> {
     return this.#sessions;
   }
 
+  /** unique events taken in, and those whose handlers all finished */
   get counts(): { received: number; handled: number; inFlight: number } {
     return { received: this.#received, handled: this.#dispatcher.handled, inFlight: this.#dispatcher.inFlight };
   }
@@ -227,13 +228,13 @@ export class Bot extends EventEmitter<BotEvents> {
 
   #ingest(dispatch: GatewayDispatch): void {
     if (!this.#accepting) return;
-    this.#received += 1;
     const metrics = this.#options.metrics;
     metrics?.eventReceived(this.config.name, dispatch.t, dispatch.transport);
     if (this.#dedupe.seen(dispatch)) {
       metrics?.eventDeduplicated(this.config.name);
       return;
     }
+    this.#received += 1;
     this.emit('dispatch', dispatch);
     this.#dispatcher.dispatch(dispatch);
   }

@@ -21,8 +21,8 @@ export async function startCommand(args: string[]): Promise<number> {
 
   const signal = await stopping;
   logger.info({ signal }, 'shutting down: finishing handlers, closing shards resumably');
-  const { unfinished } = await runtime.stop();
-  logger.info({ unfinished }, 'stopped');
+  const { unfinished, received, handled } = await runtime.stop();
+  logger.info({ received, handled, unfinished }, 'stopped');
   logger.flush();
   return 0;
 }

@@ -1,0 +1,163 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { loadConfig } from '../runtime/config/index.ts';
+import { createLogger } from '../runtime/logging/logger.ts';
+import { Runtime } from '../runtime/runtime.ts';
+import type { OutboxEntry } from '../runtime/simulator/index.ts';
+
+const FIXTURE_PLUGINS = fileURLToPath(new URL('./fixtures/runtime/plugins', import.meta.url));
+
+async function until<T>(what: string, probe: () => T | undefined | false, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+function project(botYaml: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'qqbot-runtime-'));
+  writeFileSync(join(dir, 'bot.yaml'), `pluginsDir: ${FIXTURE_PLUGINS}\ndataDir: ${join(dir, 'data')}\n${botYaml}`);
+  return join(dir, 'bot.yaml');
+}
+
+async function startRuntime(file: string, options: { console?: boolean; metrics?: boolean } = {}): Promise<Runtime> {
+  const runtime = new Runtime({ config: loadConfig(file, { env: {} }), logger: createLogger({ level: 'warn', pretty: false }), console: options.console ?? false, metricsServer: options.metrics ?? false });
+  await runtime.start();
+  return runtime;
+}
+
+const replyTo = (outbox: OutboxEntry[], id: string) => outbox.filter((entry) => entry.msg_id === id);
+
+test('two bots in one bot.yaml answer only with their own plugins', async () => {
+  const runtime = await startRuntime(project([
+    'bots:',
+    '  - { name: first, appId: "1020000001", endpoint: simulator, plugins: { alpha: {} } }',
+    '  - { name: second, appId: "1020000002", endpoint: simulator, plugins: { beta: {} } }',
+  ].join('\n')));
+  try {
+    const sim = runtime.simulator!;
+    assert.deepEqual([...runtime.bots.values()].map((b) => b.state), ['running', 'running']);
+    const toFirst = sim.postMessage({ appId: '1020000001', kind: 'group_at', content: 'one' });
+    const toSecond = sim.postMessage({ appId: '1020000002', kind: 'c2c', content: 'two' });
+    await until('both replies', () => replyTo(sim.outbox(), toFirst.id).length > 0 && replyTo(sim.outbox(), toSecond.id).length > 0);
+    await new Promise((resolve) => setTimeout(resolve, 200)); // room for a wrong extra reply to show up
+    const first = sim.outbox().filter((e) => e.appId === '1020000001');
+    const second = sim.outbox().filter((e) => e.appId === '1020000002');
+    assert.deepEqual(first.map((e) => e.body.content), ['alpha: one']);
+    assert.deepEqual(second.map((e) => e.body.content), ['beta: two']);
+  } finally {
+    await runtime.stop();
+  }
+});
+
+test('a bot that cannot start is reported while the other bots run', async () => {
+  const runtime = await startRuntime(project([
+    'bots:',
+    '  - { name: good, appId: "1020000001", endpoint: simulator, plugins: { alpha: {} } }',
+    // no plugin subscribes to anything and no intents: refusing beats a silent GUILDS fallback
+    '  - { name: empty, appId: "1020000002", endpoint: simulator, plugins: {} }',
+  ].join('\n')));
+  try {
+    const good = runtime.bots.get('good')!;
+    const empty = runtime.bots.get('empty')!;
+    assert.equal(good.state, 'running');
+    assert.equal(empty.state, 'failed');
+    assert.match(empty.error?.message ?? '', /no intents/);
+    const sim = runtime.simulator!;
+    const posted = sim.postMessage({ appId: '1020000001', kind: 'c2c', content: 'still here' });
+    await until('reply from the good bot', () => replyTo(sim.outbox(), posted.id).length === 1);
+  } finally {
+    await runtime.stop();
+  }
+});
+
+test('/metrics parses as Prometheus text and its counters move with traffic', async () => {
+  const runtime = await startRuntime(project('metrics: { port: 0 }\nbots:\n  - { name: m, appId: "1020000001", endpoint: simulator, plugins: { alpha: {} } }\n'), { metrics: true });
+  try {
+    const scrape = async () => {
+      const res = await fetch(`http://127.0.0.1:${runtime.metricsPort}/metrics`);
+      assert.equal(res.status, 200);
+      return parseExposition(await res.text());
+    };
+    const sample = (samples: Map<string, number>, name: string, labels: Record<string, string>) => {
+      const key = `${name}{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).sort().join(',')}}`;
+      return samples.get(key) ?? 0;
+    };
+    const before = await scrape();
+    const sim = runtime.simulator!;
+    const ids = Array.from({ length: 5 }, (_, i) => sim.postMessage({ kind: 'c2c', content: `m${i}` }).id);
+    await until('5 replies', () => ids.every((id) => replyTo(sim.outbox(), id).length === 1));
+    await until('handlers recorded', () => runtime.bots.get('m')!.counts.handled >= 5);
+    const after = await scrape();
+    const received = { bot: 'm', type: 'C2C_MESSAGE_CREATE', transport: 'websocket' };
+    assert.equal(sample(after, 'qqbot_events_received_total', received) - sample(before, 'qqbot_events_received_total', received), 5);
+    const sends = { bot: 'm', route: 'POST /v2/users/:id/messages', status: '200' };
+    assert.equal(sample(after, 'qqbot_api_requests_total', sends) - sample(before, 'qqbot_api_requests_total', sends), 5);
+    const handled = { bot: 'm', plugin: 'alpha', status: 'ok' };
+    assert.equal(sample(after, 'qqbot_handler_duration_seconds_count', handled) - sample(before, 'qqbot_handler_duration_seconds_count', handled), 5);
+    assert.equal(sample(after, 'qqbot_shard_state', { bot: 'm', shard: '0', state: 'ready' }), 1);
+  } finally {
+    await runtime.stop();
+  }
+});
+
+test('the console in a real browser: chat with the bot, see shard and plugin rows', async () => {
+  const runtime = await startRuntime(project('console: { port: 0 }\nbots:\n  - { name: demo, appId: "1020000001", endpoint: simulator, plugins: { alpha: {}, beta: {} } }\n'), { console: true });
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1360, height: 820 } });
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    await page.goto(runtime.consoleUrl!);
+    await page.locator('tr[data-bot="demo"][data-shard="0"]').waitFor();
+    await page.locator('tr[data-bot="demo"][data-plugin="alpha"]').waitFor();
+    await page.locator('tr[data-bot="demo"][data-plugin="beta"]').waitFor();
+    await page.selectOption('#chat-kind', 'group_at');
+    await page.fill('#chat-input', 'hello from the browser');
+    await page.click('#chat-send');
+    const replies = page.locator('#chat-messages li[data-from="bot"]');
+    await replies.filter({ hasText: 'alpha: hello from the browser' }).waitFor();
+    await replies.filter({ hasText: 'beta: hello from the browser' }).waitFor();
+    assert.match(await page.locator('tr[data-bot="demo"][data-shard="0"]').innerText(), /ready/);
+    mkdirSync('test-artifacts', { recursive: true });
+    await page.screenshot({ path: 'test-artifacts/console-runtime.png', fullPage: true });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    await runtime.stop();
+  }
+});
+
+/** `name{a="1",b="2"} value` lines → map; every sample's family must have a # TYPE line. */
+function parseExposition(text: string): Map<string, number> {
+  const types = new Set<string>();
+  const samples = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const type = /^# TYPE (\S+) (counter|gauge|histogram|summary|untyped)$/.exec(line);
+    if (type) {
+      types.add(type[1]!);
+      continue;
+    }
+    if (line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$/.exec(line);
+    assert.ok(match, `not an exposition line: ${line}`);
+    const [, name, labelText, value] = match;
+    const family = name!.replace(/_(bucket|sum|count)$/, '');
+    assert.ok(types.has(name!) || types.has(family), `no # TYPE for ${name}`);
+    const labels = [...(labelText ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((m) => `${m[1]}="${m[2]}"`).sort();
+    samples.set(`${name}{${labels.join(',')}}`, Number(value));
+  }
+  return samples;
+}
