@@ -18,6 +18,8 @@ export interface PluginLimits {
   pendingCalls: number;
   payloadBytes: number;
   queuedEvents: number;
+  /** events whose handlers run at once (awaiting calls or timers); more wait in the queue */
+  concurrentEvents: number;
 }
 
 export const DEFAULT_LIMITS: PluginLimits = {
@@ -29,6 +31,7 @@ export const DEFAULT_LIMITS: PluginLimits = {
   pendingCalls: 64,
   payloadBytes: 64 * 1024,
   queuedEvents: 1000,
+  concurrentEvents: 16,
 };
 
 /** Upper bounds a manifest's `limits` may ask for. */
@@ -41,6 +44,7 @@ export const MAX_LIMITS: PluginLimits = {
   pendingCalls: 512,
   payloadBytes: 1024 * 1024,
   queuedEvents: 10_000,
+  concurrentEvents: 256,
 };
 
 export interface PluginInstanceSpec {

@@ -16,6 +16,8 @@ export class InstanceSlot {
   #current: PluginSandbox;
   #queue: Queued[] = [];
   #pumping = false;
+  /** events entered whose handlers (async tail included) have not finished */
+  #active = 0;
   #swap: { next: PluginSandbox; done: () => void } | undefined;
   #retiring = new Set<Promise<void>>();
   readonly #answer: (rid: number, outcome: DispatchOutcome, sandbox: PluginSandbox) => void;
@@ -92,11 +94,19 @@ export class InstanceSlot {
           this.#swap = undefined;
           continue;
         }
+        // Backpressure instead of failure: a burst waits in the bounded queue rather than piling
+        // async handlers up against the pending-call cap.
+        if (this.#active >= this.#current.spec.limits.concurrentEvents) return;
         const item = this.#queue.shift();
         if (!item) return;
         const sandbox = this.#current;
         const handle = sandbox.dispatch(item.event, item.rid);
-        void handle.outcome.then((o) => this.#answer(item.rid, o, sandbox));
+        this.#active += 1;
+        void handle.outcome.then((o) => {
+          this.#active -= 1;
+          this.#answer(item.rid, o, sandbox);
+          void this.#pump();
+        });
         await handle.entered;
       }
     } finally {
