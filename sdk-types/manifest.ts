@@ -7,6 +7,7 @@ export interface PluginLimitsOverride {
   cpuPerEventMs?: number;
   pendingCalls?: number;
   queuedEvents?: number;
+  concurrentEvents?: number;
 }
 
 /** The `qqbot` field of a plugin's package.json. */

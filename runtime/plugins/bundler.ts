@@ -1,0 +1,115 @@
+/**
+ * Bundles a plugin's entry and its pure-JS dependencies into one iife script for an isolate.
+ * Node built-ins are refused at build time, so a plugin learns about them from the error, not from
+ * a missing `require` in production.
+ */
+import { builtinModules } from 'node:module';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build, type Message, type Plugin } from 'esbuild';
+import { QQBotError } from '../errors.ts';
+
+export interface PluginBundle {
+  code: string;
+  /** source map JSON; sources are relative to `displayRoot` */
+  sourceMap: string;
+  /** entry file relative to `displayRoot` (shown in stacks) */
+  filename: string;
+  /** absolute paths of every file that went in (what a watcher should watch) */
+  inputs: string[];
+}
+
+export interface BundleOptions {
+  /** absolute entry file (DiscoveredPlugin.main) */
+  entry: string;
+  /** paths in errors, stacks and the source map are relative to this (default: the entry's folder's parent) */
+  displayRoot?: string;
+}
+
+export class PluginBuildError extends QQBotError {
+  readonly errors: readonly string[];
+
+  constructor(entry: string, errors: string[]) {
+    super('E_PLUGIN_BUILD', `cannot bundle ${entry}:\n${errors.join('\n')}`, { entry, errors });
+    this.errors = errors;
+  }
+}
+
+const SHIM_NAMESPACE = 'qqbot-sdk-shim';
+const sdkDir = resolve(dirname(fileURLToPath(import.meta.url)), '../../sdk-types');
+const builtins = new Set(builtinModules);
+
+// The values a plugin may import from qqbot-sdk-types; everything else there is types (erased).
+const SHIM_SOURCE = [
+  `export { API_METHODS, PERMISSIONS } from ${JSON.stringify(join(sdkDir, 'api.ts'))};`,
+  `export { EVENT_TYPES } from ${JSON.stringify(join(sdkDir, 'event-types.ts'))};`,
+].join('\n');
+
+export async function bundlePlugin(options: BundleOptions): Promise<PluginBundle> {
+  const entry = resolve(options.entry);
+  const displayRoot = resolve(options.displayRoot ?? dirname(dirname(entry)));
+  const filename = relative(displayRoot, entry);
+  let result;
+  try {
+    result = await build({
+      entryPoints: [entry],
+      // never written (write: false); it only anchors the source map's relative paths
+      outfile: join(displayRoot, '__qqbot_bundle.js'),
+      absWorkingDir: displayRoot,
+      write: false,
+      bundle: true,
+      format: 'iife',
+      globalName: '__plugin',
+      platform: 'neutral',
+      mainFields: ['module', 'main'],
+      conditions: ['import', 'module', 'default'],
+      resolveExtensions: ['.ts', '.tsx', '.mts', '.js', '.mjs', '.cjs', '.json'],
+      target: 'es2022',
+      sourcemap: 'external',
+      metafile: true,
+      logLevel: 'silent',
+      // libraries read this; the isolate has no `process`
+      define: { 'process.env.NODE_ENV': '"production"' },
+      plugins: [sandboxImports()],
+    });
+  } catch (error) {
+    const messages = (error as { errors?: Message[] }).errors;
+    if (!messages) throw error;
+    throw new PluginBuildError(filename, messages.map((m) => formatMessage(m, displayRoot)));
+  }
+
+  const code = result.outputFiles.find((f) => f.path.endsWith('.js'))?.text ?? '';
+  const sourceMap = result.outputFiles.find((f) => f.path.endsWith('.map'))?.text ?? '';
+  const inputs = Object.keys(result.metafile.inputs)
+    .filter((p) => !p.includes(':') || isAbsolute(p))
+    .map((p) => resolve(displayRoot, p));
+  return { code, sourceMap, filename, inputs };
+}
+
+function sandboxImports(): Plugin {
+  return {
+    name: 'qqbot-sandbox-imports',
+    setup(b) {
+      b.onResolve({ filter: /^qqbot-sdk-types(\/.*)?$/ }, (args) => {
+        if (args.path === 'qqbot-sdk-types') return { path: 'qqbot-sdk-types', namespace: SHIM_NAMESPACE };
+        return { errors: [{ text: `"${args.path}" is not available inside a plugin (only "qqbot-sdk-types" is; "qqbot-sdk-types/testing" is for tests)` }] };
+      });
+      b.onLoad({ filter: /.*/, namespace: SHIM_NAMESPACE }, () => ({ contents: SHIM_SOURCE, loader: 'js', resolveDir: sdkDir }));
+      b.onResolve({ filter: /.*/ }, (args) => {
+        const bare = args.path.startsWith('node:') ? args.path.slice(5) : args.path;
+        const root = bare.split('/')[0] ?? bare;
+        if (args.path.startsWith('node:') || builtins.has(bare) || builtins.has(root)) {
+          return { errors: [{ text: `Node built-in "${args.path}" is not available to plugins (they run in a sandbox without Node APIs)` }] };
+        }
+        return undefined;
+      });
+    },
+  };
+}
+
+function formatMessage(message: Message, displayRoot: string): string {
+  const where = message.location;
+  if (!where) return message.text;
+  const file = isAbsolute(where.file) ? relative(displayRoot, where.file) : where.file;
+  return `${file}:${where.line}:${where.column + 1}: ${message.text}${where.lineText ? `\n    ${where.lineText.trim()}` : ''}`;
+}

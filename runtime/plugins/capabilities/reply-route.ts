@@ -1,0 +1,93 @@
+/**
+ * Where a passive reply to an event goes, with which id field, and under which of the platform's
+ * rules (qq-protocol.md §14): window length and the per-message reply cap.
+ */
+
+export type ReplyScene = 'channel' | 'dm' | 'group' | 'c2c';
+
+export interface ReplyRoute {
+  scene: ReplyScene;
+  /** POST target */
+  path: string;
+  idField: 'msg_id' | 'event_id';
+  /** the id being answered; msg_seq counts per (bot, source id) */
+  sourceId: string;
+  windowMs: number;
+  /** replies allowed per source message; undefined = no platform cap */
+  maxReplies?: number;
+}
+
+/** Why an event cannot be replied to; shown to the plugin as E_REPLY_UNSUPPORTED. */
+export interface NoReplyRoute {
+  reason: string;
+}
+
+const MINUTE = 60_000;
+const RULES: Record<ReplyScene, { windowMs: number; maxReplies?: number }> = {
+  channel: { windowMs: 5 * MINUTE },
+  dm: { windowMs: 5 * MINUTE },
+  group: { windowMs: 5 * MINUTE, maxReplies: 5 },
+  c2c: { windowMs: 60 * MINUTE, maxReplies: 5 },
+};
+
+export const REPLY_WINDOW_MS: Readonly<Record<ReplyScene, number>> = {
+  channel: RULES.channel.windowMs, dm: RULES.dm.windowMs, group: RULES.group.windowMs, c2c: RULES.c2c.windowMs,
+};
+
+const CHANNEL_EVENT_REPLIES = new Set([
+  'MESSAGE_REACTION_ADD', 'MESSAGE_REACTION_REMOVE',
+  'FORUM_THREAD_CREATE', 'FORUM_THREAD_UPDATE', 'FORUM_THREAD_DELETE',
+  'FORUM_POST_CREATE', 'FORUM_POST_DELETE', 'FORUM_REPLY_CREATE', 'FORUM_REPLY_DELETE',
+]);
+const MEMBER_EVENTS = new Set(['GUILD_MEMBER_ADD', 'GUILD_MEMBER_UPDATE', 'GUILD_MEMBER_REMOVE']);
+
+export function replyRouteFor(type: string, eventId: string, payload: unknown): ReplyRoute | NoReplyRoute {
+  const d = (typeof payload === 'object' && payload !== null ? payload : {}) as Record<string, unknown>;
+  const author = (typeof d.author === 'object' && d.author !== null ? d.author : {}) as Record<string, unknown>;
+  const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+  const route = (scene: ReplyScene, target: string | undefined, targetName: string, idField: 'msg_id' | 'event_id', sourceId: string | undefined): ReplyRoute | NoReplyRoute => {
+    if (target === undefined) return { reason: `${type} event has no ${targetName} to reply to` };
+    if (sourceId === undefined) return { reason: `${type} event has no ${idField === 'msg_id' ? 'message id' : 'event id'} to reply to` };
+    const t = encodeURIComponent(target);
+    const path = scene === 'channel' ? `/channels/${t}/messages`
+      : scene === 'dm' ? `/dms/${t}/messages`
+        : scene === 'group' ? `/v2/groups/${t}/messages` : `/v2/users/${t}/messages`;
+    return { scene, path, idField, sourceId, ...RULES[scene] };
+  };
+
+  switch (type) {
+    case 'AT_MESSAGE_CREATE':
+    case 'MESSAGE_CREATE':
+      return route('channel', str(d.channel_id), 'channel_id', 'msg_id', str(d.id));
+    case 'DIRECT_MESSAGE_CREATE':
+      return route('dm', str(d.guild_id), 'guild_id', 'msg_id', str(d.id));
+    case 'GROUP_AT_MESSAGE_CREATE':
+      return route('group', str(d.group_openid) ?? str(d.group_id), 'group_openid', 'msg_id', str(d.id));
+    case 'C2C_MESSAGE_CREATE':
+      return route('c2c', str(author.user_openid) ?? str(author.id), 'author.user_openid', 'msg_id', str(d.id));
+    case 'GROUP_ADD_ROBOT':
+    case 'GROUP_MSG_RECEIVE':
+      return route('group', str(d.group_openid), 'group_openid', 'event_id', str(eventId));
+    case 'C2C_MSG_RECEIVE':
+    case 'FRIEND_ADD':
+      return route('c2c', str(d.openid), 'openid', 'event_id', str(eventId));
+    case 'INTERACTION_CREATE': {
+      const scene = d.scene ?? ({ 0: 'guild', 1: 'group', 2: 'c2c' } as Record<string, string>)[String(d.chat_type)];
+      const sourceId = str(eventId) ?? str(d.id);
+      if (scene === 'group') return route('group', str(d.group_openid), 'group_openid', 'event_id', sourceId);
+      if (scene === 'c2c') return route('c2c', str(d.user_openid), 'user_openid', 'event_id', sourceId);
+      if (scene === 'guild') return route('channel', str(d.channel_id), 'channel_id', 'event_id', sourceId);
+      return { reason: 'INTERACTION_CREATE event has no scene or chat_type to route the reply' };
+    }
+    default:
+      if (CHANNEL_EVENT_REPLIES.has(type)) return route('channel', str(d.channel_id), 'channel_id', 'event_id', str(eventId));
+      if (MEMBER_EVENTS.has(type)) {
+        return { reason: `${type} carries no channel: send with ctx.api.sendChannelMessage(channelId, { event_id: event.id, … }) instead` };
+      }
+      return { reason: `the platform accepts no passive reply to ${type} events (qq-protocol.md §14)` };
+  }
+}
+
+export function isReplyRoute(route: ReplyRoute | NoReplyRoute): route is ReplyRoute {
+  return 'path' in route;
+}

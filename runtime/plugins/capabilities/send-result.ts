@@ -1,0 +1,34 @@
+/**
+ * Normalises what a send returns. HTTP 202 with code 304023/304024 means "queued for audit"
+ * (qq-protocol.md §13.3): a success carrying `audit_id`, whether the client returned the body or
+ * threw it as an error.
+ */
+import type { SendResult } from 'qqbot-sdk-types';
+import { isPlatformError, platformCodeOf } from './capability-error.ts';
+
+const AUDIT_CODES = new Set([304023, 304024]);
+
+export function toSendResult(response: unknown): SendResult {
+  if (typeof response !== 'object' || response === null) return {};
+  const audit = auditIdOf(response);
+  if (audit !== undefined) return { audit_id: audit };
+  return response as SendResult;
+}
+
+/** The audit id when `error` is the platform's "accepted for audit", else undefined. */
+export function auditFromError(error: unknown): SendResult | undefined {
+  if (!isPlatformError(error)) return undefined;
+  const code = platformCodeOf(error);
+  if (error.status !== 202 && (code === undefined || !AUDIT_CODES.has(code))) return undefined;
+  const result: SendResult = { audit_id: auditIdOf(error.body) ?? auditIdOf(error) ?? '' };
+  return result;
+}
+
+function auditIdOf(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const v = value as { code?: unknown; data?: { message_audit?: { audit_id?: unknown } } };
+  const id = v.data?.message_audit?.audit_id;
+  if (typeof id === 'string') return id;
+  if (typeof v.code === 'number' && AUDIT_CODES.has(v.code)) return '';
+  return undefined;
+}

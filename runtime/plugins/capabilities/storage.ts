@@ -1,0 +1,52 @@
+/**
+ * `ctx.storage.*`: the namespace comes from the caller's grant (bot + plugin), never from the
+ * payload; keys and values are size-capped, values must be JSON.
+ */
+import type { KeyValueStore, StorageNamespace } from '../storage/key-value-store.ts';
+import { CapabilityError } from './capability-error.ts';
+
+export interface StorageCaps {
+  maxKeyLength: number;
+  maxValueBytes: number;
+  maxKeys: number;
+}
+
+export const DEFAULT_STORAGE_CAPS: StorageCaps = { maxKeyLength: 256, maxValueBytes: 64 * 1024, maxKeys: 10_000 };
+
+export async function callStorage(store: KeyValueStore, ns: StorageNamespace, op: string, payload: unknown, caps: StorageCaps): Promise<unknown> {
+  const p = (typeof payload === 'object' && payload !== null ? payload : {}) as { key?: unknown; value?: unknown; prefix?: unknown };
+  switch (op) {
+    case 'get': {
+      const text = await store.get(ns, checkKey(p.key, caps));
+      return text === undefined ? undefined : (JSON.parse(text) as unknown);
+    }
+    case 'set': {
+      const key = checkKey(p.key, caps);
+      if (p.value === undefined) throw new CapabilityError('E_INVALID_ARGUMENT', 'storage.set: value is undefined (use storage.delete)');
+      const text = JSON.stringify(p.value);
+      const bytes = Buffer.byteLength(text);
+      if (bytes > caps.maxValueBytes) throw new CapabilityError('E_STORAGE_LIMIT', `storage.set: value is ${bytes} bytes, the limit is ${caps.maxValueBytes}`);
+      if ((await store.get(ns, key)) === undefined && (await store.count(ns)) >= caps.maxKeys) {
+        throw new CapabilityError('E_STORAGE_LIMIT', `storage.set: the plugin already stores ${caps.maxKeys} keys, the limit`);
+      }
+      await store.set(ns, key, text);
+      return undefined;
+    }
+    case 'delete':
+      return store.delete(ns, checkKey(p.key, caps));
+    case 'keys': {
+      const prefix = p.prefix ?? '';
+      if (typeof prefix !== 'string' || prefix.length > caps.maxKeyLength) throw new CapabilityError('E_INVALID_ARGUMENT', 'storage.keys: prefix must be a short string');
+      return store.keys(ns, prefix);
+    }
+    default:
+      throw new CapabilityError('E_UNKNOWN_CAPABILITY', `storage.${op.slice(0, 32)} does not exist`);
+  }
+}
+
+function checkKey(key: unknown, caps: StorageCaps): string {
+  if (typeof key !== 'string' || key.length === 0 || key.length > caps.maxKeyLength) {
+    throw new CapabilityError('E_INVALID_ARGUMENT', `storage: key must be a string of 1–${caps.maxKeyLength} characters`);
+  }
+  return key;
+}

@@ -1,0 +1,137 @@
+/**
+ * Finds plugins: folders of `pluginsDir` and npm packages in `<projectDir>/node_modules` whose
+ * package.json has a `qqbot` field. A broken plugin is reported in `problems`; the rest load.
+ */
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import type { PluginManifest } from 'qqbot-sdk-types';
+import { QQBotError } from '../errors.ts';
+import { PluginManifestError, readPluginManifest } from './manifest.ts';
+
+export interface DiscoveredPlugin {
+  /** what bot.yaml uses: the folder name, or the npm package name */
+  name: string;
+  /** package.json `name` */
+  packageName: string;
+  version: string;
+  /** absolute plugin folder */
+  dir: string;
+  /** absolute entry file */
+  main: string;
+  source: 'folder' | 'npm';
+  manifest: PluginManifest;
+}
+
+export interface DiscoveryProblem {
+  code: string;
+  message: string;
+  /** plugin name as far as known */
+  plugin: string;
+  paths: string[];
+}
+
+export interface DiscoveryResult {
+  plugins: DiscoveredPlugin[];
+  problems: DiscoveryProblem[];
+}
+
+export class PluginNotFoundError extends QQBotError {
+  constructor(name: string, known: string[]) {
+    super('E_PLUGIN_NOT_FOUND', `plugin "${name}" is enabled but was not found (known: ${known.join(', ') || 'none'})`, { plugin: name });
+  }
+}
+
+export async function discoverPlugins(options: { pluginsDir?: string; projectDir?: string }): Promise<DiscoveryResult> {
+  const base = options.projectDir ?? process.cwd();
+  const candidates: { name: string; dir: string; source: 'folder' | 'npm' }[] = [];
+  if (options.pluginsDir !== undefined) {
+    for (const entry of await listDirs(options.pluginsDir)) {
+      candidates.push({ name: entry, dir: join(options.pluginsDir, entry), source: 'folder' });
+    }
+  }
+  if (options.projectDir !== undefined) {
+    const modules = join(options.projectDir, 'node_modules');
+    for (const entry of await listDirs(modules)) {
+      if (entry.startsWith('.')) continue;
+      if (entry.startsWith('@')) {
+        for (const scoped of await listDirs(join(modules, entry))) {
+          candidates.push({ name: `${entry}/${scoped}`, dir: join(modules, entry, scoped), source: 'npm' });
+        }
+      } else {
+        candidates.push({ name: entry, dir: join(modules, entry), source: 'npm' });
+      }
+    }
+  }
+
+  const plugins: DiscoveredPlugin[] = [];
+  const problems: DiscoveryProblem[] = [];
+  for (const candidate of candidates) {
+    if (!(await hasQQBotField(candidate.dir, candidate.source === 'folder'))) continue;
+    const displayFile = relative(base, join(candidate.dir, 'package.json')) || 'package.json';
+    try {
+      const loaded = await readPluginManifest(candidate.dir, { plugin: candidate.name, displayFile });
+      // npm packages are named by their package name, whatever folder npm put them in
+      const name = candidate.source === 'npm' ? loaded.packageName : candidate.name;
+      plugins.push({ name, packageName: loaded.packageName, version: loaded.version, dir: candidate.dir, main: loaded.main, source: candidate.source, manifest: loaded.manifest });
+    } catch (error) {
+      if (!(error instanceof PluginManifestError)) throw error;
+      problems.push({ code: error.code, message: error.message, plugin: candidate.name, paths: [candidate.dir] });
+    }
+  }
+
+  // A name that bot.yaml could use for two different plugins is ambiguous: neither is loaded.
+  const byKey = new Map<string, DiscoveredPlugin[]>();
+  for (const plugin of plugins) {
+    for (const key of new Set([plugin.name, plugin.packageName])) {
+      byKey.set(key, [...(byKey.get(key) ?? []), plugin]);
+    }
+  }
+  const clashing = new Set<DiscoveredPlugin>();
+  for (const [key, owners] of byKey) {
+    if (owners.length < 2) continue;
+    owners.forEach((o) => clashing.add(o));
+    problems.push({
+      code: 'E_PLUGIN_NAME_CLASH',
+      message: `plugin name "${key}" is claimed by ${owners.map((o) => `${o.dir} (${o.source})`).join(' and ')}; rename one of them`,
+      plugin: key,
+      paths: owners.map((o) => o.dir),
+    });
+  }
+  return { plugins: plugins.filter((p) => !clashing.has(p)), problems };
+}
+
+/**
+ * The plugins a bot enables, by folder or package name. Without a list, every plugin of the plugins
+ * folder (not npm packages: installing a package must not silently run it on every bot).
+ */
+export function selectPlugins(discovered: DiscoveredPlugin[], enabled?: readonly string[]): DiscoveredPlugin[] {
+  if (enabled === undefined) return discovered.filter((p) => p.source === 'folder');
+  return enabled.map((name) => {
+    const found = discovered.find((p) => p.name === name || p.packageName === name);
+    if (!found) throw new PluginNotFoundError(name, discovered.map((p) => p.name));
+    return found;
+  });
+}
+
+async function listDirs(dir: string): Promise<string[]> {
+  const entries = await readdir(dir).catch(() => [] as string[]);
+  const dirs: string[] = [];
+  for (const entry of entries.sort()) {
+    // stat, not the dirent: workspaces and `npm link` put symlinks into node_modules
+    const info = await stat(join(dir, entry)).catch(() => undefined);
+    if (info?.isDirectory()) dirs.push(entry);
+  }
+  return dirs;
+}
+
+// A broken package.json in the plugins folder is worth reporting; in node_modules it is noise.
+async function hasQQBotField(dir: string, reportUnparsable: boolean): Promise<boolean> {
+  const text = await readFile(join(dir, 'package.json'), 'utf8').catch(() => undefined);
+  if (text === undefined) return false;
+  try {
+    const pkg = JSON.parse(text) as unknown;
+    return typeof pkg === 'object' && pkg !== null && 'qqbot' in pkg;
+  } catch {
+    return reportUnparsable;
+  }
+}

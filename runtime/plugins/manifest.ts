@@ -1,0 +1,171 @@
+/**
+ * The `qqbot` field of a plugin's package.json: read, validated, resolved to host values
+ * (entry file, limits, config). Every error names the plugin, the file and the field.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { Ajv, type ErrorObject } from 'ajv';
+import { PLUGIN_MANIFEST_SCHEMA, type PluginManifest } from 'qqbot-sdk-types';
+import { QQBotError } from '../errors.ts';
+import { DEFAULT_LIMITS, MAX_LIMITS, type PluginLimits } from './instance.ts';
+
+export class PluginManifestError extends QQBotError {
+  readonly problems: readonly string[];
+
+  constructor(plugin: string, file: string, problems: { field: string; message: string }[]) {
+    const lines = problems.map((p) => `${file}: ${p.field}: ${p.message}`);
+    super('E_PLUGIN_MANIFEST', lines.join('\n'), { plugin, file, field: problems[0]?.field });
+    this.problems = lines;
+  }
+}
+
+export class PluginConfigError extends QQBotError {
+  constructor(plugin: string, where: string, problems: { field: string; message: string }[]) {
+    const lines = problems.map((p) => `${where}: ${p.field}: ${p.message}`);
+    super('E_PLUGIN_CONFIG', `plugin "${plugin}": ${lines.join('; ')}`, { plugin, where, field: problems[0]?.field });
+  }
+}
+
+/** A plugin package whose manifest passed validation. */
+export interface LoadedManifest {
+  /** package.json `name` */
+  packageName: string;
+  version: string;
+  /** absolute path of the entry module */
+  main: string;
+  manifest: PluginManifest;
+}
+
+const ENTRY_CANDIDATES = ['index.ts', 'index.js', 'index.mjs'];
+
+// One Ajv per purpose: the manifest one is strict; plugin config schemas are third-party, so lenient.
+const manifestAjv = new Ajv({ allErrors: true, verbose: true });
+const validateManifestShape = manifestAjv.compile(PLUGIN_MANIFEST_SCHEMA);
+const configAjv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
+
+/**
+ * Reads `<dir>/package.json` and validates its `qqbot` field. `plugin` names the plugin in errors
+ * (folder or package name); `displayFile` is the path shown in them (e.g. `plugins/dice/package.json`).
+ */
+export async function readPluginManifest(dir: string, options: { plugin?: string; displayFile?: string } = {}): Promise<LoadedManifest> {
+  const file = join(dir, 'package.json');
+  const shown = options.displayFile ?? file;
+  let pkg: Record<string, unknown>;
+  try {
+    pkg = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  } catch (error) {
+    throw new PluginManifestError(options.plugin ?? dir, shown, [{ field: 'package.json', message: (error as Error).message }]);
+  }
+  const plugin = options.plugin ?? (typeof pkg.name === 'string' ? pkg.name : dir);
+  const fail = (problems: { field: string; message: string }[]): never => {
+    throw new PluginManifestError(plugin, shown, problems);
+  };
+  if (typeof pkg.name !== 'string' || pkg.name === '') fail([{ field: 'name', message: 'must be a non-empty string' }]);
+  if (pkg.qqbot === undefined) fail([{ field: 'qqbot', message: 'missing: not a qqbot plugin' }]);
+
+  const problems = validateManifest(pkg.qqbot);
+  if (problems.length > 0) fail(problems);
+  const manifest = pkg.qqbot as PluginManifest;
+
+  const main = await resolveEntry(dir, pkg.main);
+  if (typeof main !== 'string') fail([{ field: 'main', message: main.message }]);
+
+  return { packageName: pkg.name as string, version: typeof pkg.version === 'string' ? pkg.version : '0.0.0', main: main as string, manifest };
+}
+
+/** Structural, limits and config-schema checks of a `qqbot` value; fields are `qqbot.…` paths. */
+export function validateManifest(value: unknown): { field: string; message: string }[] {
+  if (!validateManifestShape(value)) return (validateManifestShape.errors ?? []).map(describeManifestError);
+  const manifest = value as PluginManifest;
+  const problems: { field: string; message: string }[] = [];
+  for (const [key, requested] of Object.entries(manifest.limits ?? {})) {
+    const max = MAX_LIMITS[key as keyof PluginLimits];
+    if (typeof requested === 'number' && requested > max) {
+      problems.push({ field: `qqbot.limits.${key}`, message: `${requested} exceeds the host maximum ${max}` });
+    }
+  }
+  if (manifest.config !== undefined) {
+    try {
+      configAjv.compile(manifest.config);
+    } catch (error) {
+      problems.push({ field: 'qqbot.config', message: `not a valid JSON Schema: ${(error as Error).message}` });
+    }
+  }
+  return problems;
+}
+
+/** The plugin's limits: host defaults overridden by the manifest (already checked against the maxima). */
+export function resolveLimits(manifest: PluginManifest): PluginLimits {
+  return { ...DEFAULT_LIMITS, ...manifest.limits };
+}
+
+/**
+ * Validates a bot.yaml plugin section against the manifest's config schema, with defaults applied.
+ * `where` names the section in errors (e.g. `bot.yaml: bots.main.plugins.dice`).
+ */
+export function resolvePluginConfig(
+  plugin: { name: string; manifest: PluginManifest },
+  section: unknown,
+  where = `config of plugin "${plugin.name}"`,
+): Record<string, unknown> {
+  const schema = plugin.manifest.config;
+  const value = section === undefined || section === null ? {} : structuredClone(section);
+  if (schema === undefined) {
+    if (typeof value !== 'object' || Array.isArray(value)) {
+      throw new PluginConfigError(plugin.name, where, [{ field: '(root)', message: 'must be an object' }]);
+    }
+    return value as Record<string, unknown>;
+  }
+  const validate = configAjv.compile(schema);
+  if (!validate(value)) {
+    throw new PluginConfigError(plugin.name, where, (validate.errors ?? []).map((e) => ({
+      field: jsonPointerToField(e.instancePath, e.keyword === 'required' ? String(e.params.missingProperty) : undefined) || '(root)',
+      message: e.message ?? 'invalid',
+    })));
+  }
+  return value as Record<string, unknown>;
+}
+
+async function resolveEntry(dir: string, main: unknown): Promise<string | { message: string }> {
+  if (main !== undefined && typeof main !== 'string') return { message: 'must be a string' };
+  const candidates = typeof main === 'string' ? [main] : ENTRY_CANDIDATES;
+  for (const candidate of candidates) {
+    const file = resolve(dir, candidate);
+    if (!file.startsWith(resolve(dir))) return { message: `"${candidate}" points outside the plugin folder` };
+    const info = await stat(file).catch(() => undefined);
+    if (info?.isFile()) return file;
+  }
+  return typeof main === 'string'
+    ? { message: `entry file "${main}" does not exist` }
+    : { message: `missing, and none of ${ENTRY_CANDIDATES.join(', ')} exists` };
+}
+
+function describeManifestError(error: ErrorObject): { field: string; message: string } {
+  const extra = error.keyword === 'required' ? String(error.params.missingProperty)
+    : error.keyword === 'additionalProperties' ? String(error.params.additionalProperty) : undefined;
+  const field = 'qqbot' + fieldSuffix(error.instancePath, extra);
+  if (error.keyword === 'enum' && /^\/events\/\d+$/.test(error.instancePath)) {
+    return { field, message: `unknown event type ${JSON.stringify(valueAt(error))}` };
+  }
+  if (error.keyword === 'enum' && /^\/permissions\/\d+$/.test(error.instancePath)) {
+    return { field, message: `unknown permission ${JSON.stringify(valueAt(error))}` };
+  }
+  if (error.keyword === 'additionalProperties') return { field, message: 'unknown field' };
+  if (error.keyword === 'required') return { field, message: 'is required' };
+  return { field, message: error.message ?? 'invalid' };
+}
+
+// `verbose: true` puts the offending value on the error as `data`.
+function valueAt(error: ErrorObject): unknown {
+  return (error as ErrorObject & { data?: unknown }).data;
+}
+
+function fieldSuffix(pointer: string, extra?: string): string {
+  const parts = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  if (extra !== undefined) parts.push(extra);
+  return parts.map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join('');
+}
+
+function jsonPointerToField(pointer: string, extra?: string): string {
+  return fieldSuffix(pointer, extra).replace(/^\./, '');
+}
