@@ -1,6 +1,5 @@
 import { inspect } from 'node:util';
-import type { Logger } from '../logging/logger.ts';
-import { Rest, type HttpMethod, type RequestOptions, type RestEvents } from './rest.ts';
+import { Rest, type HttpMethod, type RequestOptions, type RestEvents, type RestOptions } from './rest.ts';
 import type { TokenSource } from './token-source.ts';
 import type {
   Announce, APIPermission, APIPermissionDemand, APIPermissionDemandCreate, BotUser, Channel, ChannelCreate,
@@ -11,20 +10,7 @@ import type {
   RoleUpdate, Schedule, ScheduleInput, SendResult,
 } from './types.ts';
 
-export interface OpenAPIClientOptions {
-  /** from {@link resolveEndpoints}, or a simulator's URL */
-  baseUrl: string;
-  appId: string;
-  /** shared with the gateway; the client does not close it */
-  tokenSource: TokenSource;
-  /** per request; message sends never go below 5 s; @defaultValue 10000 */
-  timeoutMs?: number;
-  logger?: Logger;
-  /** keep-alive connections to the API host; @defaultValue 32 */
-  connections?: number;
-  /** extra attempts for GET/HEAD after a network error, timeout or 5xx; @defaultValue 2 */
-  retries?: number;
-}
+export type OpenAPIClientOptions = RestOptions;
 
 /** Builds a path from a template, escaping each value so an id cannot reach another endpoint. */
 function p(strings: TemplateStringsArray, ...values: (string | number)[]): string {

@@ -1,21 +1,13 @@
-import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
-import type { GatewayFatalError } from '../gateway/errors.ts';
 import type { TypedEmitter } from '../gateway/event-source.ts';
-import type { ShardInfo, ShardState } from '../gateway/shard.ts';
+import type { ShardEvents, ShardInfo } from '../gateway/shard.ts';
 
 export type { GatewayBotInfo, GatewayTokenSource } from '../gateway/dispatch-event.ts';
 
-/** Events every session manager emits (typed `on`/`emit`). */
-export interface SessionManagerEvents {
-  [event: string]: unknown[];
-  dispatch: [dispatch: GatewayDispatch];
-  ready: [info: { shard: number; sessionId: string }];
-  resumed: [info: { shard: number }];
-  state: [change: { shard: number; from: ShardState; to: ShardState }];
-  error: [error: Error];
-  /** the bot must stop (bad credentials, intents not permitted, 4914/4915, session limit); other bots are unaffected */
-  fatal: [error: GatewayFatalError];
-}
+/**
+ * Events every session manager emits: the same as one shard's, for all of the bot's shards. `fatal`
+ * means the bot must stop (bad credentials, intents not permitted, 4914/4915, session limit).
+ */
+export type SessionManagerEvents = ShardEvents;
 
 /**
  * Runs a bot's websocket shards. `local` runs them all in this process; a distributed manager would
