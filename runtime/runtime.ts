@@ -20,6 +20,7 @@ import { FileKeyValueStore } from './plugins/storage/file-store.ts';
 import type { KeyValueStore } from './plugins/storage/key-value-store.ts';
 import { startSimulator, type OutboxEntry, type Simulator, type SimulatorOptions } from './simulator/index.ts';
 import { Bot } from './bot/bot.ts';
+import { ReloadCoordinator } from './plugins/reload-coordinator.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 const CHAT_HISTORY = 500;
@@ -35,6 +36,10 @@ export interface RuntimeOptions {
   simulator?: Partial<SimulatorOptions>;
   supervisor?: Partial<Omit<SupervisorOptions, 'onCall' | 'logger'>>;
   identifyWindowMs?: number;
+  /** false: no hot reload (the plugins folder is not watched). Default true */
+  watch?: boolean;
+  /** per-plugin quiet time before a burst of file changes is reloaded (default 100 ms) */
+  watchDebounceMs?: number;
 }
 
 export class Runtime extends EventEmitter implements RuntimeView {
@@ -52,6 +57,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
   #storage: KeyValueStore | undefined;
   #discovered: DiscoveredPlugin[] = [];
   #closers: Array<() => Promise<void>> = [];
+  #reloader: ReloadCoordinator | undefined;
   #chatN = 0;
   consoleUrl: string | undefined;
   metricsPort: number | undefined;
@@ -107,18 +113,48 @@ export class Runtime extends EventEmitter implements RuntimeView {
         displayRoot: config.dir,
         logger: this.#log,
         metrics: this.metrics,
-        ...(this.#simulator ? { simulatorUrl: this.#simulator.url } : {}),
+        ...(this.#simulator ? { simulatorUrl: this.#simulator.url, registerSimulatorWebhook: (appId: string, url: string) => this.#simulator!.registerWebhook(appId, url) } : {}),
         ...(this.#options.identifyWindowMs !== undefined ? { identifyWindowMs: this.#options.identifyWindowMs } : {}),
       });
       this.#watchBot(bot);
       this.bots.set(botConfig.name, bot);
     }
     await Promise.all([...this.bots.values()].map((bot) => this.#startBot(bot)));
+    if (this.#options.watch !== false) await this.#startReloader();
     await this.#startServers();
+  }
+
+  /** hot reload of the plugins folder (undefined with `watch: false` or before start) */
+  get reloader(): ReloadCoordinator | undefined {
+    return this.#reloader;
+  }
+
+  async #startReloader(): Promise<void> {
+    const reloader = new ReloadCoordinator({
+      pluginsDir: this.config.pluginsDir,
+      projectDir: this.config.dir,
+      host: {
+        bots: () => this.bots.values(),
+        enabledPlugins: (bot) => this.enabledPlugins(bot),
+        discovered: () => this.#discovered,
+        setDiscovered: (plugins) => {
+          this.#discovered = plugins;
+        },
+      },
+      logger: this.#log,
+      metrics: this.metrics,
+      live: (entry) => this.#live(entry),
+      ...(this.#options.watchDebounceMs !== undefined ? { debounceMs: this.#options.watchDebounceMs } : {}),
+    });
+    await reloader.start();
+    this.#reloader = reloader;
   }
 
   /** Graceful: bots stop taking events and drain, shards close resumably, then everything else. */
   async stop(options: { drainMs?: number } = {}): Promise<{ unfinished: number; received: number; handled: number }> {
+    // no reload may start while bots drain
+    await this.#reloader?.stop();
+    this.#reloader = undefined;
     const results = await Promise.all([...this.bots.values()].map((bot) => bot.stop(options)));
     await this.#supervisor?.stop();
     for (const close of this.#closers.reverse()) await close().catch(() => undefined);

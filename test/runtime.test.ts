@@ -58,6 +58,36 @@ test('two bots in one bot.yaml answer only with their own plugins', async () => 
   }
 });
 
+test('the same plugin answers on both transports: websocket shards and signed webhook delivery', async () => {
+  const runtime = await startRuntime(project([
+    'bots:',
+    '  - { name: ws, appId: "1020000001", endpoint: simulator, plugins: { alpha: {} } }',
+    '  - name: hook',
+    '    appId: "1020000002"',
+    '    endpoint: simulator',
+    '    transport: { webhook: { port: 0, host: 127.0.0.1, path: /qqbot } }',
+    '    plugins: { alpha: {} }',
+  ].join('\n')));
+  try {
+    const sim = runtime.simulator!;
+    assert.equal(runtime.bots.get('hook')!.state, 'running');
+    const viaSocket = sim.postMessage({ appId: '1020000001', kind: 'c2c', content: 'by socket' });
+    const viaHook = sim.postMessage({ appId: '1020000002', kind: 'group_at', content: 'by webhook' });
+    await until('both replies', () => replyTo(sim.outbox(), viaSocket.id).length === 1 && replyTo(sim.outbox(), viaHook.id).length === 1);
+    assert.equal(replyTo(sim.outbox(), viaHook.id)[0]!.body.content, 'alpha: by webhook');
+    assert.equal(replyTo(sim.outbox(), viaSocket.id)[0]!.body.content, 'alpha: by socket');
+    // the webhook delivery was signed, verified and acknowledged with op 12
+    const log = sim.webhookLog().filter((entry) => entry.appId === '1020000002');
+    assert.ok(log.some((entry) => entry.kind === 'validation' && entry.outcome === 'ok'));
+    const delivered = log.filter((entry) => entry.kind === 'dispatch' && entry.t === 'GROUP_AT_MESSAGE_CREATE');
+    assert.equal(delivered.length, 1);
+    assert.equal(delivered[0]!.outcome, 'ok');
+    assert.deepEqual(JSON.parse(delivered[0]!.body ?? ''), { op: 12, d: 0 });
+  } finally {
+    await runtime.stop();
+  }
+});
+
 test('a bot that cannot start is reported while the other bots run', async () => {
   const runtime = await startRuntime(project([
     'bots:',

@@ -39,6 +39,8 @@ export interface BotOptions {
   metrics?: RuntimeMetrics;
   /** base URL of the embedded simulator, for `endpoint: simulator` */
   simulatorUrl?: string;
+  /** with `endpoint: simulator` and webhook transport: tell the simulator where to deliver */
+  registerSimulatorWebhook?: (appId: string, url: string) => Promise<unknown>;
   /** tests shorten the platform's identify window against the simulator */
   identifyWindowMs?: number;
 }
@@ -201,6 +203,10 @@ export class Bot extends EventEmitter<BotEvents> {
       this.#webhook = webhook;
       const { port } = await webhook.start();
       this.#log.info({ port, path: transport.path }, 'webhook listening');
+      if (config.endpoint.kind === 'simulator') {
+        const host = transport.host === '0.0.0.0' || transport.host === '::' ? '127.0.0.1' : transport.host;
+        await this.#options.registerSimulatorWebhook?.(config.appId, `http://${host}:${port}${transport.path}`);
+      }
       return;
     }
     if (config.sessions.kind === 'redis') {

@@ -16,7 +16,7 @@ export interface RateLimit {
  * are honoured by the OpenAPI client's per-route queues, and passive replies by the reply router.
  */
 export const DEFAULT_RATE_LIMITS: Readonly<Record<string, RateLimit>> = {
-  'messages.send': { capacity: 200, perSecond: 100 },
+  'messages.send': { capacity: 1000, perSecond: 500 },
   'messages.recall': { capacity: 20, perSecond: 5 },
   'guilds.read': { capacity: 100, perSecond: 50 },
   'members.read': { capacity: 100, perSecond: 50 },
