@@ -56,7 +56,7 @@ test('identify throttle grants at most maxConcurrency per window, in order, and 
   const windowMs = 200;
   const throttle = new IdentifyThrottle({ maxConcurrency: 2, windowMs, marginMs: 0 });
   const grants: Array<{ i: number; at: number }> = [];
-  await Promise.all([0, 1, 2, 3, 4].map((i) => throttle.wait().then(() => grants.push({ i, at: Date.now() }))));
+  await Promise.all([0, 1, 2, 3, 4].map((i) => throttle.wait().then((at) => grants.push({ i, at }))));
   assert.deepEqual(grants.map((g) => g.i), [0, 1, 2, 3, 4], 'FIFO');
   // any window of `windowMs` holds at most 2 grants (the throttle's own timestamps; a property, not a timing claim)
   for (let k = 2; k < grants.length; k++) assert.ok(grants[k]!.at - grants[k - 2]!.at >= windowMs, `grant ${k} waited for a free slot`);

@@ -11,7 +11,7 @@ export type ShardState = 'idle' | 'connecting' | 'hello' | 'identifying' | 'resu
 
 /** Paces session starts; shared by the shards of one bot (see sessions/identify-throttle.ts). */
 export interface StartThrottle {
-  wait(signal?: AbortSignal): Promise<void>;
+  wait(signal?: AbortSignal): Promise<unknown>;
 }
 
 export interface ShardOptions {

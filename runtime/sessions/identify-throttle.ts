@@ -27,22 +27,25 @@ export class IdentifyThrottle {
     this.#windowMs = windowMs + (options.marginMs ?? Math.max(25, Math.round(windowMs * 0.02)));
   }
 
-  /** Resolves when the caller may start a session; rejects with the signal's reason if aborted first. */
-  wait(signal?: AbortSignal): Promise<void> {
+  /**
+   * Resolves with the grant's timestamp when the caller may start a session; rejects with the
+   * signal's reason if aborted first.
+   */
+  wait(signal?: AbortSignal): Promise<number> {
     const turn = this.#queue.then(() => this.#take(signal));
     // a cancelled waiter must not block the ones behind it
-    this.#queue = turn.catch(() => undefined);
+    this.#queue = turn.then(() => undefined, () => undefined);
     return turn;
   }
 
-  async #take(signal?: AbortSignal): Promise<void> {
+  async #take(signal?: AbortSignal): Promise<number> {
     for (;;) {
       signal?.throwIfAborted();
       const now = Date.now();
       while (this.#granted.length > 0 && this.#granted[0]! + this.#windowMs <= now) this.#granted.shift();
       if (this.#granted.length < this.#max) {
         this.#granted.push(now);
-        return;
+        return now;
       }
       await sleep(this.#granted[0]! + this.#windowMs - now, signal);
     }
