@@ -4,7 +4,6 @@
  * metrics endpoint. It is also the console's view of the world.
  */
 import { EventEmitter } from 'node:events';
-import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { RuntimeConfig } from './config/types.ts';
 import type { BotView, ChatInput, ChatMessage, LiveEntry, PluginView, RuntimeView } from './console/runtime-view.ts';
@@ -16,10 +15,9 @@ import { startMetricsServer } from './metrics/metrics-server.ts';
 import { createCapabilityHandler, type BotCapabilities, type PluginCapabilities } from './plugins/capabilities/index.ts';
 import { discoverPlugins, type DiscoveredPlugin } from './plugins/discovery.ts';
 import { PluginSupervisor, type SupervisorOptions } from './plugins/sandbox/supervisor.ts';
-import { FileKeyValueStore } from './plugins/storage/file-store.ts';
-import type { KeyValueStore } from './plugins/storage/key-value-store.ts';
 import { startSimulator, type OutboxEntry, type Simulator, type SimulatorOptions } from './simulator/index.ts';
 import { Bot } from './bot/bot.ts';
+import { StorageBackends } from './bot/storage-backends.ts';
 import { ReloadCoordinator } from './plugins/reload-coordinator.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -54,7 +52,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
   #simulator: Simulator | undefined;
   #supervisor: PluginSupervisor | undefined;
   #capabilities: PluginCapabilities | undefined;
-  #storage: KeyValueStore | undefined;
+  #storage: StorageBackends | undefined;
   #discovered: DiscoveredPlugin[] = [];
   #closers: Array<() => Promise<void>> = [];
   #reloader: ReloadCoordinator | undefined;
@@ -88,7 +86,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
     const { config } = this;
     await this.#startSimulator();
 
-    this.#storage = new FileKeyValueStore({ dir: join(config.dataDir, 'storage') });
+    this.#storage = new StorageBackends({ dataDir: config.dataDir, logger: this.#log.child({ part: 'storage' }) });
     this.#capabilities = createCapabilityHandler({ bots: this.#grants, logger: this.#log.child({ part: 'capabilities' }) });
     this.#supervisor = new PluginSupervisor({ ...this.#options.supervisor, onCall: this.#capabilities.handle, logger: this.#log.child({ part: 'plugin-host' }) });
     this.#watchSupervisor(this.#supervisor);
@@ -109,7 +107,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
         grant: (grant) => {
           this.#grants[botConfig.name] = grant;
         },
-        storage: this.#storage,
+        storage: (storageConfig) => this.#storage!.open(storageConfig, botConfig.name),
         displayRoot: config.dir,
         logger: this.#log,
         metrics: this.metrics,

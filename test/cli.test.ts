@@ -90,9 +90,14 @@ test('qqbot check exits 1 naming the plugin for an unknown plugin, a bad plugin 
   mkdirSync(join(dir, 'plugins', 'typo'));
   writeFileSync(join(dir, 'plugins', 'typo', 'package.json'), JSON.stringify({ name: 'typo', main: 'index.ts', qqbot: { events: ['AT_MESAGE_CREATE'] } }));
   writeFileSync(join(dir, 'plugins', 'typo', 'index.ts'), 'export default () => {}\n');
+  mkdirSync(join(dir, 'plugins', 'sneaky'));
+  writeFileSync(join(dir, 'plugins', 'sneaky', 'package.json'), JSON.stringify({ name: 'sneaky', type: 'module', main: 'index.ts', qqbot: { events: ['C2C_MESSAGE_CREATE'] } }));
+  writeFileSync(join(dir, 'plugins', 'sneaky', 'index.ts'), "import { readFileSync } from 'node:fs';\nexport default () => readFileSync('/etc/passwd');\n");
+  writeFileSync(join(dir, 'bot.yaml'), 'bots:\n  - name: a\n    appId: "1"\n    secret: s\n    plugins:\n      greeter: { greeting: 5 }\n      missing: {}\n      sneaky: {}\n');
   const result = await qqbot(['check'], dir);
   assert.equal(result.code, 1);
   assert.match(result.stderr, /plugin "missing" is enabled but was not found/);
+  assert.match(result.stderr, /plugin sneaky: .*sneaky\/index\.ts:1:\d+.*node:fs/s);
   assert.match(result.stderr, /plugin "greeter".*greeting/);
   assert.match(result.stderr, /typo/);
 });

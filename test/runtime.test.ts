@@ -7,8 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { loadConfig } from '../runtime/config/index.ts';
 import { createLogger } from '../runtime/logging/logger.ts';
-import { Runtime } from '../runtime/runtime.ts';
+import { Runtime, type RuntimeOptions } from '../runtime/runtime.ts';
 import type { OutboxEntry } from '../runtime/simulator/index.ts';
+import { startRedis } from './support/redis-server.ts';
 
 const FIXTURE_PLUGINS = fileURLToPath(new URL('./fixtures/runtime/plugins', import.meta.url));
 
@@ -28,8 +29,14 @@ function project(botYaml: string): string {
   return join(dir, 'bot.yaml');
 }
 
-async function startRuntime(file: string, options: { console?: boolean; metrics?: boolean } = {}): Promise<Runtime> {
-  const runtime = new Runtime({ config: loadConfig(file, { env: {} }), logger: createLogger({ level: 'warn', pretty: false }), console: options.console ?? false, metricsServer: options.metrics ?? false });
+async function startRuntime(file: string, options: { console?: boolean; metrics?: boolean; simulator?: RuntimeOptions['simulator'] } = {}): Promise<Runtime> {
+  const runtime = new Runtime({
+    config: loadConfig(file, { env: {} }),
+    logger: createLogger({ level: 'warn', pretty: false }),
+    console: options.console ?? false,
+    metricsServer: options.metrics ?? false,
+    ...(options.simulator ? { simulator: options.simulator } : {}),
+  });
   await runtime.start();
   return runtime;
 }
@@ -104,6 +111,100 @@ test('a bot that cannot start is reported while the other bots run', async () =>
     const sim = runtime.simulator!;
     const posted = sim.postMessage({ appId: '1020000001', kind: 'c2c', content: 'still here' });
     await until('reply from the good bot', () => replyTo(sim.outbox(), posted.id).length === 1);
+  } finally {
+    await runtime.stop();
+  }
+});
+
+test('a fatal gateway close (intents not permitted) stops that bot with the cause, once, while the other bot runs', async () => {
+  const runtime = await startRuntime(project([
+    'bots:',
+    '  - { name: public, appId: "1020000001", endpoint: simulator, plugins: { guildwatch: {} } }',
+    '  - { name: other, appId: "1020000002", endpoint: simulator, plugins: { alpha: {} } }',
+  ].join('\n')), {
+    simulator: {
+      bots: [
+        { appId: '1020000001', secret: 'simulator-secret', deniedIntents: 1 << 9 },
+        { appId: '1020000002', secret: 'simulator-secret' },
+      ],
+    },
+  });
+  try {
+    const failed = runtime.bots.get('public')!;
+    assert.equal(failed.state, 'failed');
+    assert.equal((failed.error as { code?: string } | undefined)?.code, 'E_GATEWAY_INTENTS');
+    assert.match(failed.error?.message ?? '', /4014/);
+    const sim = runtime.simulator!;
+    const posted = sim.postMessage({ appId: '1020000002', kind: 'c2c', content: 'alive' });
+    await until('the other bot answers', () => replyTo(sim.outbox(), posted.id).length === 1);
+    await new Promise((resolve) => setTimeout(resolve, 500)); // a retry storm would show up here
+    const identifies = sim.sessionLog().filter((entry) => entry.appId === '1020000001' && entry.kind === 'identify');
+    assert.equal(identifies.length, 1, 'no retry after a configuration error');
+  } finally {
+    await runtime.stop();
+  }
+});
+
+test('plugin storage on Redis: data lands in Redis, an outage fails storage calls fast, the bot recovers with it', async () => {
+  const redis = await startRedis();
+  const runtime = await startRuntime(project([
+    'bots:',
+    `  - { name: kv, appId: "1020000001", endpoint: simulator, storage: { redis: "${redis.url}" }, plugins: { counter: {}, alpha: {} } }`,
+  ].join('\n')));
+  const sim = runtime.simulator!;
+  const ask = async (content: string) => {
+    const { id } = sim.postMessage({ kind: 'c2c', content });
+    const replies = await until(`replies to ${content}`, () => {
+      const found = replyTo(sim.outbox(), id);
+      return found.length === 2 ? found : undefined;
+    });
+    return replies.map((entry) => String(entry.body.content)).sort();
+  };
+  try {
+    assert.deepEqual(await ask('a'), ['alpha: a', 'count 1']);
+    assert.deepEqual(await ask('b'), ['alpha: b', 'count 2']);
+    const { Redis } = await import('ioredis');
+    const client = new Redis(redis.url);
+    const keys = await client.keys('*');
+    assert.equal(keys.length, 1, `one namespace in redis: ${keys.join(', ')}`);
+    assert.ok(keys[0]!.includes('kv') && keys[0]!.includes('counter'), keys[0]);
+    client.disconnect();
+
+    await redis.stop();
+    const during = await ask('c');
+    assert.equal(during[0], 'alpha: c', 'the other plugin keeps answering');
+    assert.match(during[1]!, /^storage failed: E_/);
+
+    await redis.start();
+    // redis came back empty (no persistence): counting starts again once the client reconnects
+    const deadline = Date.now() + 20_000;
+    for (let i = 0; ; i++) {
+      const after = await ask(`d${i}`);
+      if (after[1] === 'count 1') break;
+      assert.ok(Date.now() < deadline, `storage did not recover: ${after.join(' / ')}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.equal(runtime.bots.get('kv')!.state, 'running');
+  } finally {
+    await runtime.stop();
+    await redis.stop();
+  }
+});
+
+test('a bot whose Redis storage is unreachable at start fails with the URL (password hidden); the others run', async () => {
+  const redis = await startRedis();
+  await redis.stop(); // a port that nothing listens on any more
+  const runtime = await startRuntime(project([
+    'bots:',
+    `  - { name: lost, appId: "1020000001", endpoint: simulator, storage: { redis: "redis://:hunter22@127.0.0.1:${redis.port}" }, plugins: { counter: {} } }`,
+    '  - { name: fine, appId: "1020000002", endpoint: simulator, plugins: { alpha: {} } }',
+  ].join('\n')));
+  try {
+    const lost = runtime.bots.get('lost')!;
+    assert.equal(lost.state, 'failed');
+    assert.match(lost.error?.message ?? '', new RegExp(`cannot reach the Redis storage at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${redis.port}`));
+    assert.ok(!(lost.error?.message ?? '').includes('hunter22'));
+    assert.equal(runtime.bots.get('fine')!.state, 'running');
   } finally {
     await runtime.stop();
   }

@@ -4,7 +4,7 @@
  * credentials, fatal close, no intents) is stopped and reported; other bots keep running.
  */
 import { EventEmitter } from 'node:events';
-import type { BotConfig } from '../config/types.ts';
+import type { BotConfig, StorageConfig } from '../config/types.ts';
 import { QQBotError } from '../errors.ts';
 import { EventDeduper } from '../gateway/dedupe.ts';
 import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
@@ -33,7 +33,8 @@ export interface BotOptions {
   capabilities: PluginCapabilities;
   /** the bot's entry in the capability table (filled in here when the client exists) */
   grant: (request: { request: (method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, options?: { body?: unknown; query?: Record<string, string | number | boolean> }) => Promise<unknown>; storage: KeyValueStore; fetchHosts?: readonly string[] }) => void;
-  storage: KeyValueStore;
+  /** opens the store behind ctx.storage for this bot's `storage` setting */
+  storage: (config: StorageConfig) => Promise<KeyValueStore>;
   displayRoot: string;
   logger: Logger;
   metrics?: RuntimeMetrics;
@@ -121,7 +122,7 @@ export class Bot extends EventEmitter<BotEvents> {
   async start(plugins: DiscoveredPlugin[]): Promise<PluginFailure[]> {
     this.#setState('starting');
     try {
-      this.#connectClient();
+      await this.#connectClient();
       const failures = await this.plugins.loadAll(plugins);
       for (const failure of failures) this.#log.error({ plugin: failure.plugin, err: failure.error.message }, 'plugin not loaded');
       this.#intents = mergeIntents(this.plugins.subscriptions(), this.config.intents).intents;
@@ -163,7 +164,7 @@ export class Bot extends EventEmitter<BotEvents> {
     return { unfinished };
   }
 
-  #connectClient(): void {
+  async #connectClient(): Promise<void> {
     const { config, metrics } = this.#options;
     const endpoints = this.#endpoints();
     this.#tokenSource = config.secret
@@ -178,7 +179,7 @@ export class Bot extends EventEmitter<BotEvents> {
     this.#client = client;
     this.#options.grant({
       request: (method, path, options) => client.request(method, path, options),
-      storage: this.#options.storage,
+      storage: await this.#options.storage(config.storage),
       ...(config.fetchHosts ? { fetchHosts: config.fetchHosts } : {}),
     });
   }

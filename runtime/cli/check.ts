@@ -1,7 +1,9 @@
 import { relative } from 'node:path';
 import { loadConfig } from '../config/index.ts';
 import { describeIntents, mergeIntents, PRIVATE_DOMAIN_INTENTS } from '../gateway/intents.ts';
-import { discoverPlugins } from '../plugins/discovery.ts';
+import { redactUrl } from '../bot/storage-backends.ts';
+import { bundlePlugin } from '../plugins/bundler.ts';
+import { discoverPlugins, type DiscoveredPlugin } from '../plugins/discovery.ts';
 import { resolvePluginConfig } from '../plugins/manifest.ts';
 
 /** Validates bot.yaml and the plugins it enables, and prints what each bot would run, without connecting. */
@@ -18,7 +20,8 @@ export async function checkCommand(args: string[]): Promise<number> {
   for (const bot of config.bots) {
     const endpoint = bot.endpoint.kind === 'url' ? bot.endpoint.url : bot.endpoint.kind;
     const transport = bot.transport.kind === 'webhook' ? `webhook :${bot.transport.port}${bot.transport.path}` : `websocket, shards ${bot.shards}`;
-    out.push('', `bot ${bot.name} (app ${bot.appId}) → ${endpoint}, ${transport}, auth ${bot.secret ? 'access token' : 'legacy token'}`);
+    const storage = bot.storage.kind === 'redis' ? `redis ${redactUrl(bot.storage.url)}` : 'files';
+    out.push('', `bot ${bot.name} (app ${bot.appId}) → ${endpoint}, ${transport}, auth ${bot.secret ? 'access token' : 'legacy token'}, storage ${storage}`);
     const names = bot.plugins ? Object.keys(bot.plugins).filter((n) => bot.plugins?.[n] !== false) : discovery.plugins.filter((p) => p.source === 'folder').map((p) => p.name);
     const subscriptions: Array<{ plugin: string; events: string[] }> = [];
     for (const name of names) {
@@ -32,6 +35,7 @@ export async function checkCommand(args: string[]): Promise<number> {
       } catch (error) {
         problems.push((error as Error).message);
       }
+      await bundleOnce(plugin, config.dir, problems);
       subscriptions.push({ plugin: name, events: plugin.manifest.events });
     }
     try {
@@ -55,4 +59,17 @@ export async function checkCommand(args: string[]): Promise<number> {
     return 1;
   }
   return 0;
+}
+
+const bundled = new Set<string>();
+
+/** A plugin that would not build is a problem now, not at start-up; each plugin is built once. */
+async function bundleOnce(plugin: DiscoveredPlugin, displayRoot: string, problems: string[]): Promise<void> {
+  if (bundled.has(plugin.dir)) return;
+  bundled.add(plugin.dir);
+  try {
+    await bundlePlugin({ entry: plugin.main, displayRoot });
+  } catch (error) {
+    problems.push(`plugin ${plugin.name}: ${(error as Error).message}`);
+  }
 }

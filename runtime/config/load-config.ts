@@ -6,7 +6,7 @@ import { ConfigError } from './config-error.ts';
 import { interpolate, MissingVariableError } from './interpolate.ts';
 import { botYamlSchema } from './schema.ts';
 import { Secret } from './secret.ts';
-import type { BotConfig, EndpointConfig, RuntimeConfig, SessionsConfig, TransportConfig } from './types.ts';
+import type { BotConfig, EndpointConfig, RuntimeConfig, SessionsConfig, StorageConfig, TransportConfig } from './types.ts';
 
 type Path = Array<string | number>;
 
@@ -72,6 +72,7 @@ interface RawBot {
   transport?: 'websocket' | { webhook: { port: number; path?: string; host?: string; maxSkewSec?: number } };
   shards?: 'auto' | number;
   sessions?: 'local' | { redis: string };
+  storage?: 'file' | { redis: string };
   intents?: Array<string | number>;
   plugins?: Record<string, unknown> | null;
   fetchHosts?: string[];
@@ -123,6 +124,7 @@ function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number)
       transport,
       shards: bot.shards ?? 'auto',
       sessions: parseSessions(bot.sessions),
+      storage: parseStorage(bot.storage, bot.sessions),
       intents: bot.intents ?? [],
       ...(bot.plugins !== undefined && bot.plugins !== null ? { plugins: bot.plugins } : {}),
       ...(bot.fetchHosts !== undefined ? { fetchHosts: bot.fetchHosts } : {}),
@@ -159,6 +161,14 @@ function parseTransport(value: RawBot['transport']): TransportConfig {
 function parseSessions(value: RawBot['sessions']): SessionsConfig {
   if (value === undefined || value === 'local') return { kind: 'local' };
   return { kind: 'redis', url: value.redis };
+}
+
+/** A bot on Redis sessions keeps its plugin data there too, unless told otherwise. */
+function parseStorage(value: RawBot['storage'], sessions: RawBot['sessions']): StorageConfig {
+  if (value === 'file') return { kind: 'file' };
+  if (value !== undefined) return { kind: 'redis', url: value.redis };
+  if (sessions !== undefined && sessions !== 'local') return { kind: 'redis', url: sessions.redis };
+  return { kind: 'file' };
 }
 
 function interpolateNodes(

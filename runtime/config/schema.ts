@@ -61,6 +61,18 @@ const bot = {
         },
       ],
     },
+    storage: {
+      'x-expected': 'file | { redis: redis://host:port }',
+      oneOf: [
+        { const: 'file' },
+        {
+          type: 'object',
+          additionalProperties: false,
+          required: ['redis'],
+          properties: { redis: { type: 'string', pattern: '^rediss?://' } },
+        },
+      ],
+    },
     intents: {
       type: 'array',
       items: { type: ['string', 'integer'], 'x-expected': 'an intent name or bit value' },

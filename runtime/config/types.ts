@@ -10,6 +10,9 @@ export type TransportConfig =
 
 export type SessionsConfig = { kind: 'local' } | { kind: 'redis'; url: string };
 
+/** Where `ctx.storage` keeps plugin data: files under dataDir, or a Redis server. */
+export type StorageConfig = { kind: 'file' } | { kind: 'redis'; url: string };
+
 /** Where a value came from in bot.yaml, for errors raised after loading. */
 export interface SourceLocation {
   file: string;
@@ -29,6 +32,7 @@ export interface BotConfig {
   transport: TransportConfig;
   shards: 'auto' | number;
   sessions: SessionsConfig;
+  storage: StorageConfig;
   /** extra intents beyond the plugins' (names like "GUILD_MESSAGES" or bit values) */
   intents: Array<string | number>;
   /** plugin name → raw config section; undefined = every plugin in pluginsDir with its defaults */

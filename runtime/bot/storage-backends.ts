@@ -1,0 +1,88 @@
+/**
+ * Opens the stores behind `ctx.storage`: one file store for every bot on `storage: file`, and one
+ * Redis connection per distinct URL. A Redis outage fails storage calls fast (no offline queue),
+ * so a plugin gets an error instead of a handler that hangs until its deadline.
+ */
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import type { StorageConfig } from '../config/types.ts';
+import { QQBotError } from '../errors.ts';
+import type { Logger } from '../logging/logger.ts';
+import { FileKeyValueStore } from '../plugins/storage/file-store.ts';
+import type { KeyValueStore } from '../plugins/storage/key-value-store.ts';
+import { RedisKeyValueStore } from '../plugins/storage/redis-store.ts';
+
+export class StorageUnavailableError extends QQBotError {}
+
+/** `redis://user:pass@host` → `redis://user:***@host`: the URL may carry a password. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparsable URL)';
+  }
+}
+
+export class StorageBackends {
+  readonly #dataDir: string;
+  readonly #log: Logger;
+  #file: FileKeyValueStore | undefined;
+  readonly #redis = new Map<string, Promise<{ client: Redis; store: RedisKeyValueStore }>>();
+
+  constructor(options: { dataDir: string; logger: Logger }) {
+    this.#dataDir = options.dataDir;
+    this.#log = options.logger;
+  }
+
+  async open(config: StorageConfig, bot: string): Promise<KeyValueStore> {
+    if (config.kind === 'file') {
+      this.#file ??= new FileKeyValueStore({ dir: join(this.#dataDir, 'storage') });
+      return this.#file;
+    }
+    let opening = this.#redis.get(config.url);
+    if (!opening) {
+      opening = this.#connect(config.url);
+      this.#redis.set(config.url, opening);
+      opening.catch(() => this.#redis.delete(config.url));
+    }
+    try {
+      return (await opening).store;
+    } catch (error) {
+      throw new StorageUnavailableError('E_STORAGE_UNAVAILABLE', `bot "${bot}": cannot reach the Redis storage at ${redactUrl(config.url)}: ${(error as Error).message}`, { bot });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#file?.close();
+    for (const opening of this.#redis.values()) {
+      const opened = await opening.catch(() => undefined);
+      if (!opened) continue;
+      await opened.store.close();
+      opened.client.disconnect();
+    }
+    this.#redis.clear();
+  }
+
+  async #connect(url: string): Promise<{ client: Redis; store: RedisKeyValueStore }> {
+    const client = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 5000 });
+    const shown = redactUrl(url);
+    let down = false;
+    client.on('error', (error: Error) => {
+      if (!down) this.#log.warn({ redis: shown, err: error.message }, 'storage redis unreachable; plugin storage calls fail until it is back');
+      down = true;
+    });
+    client.on('ready', () => {
+      if (down) this.#log.info({ redis: shown }, 'storage redis reachable again');
+      down = false;
+    });
+    try {
+      await client.connect();
+    } catch (error) {
+      client.disconnect();
+      throw error;
+    }
+    return { client, store: new RedisKeyValueStore({ redis: client }) };
+  }
+}
