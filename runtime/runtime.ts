@@ -17,6 +17,7 @@ import { discoverPlugins, type DiscoveredPlugin } from './plugins/discovery.ts';
 import { PluginSupervisor, type SupervisorOptions } from './plugins/sandbox/supervisor.ts';
 import { startSimulator, type OutboxEntry, type Simulator, type SimulatorOptions } from './simulator/index.ts';
 import { Bot } from './bot/bot.ts';
+import { enabledPluginNames, isEnabled } from './bot/bot-plugins.ts';
 import { StorageBackends } from './bot/storage-backends.ts';
 import { ReloadCoordinator } from './plugins/reload-coordinator.ts';
 
@@ -168,8 +169,8 @@ export class Runtime extends EventEmitter implements RuntimeView {
 
   /** The plugins bot.yaml enables for a bot (all folder plugins when it lists none). */
   enabledPlugins(bot: Bot): DiscoveredPlugin[] {
-    const names = bot.config.plugins ? Object.keys(bot.config.plugins).filter((name) => bot.config.plugins?.[name] !== false) : undefined;
-    if (names === undefined) return this.#discovered.filter((p) => p.source === 'folder');
+    const names = enabledPluginNames(bot.config);
+    if (names === undefined) return this.#discovered.filter((p) => isEnabled(bot.config, p));
     const found: DiscoveredPlugin[] = [];
     for (const name of names) {
       const plugin = this.#discovered.find((p) => p.name === name || p.packageName === name);

@@ -43,11 +43,12 @@ async function startRuntime(file: string, options: { console?: boolean; metrics?
 
 const replyTo = (outbox: OutboxEntry[], id: string) => outbox.filter((entry) => entry.msg_id === id);
 
-test('two bots in one bot.yaml answer only with their own plugins', async () => {
+test('two bots in one bot.yaml answer only with their own plugins, configured by folder or package name', async () => {
   const runtime = await startRuntime(project([
     'bots:',
     '  - { name: first, appId: "1020000001", endpoint: simulator, plugins: { alpha: {} } }',
-    '  - { name: second, appId: "1020000002", endpoint: simulator, plugins: { beta: {} } }',
+    // enabled by its npm package name, with its config under that name
+    '  - { name: second, appId: "1020000002", endpoint: simulator, plugins: { qqbot-plugin-beta: { prefix: "B> " } } }',
   ].join('\n')));
   try {
     const sim = runtime.simulator!;
@@ -59,7 +60,7 @@ test('two bots in one bot.yaml answer only with their own plugins', async () => 
     const first = sim.outbox().filter((e) => e.appId === '1020000001');
     const second = sim.outbox().filter((e) => e.appId === '1020000002');
     assert.deepEqual(first.map((e) => e.body.content), ['alpha: one']);
-    assert.deepEqual(second.map((e) => e.body.content), ['beta: two']);
+    assert.deepEqual(second.map((e) => e.body.content), ['B> two']);
   } finally {
     await runtime.stop();
   }

@@ -13,6 +13,17 @@ import type { PluginInstanceSpec } from '../plugins/instance.ts';
 import { readPluginManifest, resolveLimits, resolvePluginConfig } from '../plugins/manifest.ts';
 import type { PluginSupervisor } from '../plugins/sandbox/supervisor.ts';
 
+/** The plugin names bot.yaml enables for a bot (a `false` section disables), or undefined: every plugin folder. */
+export function enabledPluginNames(bot: BotConfig): string[] | undefined {
+  return bot.plugins ? Object.keys(bot.plugins).filter((name) => bot.plugins?.[name] !== false) : undefined;
+}
+
+/** Whether a bot runs a plugin: named by folder or package name, or any folder plugin when bot.yaml lists none. */
+export function isEnabled(bot: BotConfig, plugin: DiscoveredPlugin): boolean {
+  const names = enabledPluginNames(bot);
+  return names === undefined ? plugin.source === 'folder' : names.some((name) => name === plugin.name || name === plugin.packageName);
+}
+
 export interface LoadedPlugin {
   name: string;
   instanceId: string;
@@ -65,7 +76,7 @@ export class BotPlugins {
     const failures: PluginFailure[] = [];
     for (const plugin of plugins) {
       try {
-        await this.load(plugin.name, plugin.dir);
+        await this.load(plugin);
       } catch (error) {
         failures.push({ plugin: plugin.name, error: error as Error });
       }
@@ -77,11 +88,15 @@ export class BotPlugins {
    * Loads a plugin, or replaces the running version (hot reload). The supervisor switches only when
    * the new version's setup succeeded; on any error the old version keeps serving and this rejects.
    */
-  async load(name: string, dir: string): Promise<LoadedPlugin & { loadMs: number }> {
+  async load(plugin: Pick<DiscoveredPlugin, 'name' | 'packageName' | 'dir'>): Promise<LoadedPlugin & { loadMs: number }> {
     const { bot, supervisor, capabilities, displayRoot, logger } = this.#options;
+    const { name, dir } = plugin;
     const shownPackage = relative(displayRoot, `${dir}/package.json`);
     const manifest = await readPluginManifest(dir, { plugin: name, displayFile: shownPackage });
-    const config = resolvePluginConfig({ name, manifest: manifest.manifest }, bot.plugins?.[name] === true ? undefined : bot.plugins?.[name], `${relative(displayRoot, bot.location.file)}: bots.${bot.name}.plugins.${name}`);
+    // bot.yaml may name the plugin by folder or by package name
+    const key = bot.plugins && !(name in bot.plugins) && plugin.packageName in bot.plugins ? plugin.packageName : name;
+    const section = bot.plugins?.[key];
+    const config = resolvePluginConfig({ name, manifest: manifest.manifest }, section === true ? undefined : section, `${relative(displayRoot, bot.location.file)}: bots.${bot.name}.plugins.${key}`);
     const bundle = await bundlePlugin({ entry: manifest.main, displayRoot });
     const previous = this.#loaded.get(name);
     const spec: PluginInstanceSpec = {
@@ -125,8 +140,8 @@ export class BotPlugins {
     this.#loaded.set(name, loaded);
     this.#index();
     logger.debug({ plugin: name, version: spec.version, loadMs }, 'plugin loaded');
-    const { permissions: _p, fetchHosts: _f, ...plugin } = loaded;
-    return { ...plugin, loadMs };
+    const { permissions: _p, fetchHosts: _f, ...view } = loaded;
+    return { ...view, loadMs };
   }
 
   async unload(name: string): Promise<boolean> {

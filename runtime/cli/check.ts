@@ -1,6 +1,7 @@
 import { relative } from 'node:path';
 import { loadConfig } from '../config/index.ts';
 import { describeIntents, mergeIntents, PRIVATE_DOMAIN_INTENTS } from '../gateway/intents.ts';
+import { enabledPluginNames, isEnabled } from '../bot/bot-plugins.ts';
 import { redactUrl } from '../bot/storage-backends.ts';
 import { bundlePlugin } from '../plugins/bundler.ts';
 import { discoverPlugins, type DiscoveredPlugin } from '../plugins/discovery.ts';
@@ -22,7 +23,7 @@ export async function checkCommand(args: string[]): Promise<number> {
     const transport = bot.transport.kind === 'webhook' ? `webhook :${bot.transport.port}${bot.transport.path}` : `websocket, shards ${bot.shards}`;
     const storage = bot.storage.kind === 'redis' ? `redis ${redactUrl(bot.storage.url)}` : 'files';
     out.push('', `bot ${bot.name} (app ${bot.appId}) → ${endpoint}, ${transport}, auth ${bot.secret ? 'access token' : 'legacy token'}, storage ${storage}`);
-    const names = bot.plugins ? Object.keys(bot.plugins).filter((n) => bot.plugins?.[n] !== false) : discovery.plugins.filter((p) => p.source === 'folder').map((p) => p.name);
+    const names = enabledPluginNames(bot) ?? discovery.plugins.filter((p) => isEnabled(bot, p)).map((p) => p.name);
     const subscriptions: Array<{ plugin: string; events: string[] }> = [];
     for (const name of names) {
       const plugin = discovery.plugins.find((p) => p.name === name || p.packageName === name);

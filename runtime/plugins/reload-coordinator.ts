@@ -10,6 +10,7 @@ import { access, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Bot } from '../bot/bot.ts';
+import { isEnabled } from '../bot/bot-plugins.ts';
 import type { LiveEntry } from '../console/runtime-view.ts';
 import type { QQBotError } from '../errors.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -100,7 +101,7 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
       }
       // enabled but not running (failed at start): the next change to it retries
       for (const plugin of host.discovered()) {
-        if (enables(bot, plugin) && !isLoaded(bot, plugin.name)) this.#dirty.add(plugin.name);
+        if (isEnabled(bot.config, plugin) && !isLoaded(bot, plugin.name)) this.#dirty.add(plugin.name);
       }
     }
     await this.#watcher.start();
@@ -153,7 +154,7 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
     if (!plugin) return;
     const relevant = change.structural || this.#dirty.has(name) || change.paths.some((path) => this.#watcher.trackedBy(path).includes(name));
     if (!relevant) return;
-    const bots = [...host.bots()].filter((bot) => bot.state === 'running' && enables(bot, plugin) && !loadedNow.has(`${bot.config.name}/${name}`));
+    const bots = [...host.bots()].filter((bot) => bot.state === 'running' && isEnabled(bot.config, plugin) && !loadedNow.has(`${bot.config.name}/${name}`));
     if (bots.length === 0) return;
 
     const inputs = new Set<string>();
@@ -217,7 +218,7 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
     const started = performance.now();
     let result: ReloadResult;
     try {
-      const loaded = await bot.plugins.load(plugin.name, plugin.dir);
+      const loaded = await bot.plugins.load(plugin);
       const ms = round(performance.now() - started);
       this.#watcher.track(plugin.name, loaded.inputs);
       const eventsChanged = !before || !sameSet(before.events, loaded.events);
@@ -274,13 +275,6 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
     this.#dirty.delete(name);
     this.#hashes.set(name, hash);
   }
-}
-
-/** `Runtime.enabledPlugins` semantics, without its reporting of missing plugins. */
-function enables(bot: Bot, plugin: DiscoveredPlugin): boolean {
-  const list = bot.config.plugins;
-  if (list === undefined) return plugin.source === 'folder';
-  return Object.entries(list).some(([name, value]) => value !== false && (name === plugin.name || name === plugin.packageName));
 }
 
 function isLoaded(bot: Bot, name: string): boolean {
