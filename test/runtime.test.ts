@@ -135,6 +135,7 @@ test('a fatal gateway close (intents not permitted) stops that bot with the caus
     assert.equal(failed.state, 'failed');
     assert.equal((failed.error as { code?: string } | undefined)?.code, 'E_GATEWAY_INTENTS');
     assert.match(failed.error?.message ?? '', /4014/);
+    assert.deepEqual(runtime.supervisor.stats().filter((s) => s.id.startsWith('public/') && s.status !== 'stopped'), [], 'a failed bot frees its isolates');
     const sim = runtime.simulator!;
     const posted = sim.postMessage({ appId: '1020000002', kind: 'c2c', content: 'alive' });
     await until('the other bot answers', () => replyTo(sim.outbox(), posted.id).length === 1);

@@ -154,6 +154,11 @@ export class BotPlugins {
     return true;
   }
 
+  /** A failed bot frees its isolates; its plugins' storage stays. */
+  async unloadAll(): Promise<void> {
+    for (const name of [...this.#loaded.keys()]) await this.unload(name);
+  }
+
   /** What intent merging needs: each plugin's subscribed events. */
   subscriptions(): Array<{ plugin: string; events: string[] }> {
     return [...this.#loaded.values()].map((p) => ({ plugin: p.name, events: [...p.events] }));

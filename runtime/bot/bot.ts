@@ -253,6 +253,8 @@ export class Bot extends EventEmitter<BotEvents> {
     this.#log.error({ code: (error as QQBotError).code, err: error.message }, 'bot stopped');
     await this.#sessions?.stop({ resumable: false }).catch(() => undefined);
     await this.#webhook?.stop().catch(() => undefined);
+    await this.#dispatcher.drain(5000);
+    await this.plugins.unloadAll().catch((e: Error) => this.#log.warn({ err: e.message }, 'unloading plugins of a failed bot'));
     await this.#closeClient();
     this.#setState('failed', error);
   }
