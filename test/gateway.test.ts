@@ -1,19 +1,23 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { createServer as createTcpServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
+import { WebSocketServer, type WebSocket as ServerSocket } from 'ws';
 import { test } from 'node:test';
 import { Secret } from '../runtime/config/secret.ts';
 import { createLogger } from '../runtime/logging/logger.ts';
 import { AccessTokenSource, OpenAPIClient } from '../runtime/openapi/index.ts';
 import { startSimulator, type Simulator } from '../runtime/simulator/index.ts';
 import { LocalSessionManager, type LocalSessionManagerOptions } from '../runtime/sessions/local.ts';
-import { GatewayFatalError } from '../runtime/gateway/errors.ts';
+import { GatewayFatalError, SessionsStoppedError } from '../runtime/gateway/errors.ts';
 import { INTENTS } from '../runtime/gateway/intents.ts';
 import { Backoff } from '../runtime/gateway/backoff.ts';
 import { closeAction } from '../runtime/gateway/close-policy.ts';
 import { EventDeduper } from '../runtime/gateway/dedupe.ts';
 import { toDispatch, type GatewayDispatch } from '../runtime/gateway/dispatch-event.ts';
 import { IdentifyThrottle } from '../runtime/sessions/identify-throttle.ts';
+import { Shard } from '../runtime/gateway/shard.ts';
 
 function dispatch(t: string, d: unknown, id?: string, transport: GatewayDispatch['transport'] = 'websocket'): GatewayDispatch {
   return toDispatch({ op: 0, t, d, ...(id ? { id } : {}) }, transport, transport === 'websocket' ? 0 : undefined);
@@ -98,6 +102,167 @@ test('dedupe forgets by size and by ttl', async () => {
   assert.equal(short.seen(dispatch('FRIEND_ADD', {}, 'x')), true);
   await new Promise((r) => setTimeout(r, 40));
   assert.equal(short.seen(dispatch('FRIEND_ADD', {}, 'x')), false, 'expired');
+});
+
+// ---- one shard against a scripted gateway (a real ws server on loopback) ---------------------------
+
+interface Frame {
+  conn: number;
+  op: number;
+  d: unknown;
+}
+
+/** A websocket server that records every frame a client sends and lets the test script the answers. */
+async function scriptedGateway(onConnection: (ws: ServerSocket, conn: number) => void) {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  await once(wss, 'listening');
+  const frames: Frame[] = [];
+  const open = new Set<ServerSocket>();
+  let conns = 0;
+  wss.on('connection', (ws) => {
+    const conn = ++conns;
+    open.add(ws);
+    ws.on('close', () => open.delete(ws));
+    ws.on('message', (data) => {
+      const { op, d } = JSON.parse(String(data)) as { op: number; d: unknown };
+      frames.push({ conn, op, d });
+    });
+    onConnection(ws, conn);
+  });
+  const { port } = wss.address() as { port: number };
+  return {
+    url: `ws://127.0.0.1:${port}`,
+    frames,
+    open,
+    async close() {
+      for (const ws of open) ws.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
+
+const fixedToken = { authorization: async () => 'QQBot scripted-token', refresh: async () => 'QQBot scripted-token' };
+const send = (ws: ServerSocket, payload: unknown): void => ws.send(JSON.stringify(payload));
+
+test('a shard sends nothing but heartbeat, identify and resume; a repeated Hello neither identifies twice nor stacks heartbeats; the first beat is jittered', async () => {
+  const gateway = await scriptedGateway((ws, conn) => {
+    // a minute-long interval: without the jitter the first heartbeat would not come within the test
+    send(ws, { op: 10, d: { heartbeat_interval: 60_000 } });
+    if (conn === 1) send(ws, { op: 10, d: { heartbeat_interval: 60_000 } });
+    ws.on('message', (data) => {
+      const { op } = JSON.parse(String(data)) as { op: number };
+      if (op === 1) send(ws, { op: 11 });
+      if (op === 2) {
+        send(ws, { op: 0, t: 'READY', s: 1, d: { session_id: 'sess-1', user: { id: 'b', username: 'bot', bot: true }, shard: [0, 0] } });
+        send(ws, { op: 0, t: 'AT_MESSAGE_CREATE', s: 2, id: 'e-2', d: { id: 'm-2', content: 'hi' } });
+      }
+      if (op === 6) send(ws, { op: 0, t: 'RESUMED', s: 3, d: '' });
+    });
+  });
+  const shard = new Shard({
+    id: 0, count: 1, gatewayUrl: async () => gateway.url, tokenSource: fixedToken, intents: INTENTS.PUBLIC_GUILD_MESSAGES!,
+    backoff: { minMs: 10, maxMs: 50 }, heartbeatJitter: () => 0,
+  });
+  const dispatched: string[] = [];
+  shard.on('dispatch', (d) => dispatched.push(d.t));
+  try {
+    shard.start();
+    await once(shard, 'ready');
+    await until(() => gateway.frames.some((f) => f.conn === 1 && f.op === 1), 'the first (jittered) heartbeat');
+    await until(() => dispatched.includes('AT_MESSAGE_CREATE'), 'the dispatch');
+    // the server asks for a heartbeat (op 1): answered with op 1 and the last seq
+    const [server] = [...gateway.open];
+    send(server!, { op: 1 });
+    await until(() => gateway.frames.filter((f) => f.conn === 1 && f.op === 1).length >= 2, 'the requested heartbeat');
+    // op 7: close, reconnect, resume
+    send(server!, { op: 7 });
+    await once(shard, 'resumed');
+
+    const conn1 = gateway.frames.filter((f) => f.conn === 1);
+    assert.equal(conn1.filter((f) => f.op === 2).length, 1, 'one identify despite two Hellos');
+    assert.deepEqual(conn1.filter((f) => f.op === 1).map((f) => f.d), [null, 2], 'one jittered beat (before READY), one requested beat; no stacked timer');
+    const identify = conn1.find((f) => f.op === 2)!.d as { token: string; intents: number; shard: number[] };
+    assert.deepEqual([identify.token, identify.intents, identify.shard], ['QQBot scripted-token', INTENTS.PUBLIC_GUILD_MESSAGES, [0, 1]]);
+    const conn2 = gateway.frames.filter((f) => f.conn === 2 && f.op !== 1);
+    assert.deepEqual(conn2, [{ conn: 2, op: 6, d: { token: 'QQBot scripted-token', session_id: 'sess-1', seq: 2 } }]);
+    assert.deepEqual([...new Set(gateway.frames.map((f) => f.op))].sort(), [1, 2, 6], 'only heartbeat, identify and resume were ever sent');
+  } finally {
+    await shard.stop({ resumable: false });
+    await gateway.close();
+  }
+});
+
+test('a socket that closes while the token is being fetched: nothing is sent on it, nothing throws, no timer outlives stop()', async () => {
+  let releaseToken!: () => void;
+  const tokenGate = new Promise<void>((r) => (releaseToken = r));
+  const gatedToken = {
+    authorization: async () => {
+      await tokenGate;
+      return 'QQBot late-token';
+    },
+    refresh: async () => 'QQBot late-token',
+  };
+  const gateway = await scriptedGateway((ws, conn) => {
+    send(ws, { op: 10, d: { heartbeat_interval: 60_000 } });
+    // the first connection ends while the shard is still waiting for its token
+    if (conn === 1) setImmediate(() => ws.close(4900, 'internal error'));
+  });
+  const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  const baseline = timers();
+  const errors: Error[] = [];
+  const shard = new Shard({
+    id: 0, count: 1, gatewayUrl: async () => gateway.url, tokenSource: gatedToken, intents: INTENTS.PUBLIC_GUILD_MESSAGES!,
+    backoff: { minMs: 10, maxMs: 50 }, heartbeatJitter: () => 1, readyTimeoutMs: 60_000, helloTimeoutMs: 60_000,
+  });
+  shard.on('error', (e) => errors.push(e));
+  try {
+    shard.start();
+    await until(() => shard.info().reconnects >= 1 && shard.state === 'identifying', 'the second connection to wait for its token');
+    await shard.stop({ resumable: false });
+    releaseToken();
+    await until(() => gateway.open.size === 0, 'the server side to close');
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(gateway.frames, [], 'no identify on a closed socket');
+    assert.deepEqual(errors, []);
+    assert.equal(shard.state, 'stopped');
+    assert.equal(timers(), baseline, 'no ready or heartbeat timer left behind');
+  } finally {
+    releaseToken();
+    await shard.stop({ resumable: false });
+    await gateway.close();
+  }
+});
+
+test('stop() does not hang on a gateway that never answers the close frame', { timeout: 20_000 }, async () => {
+  // a bare websocket handshake over TCP: the server sends Hello, then reads and ignores everything
+  const sockets = new Set<Socket>();
+  const server = createTcpServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.once('data', (request) => {
+      const key = /sec-websocket-key: *(\S+)/i.exec(String(request))?.[1] ?? '';
+      const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+      const hello = Buffer.from(JSON.stringify({ op: 10, d: { heartbeat_interval: 60_000 } }));
+      socket.write(Buffer.concat([Buffer.from([0x81, hello.length]), hello]));
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  const shard = new Shard({
+    id: 0, count: 1, gatewayUrl: async () => `ws://127.0.0.1:${port}`, tokenSource: fixedToken, intents: INTENTS.PUBLIC_GUILD_MESSAGES!,
+    heartbeatJitter: () => 1, readyTimeoutMs: 60_000,
+  });
+  try {
+    shard.start();
+    await until(() => shard.state === 'identifying', 'the identify');
+    await shard.stop();
+    assert.equal(shard.state, 'stopped');
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
 });
 
 // ---- against the simulator -------------------------------------------------------------------
@@ -249,6 +414,61 @@ test('setIntents re-identifies every shard with the new intents and events of th
     assert.equal(identifies.length, 4);
     assert.deepEqual(identifies.slice(2).map((e) => e.intents), [GUILD_INTENTS, GUILD_INTENTS]);
     assert.ok(manager.shards().every((s) => s.state === 'ready'));
+  } finally {
+    await h.close();
+  }
+});
+
+test('stop() while /gateway/bot is in flight: start() rejects and no shard ever connects', async () => {
+  const h = await harness({ recommendedShards: 2, sessionStartLimit: { total: 100, maxConcurrency: 2 } });
+  try {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let asked!: () => void;
+    const infoRequested = new Promise<void>((r) => (asked = r));
+    const manager = h.manager({
+      gatewayInfo: async () => {
+        asked();
+        await gate;
+        return h.client.gatewayBot();
+      },
+    });
+    const starting = manager.start();
+    await infoRequested;
+    await manager.stop();
+    release();
+    await assert.rejects(starting, (error: unknown) => error instanceof SessionsStoppedError && error.code === 'E_SESSIONS_STOPPED');
+    assert.deepEqual(manager.shards(), [], 'no shard was created');
+    await assert.rejects(manager.start(), SessionsStoppedError, 'a stopped manager does not start again');
+    // a few backoff periods: a shard started behind stop() would identify here
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(h.sim.sessionLog().length, 0);
+  } finally {
+    await h.close();
+  }
+});
+
+test('stop() while shards are still identifying: start() rejects, every shard stops, none reconnects afterwards', async () => {
+  const h = await harness({ recommendedShards: 3, sessionStartLimit: { total: 100, maxConcurrency: 1 } });
+  try {
+    // one identify per 400 ms: shards 1 and 2 are still queued when shard 0 is READY
+    const manager = h.manager({ identifyWindowMs: 400 });
+    const starting = manager.start();
+    starting.catch(() => undefined);
+    await once(manager, 'ready');
+    await manager.stop();
+    await assert.rejects(starting, (error: unknown) => error instanceof SessionsStoppedError && error.code === 'E_SESSIONS_STOPPED');
+    assert.deepEqual(manager.shards().map((s) => s.state), ['stopped', 'stopped', 'stopped']);
+    const changes: unknown[] = [];
+    manager.on('state', (c) => changes.push(c));
+    const logged = h.sim.sessionLog().length;
+    await new Promise((r) => setTimeout(r, 1000)); // past the next identify window and several backoffs
+    assert.deepEqual(changes, [], 'no shard changed state after stop()');
+    assert.equal(h.sim.sessionLog().length, logged, 'no identify or resume after stop()');
+    assert.ok(h.sim.sessionLog().filter((e) => e.kind === 'identify').length < 3, 'stop() came before every shard identified');
+    // stopped shards never become READY again: an intent change must not wait for them
+    await manager.setIntents(INTENTS.PUBLIC_GUILD_MESSAGES!);
+    assert.equal(h.sim.sessionLog().length, logged);
   } finally {
     await h.close();
   }

@@ -22,6 +22,8 @@ interface Call {
   query: URLSearchParams;
   headers: IncomingMessage['headers'];
   body: unknown;
+  /** performance.now() when the request arrived (the server's clock, for lower bounds only) */
+  at: number;
 }
 
 type Reply = { status: number; headers?: Record<string, string>; body?: unknown } | 'hang' | 'destroy';
@@ -109,7 +111,7 @@ class Platform extends EventEmitter {
       return;
     }
 
-    const call: Call = { method: req.method ?? '', path: url.pathname, query: url.searchParams, headers: req.headers, body };
+    const call: Call = { method: req.method ?? '', path: url.pathname, query: url.searchParams, headers: req.headers, body, at: performance.now() };
     this.calls.push(call);
     this.emit('call', call);
     const auth = req.headers.authorization ?? '';
@@ -442,6 +444,221 @@ describe('OpenAPI client', () => {
       assert.equal(netErr.code, 'E_OPENAPI_NETWORK');
       assert.equal(netErr.path, '/channels/reset/messages');
       assert.equal(platform.callsTo('POST', '/channels/reset/messages').length, 1);
+    } finally {
+      await close();
+    }
+  });
+
+  test('codes the platform marks retryable are retried exactly once; sends only when msg_seq makes the repeat a duplicate', async () => {
+    const { platform, client, close } = await setup();
+    try {
+      const failuresLeft = new Map<string, number>();
+      const codeFor = new Map<string, number>();
+      const plan = (path: string, code: number, failures: number): void => {
+        codeFor.set(path, code);
+        failuresLeft.set(path, failures);
+      };
+      platform.api = (call) => {
+        const left = failuresLeft.get(call.path) ?? 0;
+        if (left > 0) {
+          failuresLeft.set(call.path, left - 1);
+          return { status: 500, body: { code: codeFor.get(call.path), message: 'internal error, please retry' } };
+        }
+        return { status: 200, body: { id: 'ok', timestamp: '1' } };
+      };
+      // a read, a recall, a reaction: the retry succeeds
+      plan('/guilds/g1/roles', 11252, 1);
+      plan('/channels/c1/messages/m1', 306003, 1);
+      plan('/channels/c1/messages/m1/reactions/1/4', 620007, 1);
+      await client.listRoles('g1');
+      await client.recallMessage('c1', 'm1');
+      await client.putReaction('c1', 'm1', { type: 1, id: '4' });
+      assert.equal(platform.callsTo('GET', '/guilds/g1/roles').length, 2);
+      assert.equal(platform.callsTo('DELETE', '/channels/c1/messages/m1').length, 2);
+      assert.equal(platform.callsTo('PUT', '/channels/c1/messages/m1/reactions/1/4').length, 2);
+
+      // a passive group reply with msg_seq: the platform dedupes msg_id + msg_seq, so the repeat is safe
+      plan('/v2/groups/G1/messages', 501002, 1);
+      assert.equal((await client.postGroupMessage('G1', { content: 'hi', msg_type: 0, msg_id: 'u1', msg_seq: 1 })).id, 'ok');
+      const groupSends = platform.callsTo('POST', '/v2/groups/G1/messages');
+      assert.equal(groupSends.length, 2);
+      assert.deepEqual(groupSends[1]!.body, groupSends[0]!.body, 'the very same msg_id + msg_seq went again');
+
+      // a channel message without msg_seq and a media upload: a repeat could reach users twice
+      plan('/channels/c2/messages', 501010, 1);
+      plan('/v2/users/U1/files', 501002, 1);
+      for (const send of [
+        client.postMessage('c2', { content: 'x', msg_id: 'u2' }),
+        client.uploadC2CMedia('U1', { file_type: 1, url: 'https://x/y.png', srv_send_msg: true }),
+      ]) {
+        const err = await send.then(() => assert.fail('expected a rejection'), (e: unknown) => e);
+        assert.ok(err instanceof OpenAPIError);
+        assert.ok(err.platformCode === 501010 || err.platformCode === 501002);
+      }
+      assert.equal(platform.callsTo('POST', '/channels/c2/messages').length, 1);
+      assert.equal(platform.callsTo('POST', '/v2/users/U1/files').length, 1);
+
+      // once, not more: a code that persists is an error after one repeat
+      plan('/guilds/g2', 11263, 5);
+      const err = await client.guild('g2').then(() => assert.fail('expected a rejection'), (e: unknown) => e);
+      assert.ok(err instanceof OpenAPIError);
+      assert.equal(err.platformCode, 11263);
+      // GET also retries 5xx (retries: 2 by default), so count only what the code retry adds: 1 + 1 + 2
+      assert.equal(platform.callsTo('GET', '/guilds/g2').length, 4);
+      plan('/channels/c3/pins/m1', 11263, 5);
+      await assert.rejects(client.pinMessage('c3', 'm1'), OpenAPIError);
+      assert.equal(platform.callsTo('PUT', '/channels/c3/pins/m1').length, 2, 'a write goes exactly twice');
+
+      // neighbours of the ranges are not retried
+      for (const code of [501001, 501013, 306004, 11243]) {
+        const path = `/channels/n${code}/pins/m1`;
+        plan(path, code, 1);
+        await assert.rejects(client.pinMessage(`n${code}`, 'm1'), OpenAPIError);
+        assert.equal(platform.callsTo('PUT', path).length, 1, `code ${code} is not retried`);
+      }
+    } finally {
+      await close();
+    }
+  });
+
+  test('a success saying the route has 0 requests left pauses that route until its reset, also for a request that comes later', async () => {
+    const { platform, client, close } = await setup();
+    try {
+      const RESET_S = 1;
+      const exhaustedAt: number[] = [];
+      platform.api = (call): Reply => {
+        if (call.path === '/channels/c1/messages' && platform.callsTo('POST', '/channels/c1/messages').length % 2 === 1) {
+          exhaustedAt.push(performance.now());
+          return { status: 200, headers: { 'X-RateLimit-Remaining': '0', 'X-RateLimit-Reset-After': String(RESET_S) }, body: { id: 'm' } };
+        }
+        return { status: 200, headers: { 'X-RateLimit-Remaining': '4' }, body: { id: 'm' } };
+      };
+      // queued behind the exhausting request
+      const [a, b] = [client.postMessage('c1', { content: 'a' }), client.postMessage('c1', { content: 'b' })];
+      await a;
+      assert.equal((await client.postMessage('c9', { content: 'other route' })).id, 'm', 'other routes are not paused');
+      await b;
+      // issued only after the exhausting request settled: the route's queue was empty meanwhile
+      await client.postMessage('c1', { content: 'c' });
+      await client.postMessage('c1', { content: 'd' });
+      const sends = platform.callsTo('POST', '/channels/c1/messages');
+      assert.equal(sends.length, 4);
+      assert.equal(exhaustedAt.length, 2);
+      // lower bounds on the server's own clock: the next request never came before the reset
+      assert.ok(sends[1]!.at - exhaustedAt[0]! >= RESET_S * 1000 - 50, `queued request waited ${sends[1]!.at - exhaustedAt[0]!} ms`);
+      assert.ok(sends[3]!.at - exhaustedAt[1]! >= RESET_S * 1000 - 50, `later request waited ${sends[3]!.at - exhaustedAt[1]!} ms`);
+    } finally {
+      await close();
+    }
+  });
+
+  test('20028 (channel write limit) pauses every write route of that channel; reads and other channels go on', async () => {
+    const { platform, client, close } = await setup();
+    const limited: RateLimitedEvent[] = [];
+    client.on('rateLimited', (e) => limited.push(e));
+    try {
+      const RETRY_S = 3;
+      let limitedAt = 0;
+      platform.api = (call) => {
+        if (call.method === 'POST' && call.path === '/channels/c1/messages' && limitedAt === 0) {
+          limitedAt = performance.now();
+          return { status: 200, headers: { 'Retry-After': String(RETRY_S) }, body: { code: 20028, message: 'channel write rate limit' } };
+        }
+        if (call.method === 'DELETE' || call.method === 'PUT') return { status: 204 };
+        return { status: 200, body: { id: 'm' } };
+      };
+      const send = client.postMessage('c1', { content: 'x' });
+      send.catch(() => undefined); // awaited below; a failed assertion before that must not turn it unhandled
+      await eventually(async () => limited.length === 1, 'the 20028');
+      const recall = client.recallMessage('c1', 'm0');
+      const pin = client.pinMessage('c1', 'm0');
+      // not paused: a read of the same channel and a write to another channel
+      await client.listMessages('c1', { limit: 1 });
+      await client.recallMessage('c2', 'm0');
+      assert.equal(platform.callsTo('DELETE', '/channels/c1/messages/m0').length, 0, 'the recall on c1 waits out the channel limit');
+      assert.equal(platform.callsTo('PUT', '/channels/c1/pins/m0').length, 0, 'the pin on c1 waits out the channel limit');
+      await Promise.all([send, recall, pin]);
+      for (const call of [...platform.callsTo('DELETE', '/channels/c1/messages/m0'), ...platform.callsTo('PUT', '/channels/c1/pins/m0')]) {
+        assert.ok(call.at - limitedAt >= RETRY_S * 1000 - 50, `${call.method} ${call.path} came ${call.at - limitedAt} ms after the 20028`);
+      }
+      assert.equal(platform.callsTo('POST', '/channels/c1/messages').length, 2, 'the limited send went again once');
+    } finally {
+      await close();
+    }
+  });
+
+  test('a caller AbortSignal: refused up front, leaves the queue at once, cancels an in-flight request and a rate-limit or retry wait', async () => {
+    const { platform, client, close } = await setup({ retries: 2 });
+    try {
+      const holds = new Map<string, () => void>();
+      platform.api = (call) => {
+        if (call.path === '/guilds/held') return new Promise((resolve) => holds.set(call.path, () => resolve({ status: 200, body: { id: 'held' } })));
+        if (call.path === '/guilds/hang') return 'hang';
+        if (call.path === '/guilds/limited') return { status: 429, headers: { 'Retry-After': '30' }, body: { code: 429, message: 'slow down' } };
+        if (call.path === '/guilds/busy') return { status: 503, body: { code: 503, message: 'busy' } };
+        return { status: 200, body: { id: call.path.split('/')[2] } };
+      };
+      const aborted = (p: Promise<unknown>): Promise<void> =>
+        p.then(
+          () => assert.fail('expected an abort'),
+          (e: unknown) => {
+            assert.ok(e instanceof OpenAPIError);
+            assert.equal(e.code, 'E_OPENAPI_ABORTED');
+          },
+        );
+
+      // already aborted: never sent
+      await aborted(client.request('GET', '/guilds/pre', { signal: AbortSignal.abort() }));
+      assert.equal(platform.callsTo('GET', '/guilds/pre').length, 0);
+
+      // queued behind a held request on the same route: leaves the queue while the first is still out
+      const first = client.request('GET', '/guilds/held');
+      await eventually(async () => holds.has('/guilds/held'), 'the held request');
+      const queued = new AbortController();
+      const second = client.request('GET', '/guilds/held', { signal: queued.signal });
+      const third = client.request<{ id: string }>('GET', '/guilds/held');
+      queued.abort();
+      await aborted(second);
+      assert.equal(platform.callsTo('GET', '/guilds/held').length, 1, 'the aborted request never reached the platform');
+      holds.get('/guilds/held')!();
+      holds.delete('/guilds/held');
+      await first;
+      await eventually(async () => holds.has('/guilds/held'), 'the third request');
+      holds.get('/guilds/held')!();
+      assert.equal((await third).id, 'held', 'the route went on with the next request');
+      assert.equal(platform.callsTo('GET', '/guilds/held').length, 2);
+
+      // in flight: the connection is cancelled; the route is free again
+      const inflight = new AbortController();
+      const hanging = client.request('GET', '/guilds/hang', { signal: inflight.signal });
+      await eventually(async () => platform.callsTo('GET', '/guilds/hang').length === 1, 'the hanging request');
+      inflight.abort();
+      await aborted(hanging);
+      assert.equal(platform.callsTo('GET', '/guilds/hang').length, 1, 'an aborted GET is not retried');
+
+      // waiting out a 30 s rate limit: the abort ends the wait
+      const limitedSignal = new AbortController();
+      let paused = false;
+      const onLimited = (e: RateLimitedEvent): void => {
+        if (e.route === 'GET /guilds/limited') paused = true;
+      };
+      client.on('rateLimited', onLimited);
+      const limitedRequest = client.request('GET', '/guilds/limited', { signal: limitedSignal.signal });
+      await eventually(async () => paused, 'the route to pause');
+      client.off('rateLimited', onLimited);
+      limitedSignal.abort();
+      await aborted(limitedRequest);
+      assert.equal(platform.callsTo('GET', '/guilds/limited').length, 1);
+
+      // between retries of a failing GET
+      const retrySignal = new AbortController();
+      const onResponse = (e: ResponseEvent): void => {
+        if (e.route === 'GET /guilds/busy') retrySignal.abort();
+      };
+      client.on('response', onResponse);
+      await aborted(client.request('GET', '/guilds/busy', { signal: retrySignal.signal }));
+      client.off('response', onResponse);
+      assert.equal(platform.callsTo('GET', '/guilds/busy').length, 1, 'no retry after the abort');
     } finally {
       await close();
     }

@@ -12,3 +12,6 @@ export class GatewayFatalError extends QQBotError {}
 
 /** A webhook request that failed verification (bad signature, stale timestamp, replay). */
 export class WebhookRejection extends QQBotError {}
+
+/** `start()` of a session manager that was stopped before every shard came up (a shutdown during startup). */
+export class SessionsStoppedError extends QQBotError {}

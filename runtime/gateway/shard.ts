@@ -32,6 +32,11 @@ export interface ShardOptions {
   helloTimeoutMs?: number;
   /** give up on an identify/resume without READY/RESUMED within this; default 20 000 ms */
   readyTimeoutMs?: number;
+  /**
+   * fraction of the heartbeat interval to wait before the first beat; default `Math.random`, so shards
+   * that reconnect together do not heartbeat in lockstep (tests pass a fixed value)
+   */
+  heartbeatJitter?: () => number;
   /** a session to resume instead of identifying (handed over by a predecessor) */
   session?: { sessionId: string; seq: number };
   logger?: Logger;
@@ -68,6 +73,8 @@ const OP = { DISPATCH: 0, HEARTBEAT: 1, IDENTIFY: 2, RESUME: 6, RECONNECT: 7, IN
 
 /** Close code we use when we want the server to keep the session for a resume (1000/1001 end it). */
 export const RESUMABLE_CLOSE_CODE = 4000;
+/** How long a closing handshake may take before the socket is cut (ws itself waits 30 s, stalling stop()). */
+const CLOSE_GRACE_MS = 5_000;
 
 /**
  * One websocket session of one shard. Owns its reconnect loop: every connection ends in an Outcome
@@ -91,7 +98,6 @@ export class Shard extends TypedEmitter<ShardEvents> {
   #unansweredResumes = 0;
   #needRefresh = false;
   #stopping: Outcome | undefined;
-  #stopCode = RESUMABLE_CLOSE_CODE;
   #loop: Promise<void> | undefined;
   readonly #life = new AbortController();
   // the live connection's finisher, so stop()/reidentify() can end it with an outcome
@@ -135,10 +141,9 @@ export class Shard extends TypedEmitter<ShardEvents> {
    */
   async stop(options: { resumable?: boolean } = {}): Promise<void> {
     const resumable = options.resumable ?? true;
-    this.#stopCode = resumable ? RESUMABLE_CLOSE_CODE : 1000;
     this.#stopping = { kind: 'stop' };
     this.#life.abort(new Error('shard stopped'));
-    this.#endConnection?.({ kind: 'stop' }, 'close', this.#stopCode);
+    this.#endConnection?.({ kind: 'stop' }, 'close', resumable ? RESUMABLE_CLOSE_CODE : 1000);
     await this.#loop;
     if (this.#state !== 'fatal') this.#setState('stopped');
   }
@@ -219,13 +224,16 @@ export class Shard extends TypedEmitter<ShardEvents> {
       let heartbeat: NodeJS.Timeout | undefined;
       let helloTimer: NodeJS.Timeout | undefined;
       let readyTimer: NodeJS.Timeout | undefined;
+      let closeTimer: NodeJS.Timeout | undefined;
       let awaitingAck = false;
       let missedAcks = 0;
       let sentAt = 0;
       let resumeSent = false;
       let established = false;
+      let sessionStarted = false;
 
       const clearTimers = (): void => {
+        // the first (jittered) beat is a timeout, later ones an interval: clearInterval ends either
         clearInterval(heartbeat);
         clearTimeout(helloTimer);
         clearTimeout(readyTimer);
@@ -237,7 +245,10 @@ export class Shard extends TypedEmitter<ShardEvents> {
         clearTimers();
         conn.abort();
         if (how === 'terminate' || ws.readyState === WebSocket.CONNECTING) ws.terminate();
-        else if (ws.readyState === WebSocket.OPEN) ws.close(code ?? RESUMABLE_CLOSE_CODE);
+        else if (ws.readyState === WebSocket.OPEN) {
+          ws.close(code ?? RESUMABLE_CLOSE_CODE);
+          closeTimer = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
+        }
       };
       this.#endConnection = end;
 
@@ -274,7 +285,8 @@ export class Shard extends TypedEmitter<ShardEvents> {
           end(this.#tokenFailure(error), 'close', RESUMABLE_CLOSE_CODE);
           return;
         }
-        if (outcome) return;
+        // the socket may have closed while the token was fetched: arming the ready timer now would leak it
+        if (outcome || conn.signal.aborted) return;
         readyTimer = setTimeout(() => {
           end({ kind: 'reconnect', reason: `no ${resuming ? 'RESUMED' : 'READY'} within ${this.#options.readyTimeoutMs ?? 20_000} ms` }, 'terminate');
         }, this.#options.readyTimeoutMs ?? 20_000);
@@ -352,9 +364,16 @@ export class Shard extends TypedEmitter<ShardEvents> {
         switch (frame.op) {
           case OP.HELLO: {
             clearTimeout(helloTimer);
+            // a repeated Hello must neither stack a second heartbeat timer nor identify twice
+            if (sessionStarted) break;
+            sessionStarted = true;
             const interval = Number((frame.d as { heartbeat_interval?: unknown } | null)?.heartbeat_interval);
             if (Number.isFinite(interval) && interval > 0) {
-              heartbeat = setInterval(beat, interval);
+              const jitter = Math.min(1, Math.max(0, (this.#options.heartbeatJitter ?? Math.random)()));
+              heartbeat = setTimeout(() => {
+                heartbeat = setInterval(beat, interval);
+                beat();
+              }, Math.round(interval * jitter));
             }
             void startSession();
             break;
@@ -395,6 +414,7 @@ export class Shard extends TypedEmitter<ShardEvents> {
 
       ws.on('close', (code, reasonBuf) => {
         clearTimers();
+        clearTimeout(closeTimer);
         conn.abort();
         if (this.#endConnection === end) this.#endConnection = undefined;
         const serverClosed = outcome === undefined && code !== 1005 && code !== 1006;

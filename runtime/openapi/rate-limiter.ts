@@ -1,16 +1,20 @@
 /**
  * Per-route request queues. Each route (method + path with its major parameter kept, see
  * {@link routeKey}) runs one request at a time in FIFO order; a rate-limited request pauses its
- * route and goes again first, so nothing is dropped and order holds. Other routes keep going.
- * Modelled on discord.js's SequentialHandler.
+ * route and goes again first, so nothing is dropped and order holds. Other routes keep going, except
+ * that a channel-wide limit (20028) pauses every write route of that channel. Modelled on
+ * discord.js's SequentialHandler.
  */
 
 /** What one attempt at a queued request came to. */
 export type AttemptOutcome<T> =
   /** `pauseMs`: the route must rest this long before its next request (quota exhausted) */
   | { readonly done: true; readonly value: T; readonly pauseMs?: number }
-  /** `retryAfterMs`: the platform's hint; absent → exponential backoff on the route */
-  | { readonly done: false; readonly retryAfterMs?: number };
+  /**
+   * `retryAfterMs`: the platform's hint; absent → exponential backoff on the route. `scope: 'major'`:
+   * the limit is on the channel/group/user, so every write route sharing the major parameter rests too.
+   */
+  | { readonly done: false; readonly retryAfterMs?: number; readonly scope?: 'route' | 'major' };
 
 export interface RateLimitedInfo {
   route: string;
@@ -28,6 +32,8 @@ export interface RateLimiterOptions {
 
 export interface ScheduleOptions {
   signal?: AbortSignal;
+  /** {@link majorKey} of a write request: it also waits out limits put on its channel/group/user */
+  major?: string | undefined;
   /** the rejection when the limiter closes before the request ran */
   closedError: () => Error;
   /** the rejection when `signal` fires while the request waits its turn */
@@ -39,6 +45,7 @@ interface Task {
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
   signal: AbortSignal | undefined;
+  major: string | undefined;
   closedError: () => Error;
   abortedError: () => Error;
   onAbort: (() => void) | undefined;
@@ -76,9 +83,31 @@ export function routeKey(method: string, path: string): string {
   return `${method.toUpperCase()} ${out.join('/')}`;
 }
 
+/**
+ * The channel/group/user a write request acts on (`/channels/123`), or undefined for reads and for
+ * paths without one. Writes sharing it share a channel-wide limit such as 20028.
+ */
+export function majorKey(method: string, path: string): string | undefined {
+  const upper = method.toUpperCase();
+  if (upper === 'GET' || upper === 'HEAD') return undefined;
+  const segments = (path.split('?')[0] ?? path).split('/');
+  for (let i = 1; i < segments.length; i++) {
+    const seg = segments[i] ?? '';
+    const previous = segments[i - 1] ?? '';
+    if (seg !== '' && !LITERAL_SEGMENTS.has(seg) && MAJOR_COLLECTIONS.has(previous)) return `/${previous}/${seg}`;
+  }
+  return undefined;
+}
+
 export class RateLimiter {
   readonly #options: RateLimiterOptions;
   readonly #buckets = new Map<string, Bucket>();
+  /**
+   * Route or `major <key>` → epoch ms before which it must not send. Kept here, not in the bucket:
+   * an idle bucket is dropped, and the pause must outlive it (a quota exhausted by the last request
+   * of a burst still holds for the next one).
+   */
+  readonly #restUntil = new Map<string, number>();
   #closed = false;
 
   constructor(options: RateLimiterOptions) {
@@ -91,9 +120,14 @@ export class RateLimiter {
     if (options.signal?.aborted) return Promise.reject(options.abortedError());
     let bucket = this.#buckets.get(route);
     if (!bucket) {
-      bucket = new Bucket(route, this.#options, () => {
-        if (this.#buckets.get(route) === bucket) this.#buckets.delete(route);
+      const created: Bucket = new Bucket(route, this.#options, {
+        restMs: (major) => this.#restMs(route, major),
+        rest: (ms, major) => this.#rest(major === undefined ? route : `major ${major}`, ms),
+        idle: () => {
+          if (this.#buckets.get(route) === created) this.#buckets.delete(route);
+        },
       });
+      bucket = created;
       this.#buckets.set(route, bucket);
     }
     return bucket.push(attempt, options);
@@ -108,6 +142,19 @@ export class RateLimiter {
     this.#closed = true;
     for (const bucket of this.#buckets.values()) bucket.close();
     this.#buckets.clear();
+    this.#restUntil.clear();
+  }
+
+  #restMs(route: string, major: string | undefined): number {
+    const own = this.#restUntil.get(route) ?? 0;
+    const shared = major === undefined ? 0 : (this.#restUntil.get(`major ${major}`) ?? 0);
+    return Math.max(own, shared) - Date.now();
+  }
+
+  #rest(key: string, ms: number): void {
+    const now = Date.now();
+    for (const [k, until] of this.#restUntil) if (until <= now) this.#restUntil.delete(k);
+    this.#restUntil.set(key, Math.max(this.#restUntil.get(key) ?? 0, now + ms));
   }
 }
 
@@ -116,20 +163,28 @@ function defaultBackoff(hits: number): number {
   return Math.round(base * (0.75 + Math.random() * 0.5));
 }
 
+interface BucketHooks {
+  /** ms this route (and its major, for writes) must still rest; ≤ 0 when it may send */
+  restMs(major: string | undefined): number;
+  /** make the route, or every write on `major`, rest `ms` */
+  rest(ms: number, major?: string): void;
+  idle(): void;
+}
+
 class Bucket {
   readonly #route: string;
   readonly #options: RateLimiterOptions;
-  readonly #onIdle: () => void;
+  readonly #hooks: BucketHooks;
   readonly #queue: Task[] = [];
   #draining = false;
   #hits = 0;
   #pause: { timer: NodeJS.Timeout; wake: () => void } | undefined;
   #closed = false;
 
-  constructor(route: string, options: RateLimiterOptions, onIdle: () => void) {
+  constructor(route: string, options: RateLimiterOptions, hooks: BucketHooks) {
     this.#route = route;
     this.#options = options;
-    this.#onIdle = onIdle;
+    this.#hooks = hooks;
   }
 
   push<T>(attempt: () => Promise<AttemptOutcome<T>>, options: ScheduleOptions): Promise<T> {
@@ -140,6 +195,7 @@ class Bucket {
         resolve: resolve as (value: unknown) => void,
         reject,
         signal,
+        major: options.major,
         closedError: options.closedError,
         abortedError: options.abortedError,
         onAbort: undefined,
@@ -150,8 +206,7 @@ class Bucket {
         // the request core, which sees the same signal.
         task.onAbort = () => {
           if (task.running) return;
-          const index = this.#queue.indexOf(task);
-          if (index >= 0) this.#queue.splice(index, 1);
+          this.#remove(task);
           reject(task.abortedError());
         };
         signal.addEventListener('abort', task.onAbort, { once: true });
@@ -178,6 +233,12 @@ class Bucket {
     try {
       while (!this.#closed && this.#queue.length > 0) {
         const task = this.#queue[0]!;
+        const restMs = this.#hooks.restMs(task.major);
+        if (restMs > 0) {
+          // the head may be aborted meanwhile; look at the queue again after the pause
+          await this.#sleep(restMs);
+          continue;
+        }
         task.running = true;
         let outcome: AttemptOutcome<unknown>;
         try {
@@ -186,32 +247,35 @@ class Bucket {
           this.#remove(task);
           this.#settle(task, false, err);
           continue;
+        } finally {
+          task.running = false;
         }
         if (outcome.done) {
           this.#hits = 0;
           this.#remove(task);
           this.#settle(task, true, outcome.value);
-          if (outcome.pauseMs && outcome.pauseMs > 0 && this.#queue.length > 0 && !this.#closed) await this.#sleep(outcome.pauseMs);
+          if (outcome.pauseMs && outcome.pauseMs > 0) this.#hooks.rest(outcome.pauseMs);
           continue;
         }
         // Rate limited: the platform did not accept the request, so it is safe to send again.
-        task.running = false;
         if (this.#closed) {
           this.#settle(task, false, task.closedError());
           break;
         }
-        this.#hits++;
-        const waitMs = outcome.retryAfterMs ?? (this.#options.backoffMs ?? defaultBackoff)(this.#hits);
-        this.#options.onRateLimited?.({ route: this.#route, waitMs, hits: this.#hits });
-        await this.#sleep(waitMs);
-        if (task.signal?.aborted && this.#queue[0] === task) {
+        if (task.signal?.aborted) {
+          // aborted while its request was out: it does not go again, but the route still rests
           this.#remove(task);
           this.#settle(task, false, task.abortedError());
         }
+        this.#hits++;
+        const waitMs = outcome.retryAfterMs ?? (this.#options.backoffMs ?? defaultBackoff)(this.#hits);
+        this.#options.onRateLimited?.({ route: this.#route, waitMs, hits: this.#hits });
+        this.#hooks.rest(waitMs);
+        if (outcome.scope === 'major' && task.major !== undefined) this.#hooks.rest(waitMs, task.major);
       }
     } finally {
       this.#draining = false;
-      if (this.#queue.length === 0 || this.#closed) this.#onIdle();
+      if (this.#queue.length === 0 || this.#closed) this.#hooks.idle();
     }
   }
 

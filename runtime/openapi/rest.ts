@@ -5,7 +5,7 @@ import { Pool } from 'undici';
 import { silentLogger, type Logger } from '../logging/logger.ts';
 import { OpenAPIError, scrubCredentials, type OpenAPIErrorCode } from './errors.ts';
 import { RequestSignal } from './request-signal.ts';
-import { RateLimiter, routeKey, type AttemptOutcome } from './rate-limiter.ts';
+import { RateLimiter, majorKey, routeKey, type AttemptOutcome } from './rate-limiter.ts';
 import type { TokenSource } from './token-source.ts';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -69,11 +69,27 @@ export interface RestEvents {
 
 /** Platform codes that mean "slow down", not "no": the request was not accepted, send it again. */
 const RATE_LIMIT_CODES = new Set([20028, 22009, 620006]);
+/** "channel write rate limit": the whole channel is limited, so its other write routes rest too. */
+const CHANNEL_LIMIT_CODE = 20028;
 // 304045–304050 (proactive quotas per day/month) are deliberately not here: waiting seconds cannot
 // help, and re-queueing would block the channel's route until the quota resets. They fail fast.
 /** "queued for audit": accepted, the verdict arrives later as MESSAGE_AUDIT_PASS/REJECT */
 const AUDIT_CODES = new Set([304023, 304024]);
 const TOKEN_EXPIRED_CODE = 11244;
+/**
+ * Codes the platform documents as "retry" (qq-protocol.md §15.3): a transient failure, retried once.
+ * The 112xx ones fail the token/permission check before the request does anything; recalls (306xxx)
+ * and reactions (620007) are idempotent; so those go again whatever the method. The 5010xx ones are
+ * send failures that do not say whether the message went out, so a send is retried only when the
+ * platform dedupes it: a passive reply with `msg_seq` (a repeated msg_id/event_id + msg_seq is
+ * refused as a duplicate, never delivered twice). Other sends, channel messages without msg_seq and
+ * media uploads, fail instead of risking a duplicate.
+ */
+function isRetryableCode(code: number): boolean {
+  return code === 11242 || code === 11252 || code === 11263 || code === 11281
+    || code === 306003 || code === 306005 || code === 306006
+    || (code >= 501002 && code <= 501012) || code === 620007;
+}
 /** The platform says a send may succeed after a shorter client timeout; a retry would duplicate it. */
 const MIN_SEND_TIMEOUT_MS = 5000;
 const SAFE_METHODS = new Set(['GET', 'HEAD']);
@@ -151,6 +167,7 @@ export class Rest extends EventEmitter<RestEvents> {
     if (!bare.startsWith('/')) throw new TypeError(`OpenAPI path must start with "/": ${bare}`);
     return this.#limiter.schedule<T>(route, () => this.#attempt<T>(method, path, route, options), {
       ...(options.signal ? { signal: options.signal } : {}),
+      major: majorKey(method, bare),
       closedError: () => new OpenAPIError('E_OPENAPI_CLOSED', details),
       abortedError: () => new OpenAPIError('E_OPENAPI_ABORTED', details),
     });
@@ -173,6 +190,7 @@ export class Rest extends EventEmitter<RestEvents> {
     const bare = path.split('?')[0] ?? path;
     const details = { method, path: bare, route };
     let refreshed = false;
+    let retriedCode = false;
     let retries = 0;
     for (;;) {
       const auth = await this.#tokenSource.authorization();
@@ -188,7 +206,7 @@ export class Rest extends EventEmitter<RestEvents> {
         if (retryable && SAFE_METHODS.has(method) && retries < this.#retries) {
           retries++;
           this.#logger.warn({ route, code: error.code, attempt: retries }, 'request failed; retrying');
-          await this.#backoff(retries, details);
+          await this.#backoff(retries, details, options.signal);
           continue;
         }
         throw error;
@@ -213,7 +231,8 @@ export class Rest extends EventEmitter<RestEvents> {
 
       if (res.status === 429 || isOneOf(RATE_LIMIT_CODES, platformCode, errCode)) {
         const retryAfterMs = retryAfter(res.headers);
-        return retryAfterMs === undefined ? { done: false } : { done: false, retryAfterMs };
+        const scope = isOneOf(CHANNEL_LIMIT_CODE, platformCode, errCode) ? 'major' : 'route';
+        return retryAfterMs === undefined ? { done: false, scope } : { done: false, retryAfterMs, scope };
       }
       if ((res.status === 401 || isOneOf(TOKEN_EXPIRED_CODE, platformCode, errCode)) && !refreshed) {
         refreshed = true;
@@ -221,10 +240,17 @@ export class Rest extends EventEmitter<RestEvents> {
         await this.#tokenSource.refresh();
         continue;
       }
+      const code = [platformCode, errCode].find((c) => c !== undefined && isRetryableCode(c));
+      if (code !== undefined && !retriedCode && (res.status < 200 || res.status > 299 || isErrorBody(body)) && this.#mayRepeat(method, bare, options)) {
+        retriedCode = true;
+        this.#logger.warn({ route, status: res.status, platformCode: code, traceId }, 'platform says retry; retrying once');
+        await this.#backoff(1, details, options.signal);
+        continue;
+      }
       if (res.status >= 500 && SAFE_METHODS.has(method) && retries < this.#retries) {
         retries++;
         this.#logger.warn({ route, status: res.status, traceId, attempt: retries }, 'server error; retrying');
-        await this.#backoff(retries, details);
+        await this.#backoff(retries, details, options.signal);
         continue;
       }
       if (res.status >= 200 && res.status < 300) {
@@ -283,24 +309,34 @@ export class Rest extends EventEmitter<RestEvents> {
 
   #timeoutFor(method: string, path: string, options: RequestOptions): number {
     const wanted = options.timeoutMs ?? this.#timeoutMs;
-    return method === 'POST' && /\/(messages|files)$/.test(path) ? Math.max(wanted, MIN_SEND_TIMEOUT_MS) : wanted;
+    return isSend(method, path) ? Math.max(wanted, MIN_SEND_TIMEOUT_MS) : wanted;
   }
 
-  /** Jittered exponential wait before a safe retry; cut short (and rejected) by close(). */
-  async #backoff(attempt: number, details: ErrorContext): Promise<void> {
+  /** Whether a request that failed with a "retry" code may go again without risking a duplicate send. */
+  #mayRepeat(method: string, path: string, options: RequestOptions): boolean {
+    if (!isSend(method, path)) return true;
+    const body = options.body;
+    return isRecord(body) && body.msg_seq !== undefined && (typeof body.msg_id === 'string' || typeof body.event_id === 'string');
+  }
+
+  /** Jittered exponential wait before a retry; cut short (and rejected) by close() or the caller's signal. */
+  async #backoff(attempt: number, details: ErrorContext, callerSignal: AbortSignal | undefined): Promise<void> {
     const base = Math.min(5000, 250 * 2 ** (attempt - 1));
     const ms = Math.round(base / 2 + Math.random() * (base / 2));
-    const signal = this.#closing.signal;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done(): void {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        resolve();
-      }
-      signal.addEventListener('abort', done, { once: true });
-    });
-    if (signal.aborted) throw new OpenAPIError('E_OPENAPI_CLOSED', details);
+    const signals = [this.#closing.signal, ...(callerSignal ? [callerSignal] : [])];
+    if (!signals.some((s) => s.aborted)) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, ms);
+        function done(): void {
+          clearTimeout(timer);
+          for (const signal of signals) signal.removeEventListener('abort', done);
+          resolve();
+        }
+        for (const signal of signals) signal.addEventListener('abort', done, { once: true });
+      });
+    }
+    if (this.#closing.signal.aborted) throw new OpenAPIError('E_OPENAPI_CLOSED', details);
+    if (callerSignal?.aborted) throw new OpenAPIError('E_OPENAPI_ABORTED', details);
   }
 }
 
@@ -311,6 +347,11 @@ function readVersion(): string {
   } catch {
     return '0.0.0';
   }
+}
+
+/** A message send or media upload: a repeat could reach users twice. */
+function isSend(method: string, path: string): boolean {
+  return method === 'POST' && /\/(messages|files)$/.test(path);
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -2,7 +2,7 @@ import type { Logger } from '../logging/logger.ts';
 import { silentLogger } from '../logging/logger.ts';
 import type { BackoffOptions } from '../gateway/backoff.ts';
 import type { GatewayBotInfo, GatewayTokenSource } from '../gateway/dispatch-event.ts';
-import { GatewayFatalError } from '../gateway/errors.ts';
+import { GatewayFatalError, SessionsStoppedError } from '../gateway/errors.ts';
 import { TypedEmitter } from '../gateway/event-source.ts';
 import { describeIntents } from '../gateway/intents.ts';
 import { Shard, type ShardInfo } from '../gateway/shard.ts';
@@ -44,6 +44,8 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
   #shards: Shard[] = [];
   #fatal: GatewayFatalError | undefined;
   #stopping = false;
+  // rejects a start() still waiting for its shards when stop() comes first
+  #cancelStart: ((error: Error) => void) | undefined;
 
   constructor(options: LocalSessionManagerOptions) {
     super();
@@ -54,10 +56,13 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
 
   async start(): Promise<void> {
     if (this.#shards.length > 0) throw new Error('LocalSessionManager already started');
+    if (this.#stopping) throw new SessionsStoppedError('E_SESSIONS_STOPPED', 'session manager was stopped before it started');
     if (this.#intents === 0) {
       throw new GatewayFatalError('E_EMPTY_INTENTS', 'refusing to identify with no intents: the bot would receive nothing', {});
     }
     const info = await this.#options.gatewayInfo();
+    // a shutdown that came while /gateway/bot was in flight: no shard may start after stop()
+    if (this.#stopping) throw new SessionsStoppedError('E_SESSIONS_STOPPED', 'session manager was stopped while starting', {});
     const requested = this.#options.shards ?? 'auto';
     const count = requested === 'auto' ? Math.max(1, Math.floor(info.shards)) : requested;
     if (!Number.isInteger(count) || count < 1) {
@@ -87,6 +92,7 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
     const started = new Promise<void>((resolve, reject) => {
       settle = { resolve, reject };
     });
+    this.#cancelStart = (error) => settle?.reject(error);
 
     for (let id = 0; id < count; id++) {
       const previous = resumable.get(id);
@@ -134,6 +140,7 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
 
   async stop(options: { resumable?: boolean } = {}): Promise<void> {
     this.#stopping = true;
+    this.#cancelStart?.(new SessionsStoppedError('E_SESSIONS_STOPPED', 'session manager was stopped before every shard was ready', {}));
     await Promise.all(this.#shards.map((s) => s.stop(options)));
     this.#log.info({ resumable: options.resumable ?? true }, 'shards stopped');
   }
@@ -151,6 +158,8 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
     const from = describeIntents(this.#intents);
     const to = describeIntents(intents);
     this.#intents = intents;
+    // stopped shards never become READY again: waiting for them would hang
+    if (this.#stopping || this.#fatal) return;
     this.#log.info({ from, to, shards: this.#shards.length }, 'intents changed: re-identifying every shard (a resume cannot change intents)');
     const waits = this.#shards.map(
       (shard) =>
