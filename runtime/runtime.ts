@@ -57,6 +57,8 @@ export class Runtime extends EventEmitter implements RuntimeView {
   #discovered: DiscoveredPlugin[] = [];
   #closers: Array<() => Promise<void>> = [];
   #reloader: ReloadCoordinator | undefined;
+  #starting: Promise<void> | undefined;
+  #stopRequested = false;
   #chatN = 0;
   consoleUrl: string | undefined;
   metricsPort: number | undefined;
@@ -84,8 +86,15 @@ export class Runtime extends EventEmitter implements RuntimeView {
 
   /** Starts everything; a bot that cannot start is reported and the others run. */
   async start(): Promise<void> {
+    this.#starting = this.#start();
+    await this.#starting;
+  }
+
+  // Every step checks #stopRequested: a SIGTERM during start-up must not be followed by more start-up.
+  async #start(): Promise<void> {
     const { config } = this;
     await this.#startSimulator();
+    if (this.#stopRequested) return;
 
     this.#storage = new StorageBackends({ dataDir: config.dataDir, logger: this.#log.child({ part: 'storage' }) });
     this.#capabilities = createCapabilityHandler({ bots: this.#grants, logger: this.#log.child({ part: 'capabilities' }) });
@@ -99,6 +108,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
       this.#live({ kind: 'error', text: problem.message });
     }
     this.#discovered = discovery.plugins;
+    if (this.#stopRequested) return;
 
     for (const botConfig of config.bots) {
       const bot = new Bot({
@@ -119,6 +129,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
       this.bots.set(botConfig.name, bot);
     }
     await Promise.all([...this.bots.values()].map((bot) => this.#startBot(bot)));
+    if (this.#stopRequested) return;
     if (this.#options.watch !== false) await this.#startReloader();
     await this.#startServers();
   }
@@ -151,10 +162,19 @@ export class Runtime extends EventEmitter implements RuntimeView {
 
   /** Graceful: bots stop taking events and drain, shards close resumably, then everything else. */
   async stop(options: { drainMs?: number } = {}): Promise<{ unfinished: number; received: number; handled: number }> {
+    this.#stopRequested = true;
     // no reload may start while bots drain
     await this.#reloader?.stop();
     this.#reloader = undefined;
-    const results = await Promise.all([...this.bots.values()].map((bot) => bot.stop(options)));
+    let results = await Promise.all([...this.bots.values()].map((bot) => bot.stop(options)));
+    if (this.#starting) {
+      // start-up unwinds at its next step; a bot that was mid-start is stopped once it has
+      await this.#starting.catch(() => undefined);
+      results = await Promise.all([...this.bots.values()].map(async (bot, i) => {
+        const again = await bot.stop(options);
+        return { unfinished: (results[i]?.unfinished ?? 0) + again.unfinished };
+      }));
+    }
     await this.#supervisor?.stop();
     for (const close of this.#closers.reverse()) await close().catch(() => undefined);
     this.#closers = [];

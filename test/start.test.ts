@@ -5,6 +5,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createTcpServer, type Socket } from 'node:net';
 import { startSimulator } from '../runtime/simulator/index.ts';
 
 const BIN = fileURLToPath(new URL('../bin/qqbot.js', import.meta.url));
@@ -99,5 +101,53 @@ test('SIGTERM during traffic: every event already received is handled and answer
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
     await sim.close();
+  }
+});
+
+test('SIGTERM while a bot is still connecting (its gateway never says Hello) exits 0 promptly', async () => {
+  // A platform whose token endpoint and /gateway/bot answer, but whose gateway accepts and stays silent.
+  const sockets = new Set<Socket>();
+  const silent = createTcpServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const gatewayPort = (silent.address() as { port: number }).port;
+  const api = createHttpServer((req, res) => {
+    res.setHeader('content-type', 'application/json');
+    if (req.url === '/app/getAppAccessToken') return res.end(JSON.stringify({ access_token: 'tok', expires_in: '7200' }));
+    if (req.url === '/gateway/bot') {
+      return res.end(JSON.stringify({ url: `ws://127.0.0.1:${gatewayPort}/websocket`, shards: 1, session_start_limit: { total: 1000, remaining: 1000, reset_after: 0, max_concurrency: 1 } }));
+    }
+    res.statusCode = 404;
+    res.end('{}');
+  });
+  await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
+  const apiUrl = `http://127.0.0.1:${(api.address() as { port: number }).port}`;
+
+  const dir = mkdtempSync(join(tmpdir(), 'qqbot-stuck-'));
+  writeFileSync(join(dir, 'bot.yaml'), [
+    `pluginsDir: ${FIXTURE_PLUGINS}`,
+    `dataDir: ${join(dir, 'data')}`,
+    'bots:',
+    `  - { name: stuck, appId: "1020000001", secret: s, endpoint: "${apiUrl}", tokenEndpoint: "${apiUrl}/app/getAppAccessToken", plugins: { alpha: {} } }`,
+  ].join('\n'));
+  const { child, output, exited } = startBot(dir);
+  try {
+    const deadline = Date.now() + 60_000;
+    while (sockets.size === 0) {
+      assert.ok(Date.now() < deadline, `the bot never reached the gateway:\n${output.stdout}\n${output.stderr}`);
+      assert.equal(child.exitCode, null, `bot exited early:\n${output.stdout}\n${output.stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, output.stderr);
+    assert.match(output.stdout, /shutting down during start-up/);
+    assert.doesNotMatch(output.stdout, /bots running/);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+    api.close();
   }
 });

@@ -124,14 +124,18 @@ export class Bot extends EventEmitter<BotEvents> {
     try {
       await this.#connectClient();
       const failures = await this.plugins.loadAll(plugins);
+      if (this.#state !== 'starting') return failures;
       for (const failure of failures) this.#log.error({ plugin: failure.plugin, err: failure.error.message }, 'plugin not loaded');
       this.#intents = mergeIntents(this.plugins.subscriptions(), this.config.intents).intents;
       this.#accepting = true;
       await this.#startTransport();
+      if (this.#state !== 'starting') return failures;
       this.#setState('running');
       this.#log.info({ intents: describeIntents(this.#intents), plugins: this.plugins.loaded.map((p) => p.name) }, 'bot running');
       return failures;
     } catch (error) {
+      // a shutdown that lands mid-start is a stop, not a failure
+      if (this.#state === 'stopping' || this.#state === 'stopped') return [];
       await this.#fail(error as Error);
       throw error;
     }

@@ -9,7 +9,15 @@ export async function startCommand(args: string[]): Promise<number> {
   const logger = createLogger({ level: config.log.level });
   const runtime = new Runtime({ config, logger });
   const stopping = waitForShutdownSignal();
-  await runtime.start();
+  const started = runtime.start();
+  started.catch(() => undefined); // awaited below; a rejection after a signal is not "unhandled"
+  // a signal during start-up (e.g. a gateway that never answers) stops at once rather than after
+  if ((await Promise.race([started.then(() => 'started' as const), stopping.then(() => 'signal' as const)])) === 'signal') {
+    logger.info('shutting down during start-up');
+    await runtime.stop();
+    logger.flush();
+    return 0;
+  }
 
   const failed = [...runtime.bots.values()].filter((bot) => bot.state === 'failed');
   const lines = [`qqbot: ${runtime.bots.size - failed.length}/${runtime.bots.size} bots running`];
