@@ -102,6 +102,10 @@ class Harness {
   readonly permissions = new Map<string, string[]>();
   readonly storage = new Map<string, Map<string, unknown>>();
   readonly concurrent = new Map<string, { now: number; max: number }>();
+  /** pids of every plugin-host process the supervisor forked, in order */
+  readonly spawned: number[] = [];
+  /** runs first in every capability call: lets a test act at a precise point of a load */
+  beforeCall: ((instanceId: string, capability: string) => void) | undefined;
   readonly supervisor: PluginSupervisor;
 
   constructor(options: Partial<ConstructorParameters<typeof PluginSupervisor>[0]> = {}) {
@@ -112,6 +116,7 @@ class Harness {
       c.now++;
       c.max = Math.max(c.max, c.now);
       try {
+        this.beforeCall?.(instanceId, capability);
         await new Promise((r) => setImmediate(r));
         const needed = permissionFor(capability);
         if (needed && !(this.permissions.get(instanceId) ?? []).includes(needed)) {
@@ -154,6 +159,7 @@ class Harness {
       ...options,
     });
     this.supervisor.on('log', (l) => this.logs.push(l));
+    this.supervisor.on('host-spawned', ({ pid }: { pid: number }) => this.spawned.push(pid));
     this.supervisor.on('plugin-error', (e) => this.pluginErrors.push(e));
     for (const name of ['restarted', 'quarantined', 'host-crashed', 'host-restarted']) {
       this.supervisor.on(name, (payload: Record<string, unknown> = {}) => this.emitted.push({ name, payload }));
@@ -164,6 +170,10 @@ class Harness {
   async load(spec: PluginInstanceSpec): Promise<void> {
     this.permissions.set(spec.id, spec.permissions);
     await this.supervisor.load(spec);
+  }
+
+  count(name: string): number {
+    return this.emitted.filter((e) => e.name === name).length;
   }
 
   saw(name: string, instanceId?: string): boolean {
@@ -243,7 +253,55 @@ describe('sandbox basics', () => {
     await until(() => h.logsOf('bot/hog', 'timers').length > 0, 'timer report');
     const [, made, code] = h.logsOf('bot/hog', 'timers')[0]!;
     assert.equal(code, 'E_TIMER_LIMIT');
-    assert.ok(Number(made) > 0 && Number(made) < 10_000);
+    assert.equal(Number(made), DEFAULT_LIMITS.timers);
+
+    // The cap is a per-plugin limit.
+    await h.load(await makeSpec('bot/hog2', 'sandbox/timer-hog.ts', { limits: { timers: 7 } }));
+    await until(() => h.logsOf('bot/hog2', 'timers').length > 0, 'timer report');
+    assert.deepEqual(h.logsOf('bot/hog2', 'timers')[0]!.slice(1), ['7', 'E_TIMER_LIMIT']);
+    await h.stop();
+  });
+
+  test('ctx.bot and ctx.config are deep-frozen plain JSON copies of the spec, and the bot carries no secret', async () => {
+    const h = new Harness();
+    await h.supervisor.start();
+    const config = { prefix: '>', nested: { list: [1, 'two', { deep: true }] }, text: '你好 "quoted"', none: null };
+    await h.load(await makeSpec('bot/ctx', 'sandbox/context-report.ts', { config }));
+    const report = reportOf(h, 'bot/ctx', 'context-report');
+    assert.deepEqual(report.bot, { name: 'test-bot', appId: '1000' });
+    assert.deepEqual(report.botKeys, ['name', 'appId']);
+    assert.deepEqual(report.config, config);
+    assert.equal(report.plainObjects, true);
+    assert.deepEqual(report.frozen, { bot: true, config: true, ctx: true });
+    // Plugin code is bundled as strict-mode ESM: writes to frozen objects throw.
+    assert.deepEqual(report.mutations, { setPrefix: 'TypeError', pushNested: 'TypeError', renameBot: 'TypeError', replaceConfig: 'TypeError' });
+    const o = await h.supervisor.dispatch('bot/ctx', makeEvent('x'));
+    assert.equal(o.status, 'ok');
+    assert.deepEqual(h.replies.at(-1)?.body, '>test-bot:3');
+    assert.ok(!JSON.stringify(h.logs).includes(SECRET));
+    await h.stop();
+  });
+
+  test('an unhandled rejection in a detached chain surfaces through a later entry: reported with its line, serving goes on', async () => {
+    const h = new Harness();
+    await h.supervisor.start();
+    const id = 'bot/late';
+    await h.load(await makeSpec(id, 'sandbox/late-rejection.ts', { permissions: ['messages.send', 'guilds.read'] }));
+    const armed = await h.supervisor.dispatch(id, makeEvent('arm'));
+    // The handler itself returned at once; the chain rejects when api.me settles, in that entry.
+    assert.equal(armed.status, 'ok');
+    await until(() => h.pluginErrors.some((e) => e.instanceId === id), 'the rejection to be reported');
+    const err = h.pluginErrors.find((e) => e.instanceId === id)!;
+    assert.match(err.error, /late rejection after bot-1/);
+    const line = lineOf('sandbox/late-rejection.ts', 'late-rejection marker');
+    assert.ok(err.error.includes(`sandbox/late-rejection.ts:${line}:`), err.error);
+    const after = await Promise.all(['a', 'b', 'c'].map((ref) => h.supervisor.dispatch(id, makeEvent(ref))));
+    assert.deepEqual(after.map((o) => o.status), ['ok', 'ok', 'ok']);
+    assert.deepEqual(h.replies.filter((r) => r.instanceId === id).map((r) => r.body).sort(), ['still here:a', 'still here:b', 'still here:c']);
+    const stats = h.supervisor.stats().find((s) => s.id === id);
+    assert.equal(stats?.status, 'running');
+    assert.equal(stats?.restarts, 0);
+    assert.equal(h.pluginErrors.filter((e) => e.instanceId === id).length, 1, 'reported once, not again by later entries');
     await h.stop();
   });
 });
@@ -274,6 +332,77 @@ describe('plugin host crash', () => {
     assert.equal(new Set(echoed).size, echoed.length, 'no event answered twice');
     assert.deepEqual([...echoed].sort(), [...sent].sort());
     await h.stop();
+  });
+
+  test('a stuck host (stopped, no heartbeat) is killed and restarted; events sent to it meanwhile are delivered once', async () => {
+    const h = new Harness({ heartbeatTimeoutMs: 3000 });
+    await h.supervisor.start();
+    await h.load(await makeSpec('bot/a', 'sandbox/echo.ts'));
+    await h.load(await makeSpec('bot/b', 'sandbox/echo.ts'));
+    const stuck = h.supervisor.hostPid!;
+    // SIGSTOP freezes the host's main thread from outside: no production code path involved.
+    process.kill(stuck, 'SIGSTOP');
+    const sent = ['a', 'b'].flatMap((p) => Array.from({ length: 5 }, (_, i) => ({ id: `bot/${p}`, ref: `${p}${i}` })));
+    const outcomes = await Promise.all(sent.map(({ id, ref }) => h.supervisor.dispatch(id, makeEvent(ref))));
+    await until(() => h.saw('host-restarted'), 'host restart');
+    const crash = h.emitted.find((e) => e.name === 'host-crashed')!;
+    assert.match(String(crash.payload.reason), /stopped answering/);
+    assert.equal(crash.payload.culprit, undefined, 'two plugins were busy: nobody is blamed');
+    assert.deepEqual(outcomes.map((o) => o.status), Array(sent.length).fill('ok'));
+    const echoed = h.replies.map((r) => r.ref).sort();
+    assert.deepEqual(echoed, sent.map((s) => s.ref).sort(), 'each event answered exactly once, after the restart');
+    assert.notEqual(h.supervisor.hostPid, stuck);
+    assert.throws(() => process.kill(stuck, 0), /ESRCH/, 'the stuck host is gone');
+    await h.stop();
+  });
+
+  test('a host that hangs while it reloads plugins after a restart is detected too, and the restart completes', async () => {
+    const h = new Harness({ heartbeatTimeoutMs: 3000 });
+    await h.supervisor.start();
+    const id = 'bot/reader';
+    await h.load(await makeSpec(id, 'sandbox/setup-reads-storage.ts', { permissions: ['messages.send', 'storage'] }));
+    // The second host freezes in the middle of reloading `reader` (its setup awaits a storage call).
+    h.beforeCall = (instanceId, capability) => {
+      if (instanceId === id && capability === 'storage.get' && h.spawned.length === 2) {
+        h.beforeCall = undefined;
+        process.kill(h.spawned[1]!, 'SIGSTOP');
+      }
+    };
+    process.kill(h.supervisor.hostPid!, 'SIGKILL');
+    const during = h.supervisor.dispatch(id, makeEvent('during'));
+    await until(() => h.saw('host-restarted'), 'the restart to complete', 60_000);
+    const crashes = h.emitted.filter((e) => e.name === 'host-crashed');
+    assert.equal(crashes.length, 2);
+    assert.match(String(crashes[1]!.payload.reason), /stopped answering/);
+    // Only `reader` was loading when the host froze: it is blamed, as for a host it aborted.
+    assert.equal(crashes[1]!.payload.culprit, id);
+    assert.equal(h.spawned.length, 3);
+    assert.equal(h.supervisor.hostPid, h.spawned[2]);
+    assert.equal((await during).status, 'quarantined');
+    // The third host serves: a plugin loads and answers.
+    await h.load(await makeSpec('bot/echo', 'sandbox/echo.ts'));
+    assert.equal((await h.supervisor.dispatch('bot/echo', makeEvent('later'))).status, 'ok');
+    await h.stop();
+  });
+
+  test('a host that dies while starting is retried once per failure: no second host is left running', async () => {
+    const h = new Harness();
+    await h.supervisor.start();
+    await h.load(await makeSpec('bot/echo', 'sandbox/echo.ts'));
+    h.supervisor.on('host-spawned', ({ pid }: { pid: number }) => {
+      // Killed before it can say `ready`: the restart's spawn fails.
+      if (h.spawned.length === 2) process.kill(pid, 'SIGKILL');
+    });
+    process.kill(h.supervisor.hostPid!, 'SIGKILL');
+    await until(() => h.saw('host-restarted'), 'host restart');
+    // Give a duplicate restart (the bug this guards against) time to fork.
+    await pause(500);
+    assert.equal(h.spawned.length, 3, `hosts forked: ${h.spawned.join(',')}`);
+    assert.equal(h.count('host-crashed'), 1, 'a failed start is not a crash of a running host');
+    assert.equal(h.supervisor.hostPid, h.spawned[2]);
+    assert.equal((await h.supervisor.dispatch('bot/echo', makeEvent('x'))).status, 'ok');
+    await h.stop();
+    for (const pid of h.spawned) assert.throws(() => process.kill(pid, 0), /ESRCH/, `host ${pid} still running`);
   });
 });
 
@@ -337,7 +466,9 @@ describe('hot swap', () => {
       assert.ok(err instanceof PluginLoadError);
       assert.equal(err.code, 'E_PLUGIN_LOAD');
       assert.match(err.message, /missing setting for test-bot/);
-      assert.ok(err.message.includes(`sandbox/setup-throws.ts:${line}:`), err.message);
+      // Same shape as the bundler's PluginBuildError lines: `file:line:col: message`.
+      assert.match(err.message, new RegExp(`failed to load: sandbox/setup-throws\\.ts:${line}:\\d+: Error: missing setting for test-bot$`));
+      assert.match(String(err.context.location), new RegExp(`^sandbox/setup-throws\\.ts:${line}:\\d+$`));
       return true;
     });
     const o = await h.supervisor.dispatch('bot/p', makeEvent('after'));
@@ -348,6 +479,31 @@ describe('hot swap', () => {
     await h.load(await makeSpec('bot/p', 'sandbox/echo.ts', { version: 3, define: { REPLY_TAG: '"fixed"' } }));
     await h.supervisor.dispatch('bot/p', makeEvent('fixed'));
     assert.deepEqual(h.replies.at(-1)?.body, { content: 'fixed:fixed' });
+    await h.stop();
+  });
+
+  test('a new version that dies after setup but before the switch never goes live; the old one keeps serving', async () => {
+    const h = new Harness();
+    await h.supervisor.start();
+    await h.load(await makeSpec('bot/c', 'sandbox/counter.ts', { define: { REPLY_TAG: '"a"' } }));
+    await h.supervisor.dispatch('bot/c', makeEvent('c0'));
+    // restore() runs on the new isolate after its setup and before the slot switches to it.
+    const bomb = await makeSpec('bot/c', 'sandbox/restore-bomb.ts', { version: 2, limits: { entryTimeoutMs: 1000 } });
+    await assert.rejects(h.supervisor.load(bomb), (err: unknown) => {
+      assert.ok(err instanceof PluginLoadError);
+      assert.match(err.message, /version 2 failed before it went live: (memory|disposed)/);
+      return true;
+    });
+    const o = await h.supervisor.dispatch('bot/c', makeEvent('c1'));
+    assert.equal(o.status, 'ok');
+    assert.equal(o.version, 1);
+    assert.deepEqual(h.replies.map((r) => r.body), ['a:count=1', 'a:count=2']);
+    const stats = h.supervisor.stats()[0];
+    assert.deepEqual({ version: stats?.version, status: stats?.status, restarts: stats?.restarts }, { version: 1, status: 'running', restarts: 0 });
+    // A good version after that swaps in as usual, with the state.
+    await h.load(await makeSpec('bot/c', 'sandbox/counter.ts', { version: 3, define: { REPLY_TAG: '"b"' } }));
+    await h.supervisor.dispatch('bot/c', makeEvent('c2'));
+    assert.deepEqual(h.replies.at(-1)?.body, 'b:count=3');
     await h.stop();
   });
 

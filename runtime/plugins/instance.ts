@@ -20,9 +20,13 @@ export interface PluginLimits {
   queuedEvents: number;
   /** events whose handlers run at once (awaiting calls or timers); more wait in the queue */
   concurrentEvents: number;
+  /** host-managed timers (setTimeout/setInterval) alive at once; more are refused with E_TIMER_LIMIT */
+  timers?: number;
+  /** CPU for work outside events (timers, detached chains) per rolling 10 s window */
+  backgroundCpuMs?: number;
 }
 
-export const DEFAULT_LIMITS: PluginLimits = {
+export const DEFAULT_LIMITS: Required<PluginLimits> = {
   memoryMb: 32,
   entryTimeoutMs: 50,
   loadTimeoutMs: 1000,
@@ -32,10 +36,12 @@ export const DEFAULT_LIMITS: PluginLimits = {
   payloadBytes: 64 * 1024,
   queuedEvents: 1000,
   concurrentEvents: 16,
+  timers: 256,
+  backgroundCpuMs: 1000,
 };
 
 /** Upper bounds a manifest's `limits` may ask for. */
-export const MAX_LIMITS: PluginLimits = {
+export const MAX_LIMITS: Required<PluginLimits> = {
   memoryMb: 256,
   entryTimeoutMs: 1000,
   loadTimeoutMs: 5000,
@@ -45,6 +51,8 @@ export const MAX_LIMITS: PluginLimits = {
   payloadBytes: 1024 * 1024,
   queuedEvents: 10_000,
   concurrentEvents: 256,
+  timers: 4096,
+  backgroundCpuMs: 5000,
 };
 
 export interface PluginInstanceSpec {

@@ -4,9 +4,9 @@
  * It holds no credentials: the supervisor forks it with a scrubbed environment.
  */
 import { writeSync } from 'node:fs';
-import type { CallResult } from '../instance.ts';
+import type { CallResult, DispatchOutcome, PluginInstanceSpec } from '../instance.ts';
 import { LAST_WORDS_FD, type FromHost, type LastWords, type ToHost } from './ipc.ts';
-import { InstanceSlot } from './instance-slot.ts';
+import { InstanceSlot, type SwapResult } from './instance-slot.ts';
 import { PluginSandbox, SandboxLoadFailure, type SandboxHooks } from './plugin-sandbox.ts';
 
 const HEARTBEAT_MS = Number(process.env.QQBOT_HOST_HEARTBEAT_MS ?? 500);
@@ -36,14 +36,8 @@ function hooksFor(id: string, version: number): SandboxHooks {
     pluginError(error) {
       send({ op: 'plugin-error', id, version, error });
     },
-    failed(reason, message) {
-      const slot = slots.get(id);
-      // Only the serving version's failure takes the instance down; a retiring one just goes.
-      if (slot && slot.current.spec.version === version && slot.current.disposed) {
-        slots.delete(id);
-        slot.abandon(`E_RESTARTING: ${reason}`);
-        send({ op: 'failed', id, version, reason, message });
-      }
+    failed(sandbox) {
+      slots.get(id)?.failed(sandbox);
     },
     catastrophic(message) {
       // V8 has lost the isolate; the process cannot go on. Name the culprit synchronously, then abort.
@@ -58,7 +52,16 @@ function hooksFor(id: string, version: number): SandboxHooks {
   };
 }
 
-async function load(rid: number, spec: Extract<ToHost, { op: 'load' }>['spec']): Promise<void> {
+/** The serving version died with nothing to take over: the supervisor decides about the restart. */
+function lost(sandbox: PluginSandbox): void {
+  const { id, version } = sandbox.spec;
+  const slot = slots.get(id);
+  if (slot?.current === sandbox) slots.delete(id);
+  const failure = sandbox.failure ?? { reason: 'disposed' as const, message: 'isolate disposed' };
+  send({ op: 'failed', id, version, reason: failure.reason, message: failure.message });
+}
+
+async function load(rid: number, spec: PluginInstanceSpec): Promise<void> {
   const started = performance.now();
   let sandbox: PluginSandbox;
   try {
@@ -71,16 +74,24 @@ async function load(rid: number, spec: Extract<ToHost, { op: 'load' }>['spec']):
     send(message);
     return;
   }
+  // Sent in the tick the version goes live, so a 'failed' for it can never arrive first.
+  const announce = (result: SwapResult): void => {
+    if (result.live) send({ op: 'loaded', rid, ok: true, version: spec.version, loadMs: performance.now() - started });
+    else send({ op: 'loaded', rid, ok: false, message: result.reason });
+  };
   const existing = slots.get(spec.id);
   if (existing) {
-    await existing.swap(sandbox);
+    existing.swap(sandbox, announce);
+  } else if (sandbox.disposed) {
+    const f = sandbox.failure;
+    announce({ live: false, reason: `failed right after setup: ${f ? `${f.reason}: ${f.message}` : 'disposed'}` });
   } else {
-    slots.set(spec.id, new InstanceSlot(sandbox, answer, RETIRE_GRACE_MS));
+    slots.set(spec.id, new InstanceSlot(sandbox, answer, lost, RETIRE_GRACE_MS));
+    announce({ live: true });
   }
-  send({ op: 'loaded', rid, ok: true, version: spec.version, loadMs: performance.now() - started });
 }
 
-function answer(rid: number, outcome: import('../instance.ts').DispatchOutcome, sandbox: PluginSandbox): void {
+function answer(rid: number, outcome: DispatchOutcome, sandbox: PluginSandbox): void {
   send({ op: 'outcome', rid, outcome, heapUsedBytes: sandbox.heapUsedBytes });
 }
 

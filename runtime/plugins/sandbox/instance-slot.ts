@@ -1,7 +1,8 @@
 /**
  * One plugin instance in the host: its current sandbox and its serial event queue. Hot swap
  * happens here, between two events: events that arrive meanwhile wait in the queue and go to the
- * new version; the old one drains and is disposed.
+ * new version; the old one drains and is disposed. A new version goes live only if it is still
+ * alive at the moment of the switch (after the state hand-off); otherwise the old one keeps serving.
  */
 import type { DispatchOutcome, SandboxEvent } from '../instance.ts';
 import type { PluginSandbox } from './plugin-sandbox.ts';
@@ -11,6 +12,16 @@ interface Queued {
   event: SandboxEvent;
 }
 
+/** How a swap ended; `settled` is called in the same tick as the switch, so nothing can overtake it. */
+export type SwapResult = { live: true } | { live: false; reason: string };
+
+interface PendingSwap {
+  next: PluginSandbox;
+  settled: (result: SwapResult) => void;
+}
+
+export type Answer = (rid: number, outcome: DispatchOutcome, sandbox: PluginSandbox) => void;
+
 export class InstanceSlot {
   readonly id: string;
   #current: PluginSandbox;
@@ -18,16 +29,21 @@ export class InstanceSlot {
   #pumping = false;
   /** events entered whose handlers (async tail included) have not finished */
   #active = 0;
-  #swap: { next: PluginSandbox; done: () => void } | undefined;
+  #swap: PendingSwap | undefined;
+  /** the swap the pump is carrying out (snapshot and restore in progress) */
+  #switching: PendingSwap | undefined;
   #retiring = new Set<Promise<void>>();
-  readonly #answer: (rid: number, outcome: DispatchOutcome, sandbox: PluginSandbox) => void;
+  readonly #answer: Answer;
+  /** the serving sandbox died and no new version is waiting to take over */
+  readonly #lost: (sandbox: PluginSandbox) => void;
   readonly #graceMs: number;
   #closed = false;
 
-  constructor(current: PluginSandbox, answer: (rid: number, outcome: DispatchOutcome, sandbox: PluginSandbox) => void, graceMs: number) {
+  constructor(current: PluginSandbox, answer: Answer, lost: (sandbox: PluginSandbox) => void, graceMs: number) {
     this.id = current.spec.id;
     this.#current = current;
     this.#answer = answer;
+    this.#lost = lost;
     this.#graceMs = graceMs;
   }
 
@@ -44,38 +60,54 @@ export class InstanceSlot {
     void this.#pump();
   }
 
-  /** Resolves once `next` serves events (the old version then drains in the background). */
-  swap(next: PluginSandbox): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const previous = this.#swap;
-      // A newer build supersedes one that has not switched yet.
-      if (previous) {
-        previous.next.dispose();
-        previous.done();
-      }
-      this.#swap = { next, done: resolve };
-      void this.#pump();
-    });
-  }
-
-  /** The current sandbox failed: answer what is queued; the supervisor restarts the instance. */
-  abandon(reason: string): void {
-    this.#closed = true;
-    for (const q of this.#queue.splice(0)) this.#answer(q.rid, this.#status('dropped', reason), this.#current);
+  /** Queues `next` to take over between two events; `settled` says whether it went live. */
+  swap(next: PluginSandbox, settled: (result: SwapResult) => void): void {
+    const refuse = (reason: string): void => {
+      next.dispose();
+      settled({ live: false, reason });
+    };
+    if (this.#closed) return refuse('E_UNLOADED: the instance was unloaded');
+    // A restart of an older version must not undo a reload that finished first.
+    const newest = this.#swap?.next.spec.version ?? this.#current.spec.version;
+    if (next.spec.version < newest) return refuse(`version ${newest} is newer`);
     if (this.#swap) {
       this.#swap.next.dispose();
-      this.#swap.done();
-      this.#swap = undefined;
+      this.#swap.settled({ live: false, reason: `superseded by version ${next.spec.version}` });
     }
+    this.#swap = { next, settled };
+    void this.#pump();
+  }
+
+  /** One of this slot's sandboxes broke a limit and was disposed. */
+  failed(sandbox: PluginSandbox): void {
+    if (this.#closed || sandbox !== this.#current) return; // a retiring or waiting version just goes
+    // A healthy new version is waiting: the pump switches to it (the dead one has no state to hand over).
+    const waiting = this.#swap ?? this.#switching;
+    if (waiting && !waiting.next.disposed) return;
+    this.#lose(sandbox);
   }
 
   async unload(graceMs: number): Promise<void> {
-    this.#closed = true;
-    for (const q of this.#queue.splice(0)) this.#answer(q.rid, this.#status('unloaded', 'E_UNLOADED'), this.#current);
-    this.#swap?.next.dispose();
-    this.#swap?.done();
-    this.#swap = undefined;
+    this.#close('unloaded', 'E_UNLOADED');
     await Promise.all([this.#current.retire(graceMs), ...this.#retiring]);
+  }
+
+  #lose(sandbox: PluginSandbox): void {
+    const failure = sandbox.failure;
+    this.#close('dropped', `E_RESTARTING: ${failure?.reason ?? 'disposed'}`);
+    this.#lost(sandbox);
+  }
+
+  /** Answers what is queued and cancels a waiting swap; nothing enters this slot afterwards. */
+  #close(status: DispatchOutcome['status'], error: string): void {
+    this.#closed = true;
+    for (const q of this.#queue.splice(0)) this.#answer(q.rid, this.#status(status, error), this.#current);
+    const swap = this.#swap;
+    this.#swap = undefined;
+    if (swap) {
+      swap.next.dispose();
+      swap.settled({ live: false, reason: `${error}: the instance stopped before the new version went live` });
+    }
   }
 
   #status(status: DispatchOutcome['status'], error: string): DispatchOutcome {
@@ -88,10 +120,15 @@ export class InstanceSlot {
     try {
       for (;;) {
         if (this.#closed) return;
-        if (this.#swap) {
-          await this.#switch(this.#swap.next);
-          this.#swap.done();
+        const swap = this.#swap;
+        if (swap) {
           this.#swap = undefined;
+          this.#switching = swap;
+          try {
+            await this.#switch(swap);
+          } finally {
+            this.#switching = undefined;
+          }
           continue;
         }
         // Backpressure instead of failure: a burst waits in the bounded queue rather than piling
@@ -114,11 +151,25 @@ export class InstanceSlot {
     }
   }
 
-  async #switch(next: PluginSandbox): Promise<void> {
+  async #switch({ next, settled }: PendingSwap): Promise<void> {
     const old = this.#current;
     const state = await old.snapshot();
+    if (state !== undefined && !next.disposed && !this.#closed) await next.restore(state);
+    if (this.#closed) {
+      next.dispose();
+      settled({ live: false, reason: 'E_UNLOADED: the instance was unloaded during the swap' });
+      return;
+    }
+    // Checked after every await: the new isolate can die in its own timers or in restore().
+    if (next.disposed) {
+      const f = next.failure;
+      settled({ live: false, reason: `version ${next.spec.version} failed before it went live: ${f ? `${f.reason}: ${f.message}` : 'disposed'}` });
+      // The old one died meanwhile too (its failure was left to this swap).
+      if (old.disposed) this.#lose(old);
+      return;
+    }
     this.#current = next;
-    if (state !== undefined) await next.restore(state);
+    settled({ live: true });
     const retiring = old.retire(this.#graceMs);
     this.#retiring.add(retiring);
     void retiring.finally(() => this.#retiring.delete(retiring));

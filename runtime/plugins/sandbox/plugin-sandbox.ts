@@ -6,7 +6,7 @@
  */
 import ivm from 'isolated-vm';
 import { API_METHODS } from '../../../sdk-types/api.ts';
-import type { CallResult, DispatchOutcome, PluginInstanceSpec, SandboxEvent } from '../instance.ts';
+import { DEFAULT_LIMITS, type CallResult, type DispatchOutcome, type PluginInstanceSpec, type SandboxEvent } from '../instance.ts';
 import type { FailureKind, LogLevel } from './ipc.ts';
 import { classifyIvmError } from './ivm-failure.ts';
 import { PRELUDE_FILENAME, PRELUDE_SOURCE } from './prelude.ts';
@@ -17,8 +17,8 @@ export interface SandboxHooks {
   call(sandbox: PluginSandbox, callId: number, capability: string, payload: unknown, eventRid: number | undefined): void;
   log(level: LogLevel, args: string[]): void;
   pluginError(stack: string): void;
-  /** the isolate broke a limit and is gone */
-  failed(reason: FailureKind, message: string): void;
+  /** the isolate broke a limit and is gone (`sandbox.failure` says why) */
+  failed(sandbox: PluginSandbox): void;
   /** V8 lost control of the isolate: the host must abort */
   catastrophic(message: string): void;
 }
@@ -40,18 +40,21 @@ export class SandboxLoadFailure extends Error {
   }
 }
 
+// Budgets a plugin may need more of (timer count, background CPU) are PluginLimits. These are
+// policy: they tell noise from abuse and are the same for every plugin.
 /** Consecutive entry timeouts before the isolate counts as a runaway (a busy CPU can cause one). */
 const TIMEOUT_STRIKES = 3;
 /** Extra wall time after an entry's own timeout before the host disposes the isolate (Screeps). */
 const WATCHDOG_GRACE_MS = 2000;
-const MAX_TIMERS = 256;
+/** Floor for setInterval: each firing is an entry, so a 0 ms interval would be a busy loop. */
 const MIN_INTERVAL_MS = 10;
-/** Rolling CPU for work outside events (timers, detached chains). */
-const BACKGROUND_CPU_MS = 1000;
+/** The rolling window of `limits.backgroundCpuMs`. */
 const BACKGROUND_WINDOW_MS = 10_000;
 /** Log lines per second per instance; more are dropped. */
 const LOG_RATE = 200;
+/** Heap use after an event above this share of memoryMb: restart at the next idle moment. */
 const HEAP_RESTART_RATIO = 0.8;
+/** The design's cap on an onUnload/snapshot hand-off (sandbox-isolation.md §8). */
 const SNAPSHOT_MAX_CHARS = 256 * 1024;
 
 interface EventState {
@@ -93,9 +96,12 @@ export class PluginSandbox {
   #events = new Map<number, EventState>();
   #pending = new Map<number, PendingCall>();
   #timers = new Map<number, NodeJS.Timeout>();
+  /** timers whose entry is queued: a timer that fires again meanwhile is skipped, not queued twice */
+  #timersQueued = new Set<number>();
   #timersStopped = false;
   #strikes = 0;
   #dead = false;
+  #failure: { reason: FailureKind; message: string } | undefined;
   #backgroundNs = 0n;
   #backgroundSince = Date.now();
   #logWindow = { since: 0, count: 0 };
@@ -134,6 +140,11 @@ export class PluginSandbox {
     return this.#dead;
   }
 
+  /** Why the isolate was disposed, when it broke a limit (undefined after a plain dispose). */
+  get failure(): { reason: FailureKind; message: string } | undefined {
+    return this.#failure;
+  }
+
   async #load(): Promise<void> {
     const { spec } = this;
     const timeout = spec.limits.loadTimeoutMs;
@@ -154,17 +165,20 @@ export class PluginSandbox {
     }
     entries.release();
 
+    // loadTimeoutMs bounds top level and setup together; neither is charged to the background budget.
+    const setup = this.#openEvent(undefined, 'setup', true);
+    const finished = new Promise<DispatchOutcome>((resolve) => (setup.resolve = resolve));
+    setup.tail = setTimeout(() => this.#finish(setup, 'timeout', `top level and setup did not finish within ${timeout} ms`), timeout);
     // `void 0` makes the completion value a primitive whatever the bundle ends with.
     const bundle = await this.#isolate.compileScript(`${spec.code}\n;void 0;`, { filename: bundleFilename(spec) });
-    const ran = await this.#enter(() => bundle.run(context, { timeout }), timeout, undefined);
+    const ran = await this.#enter(() => bundle.run(context, { timeout }), timeout, setup);
     bundle.release();
     if (!ran.ok) throw this.#loadFailure(ran.message, ran.failure);
 
-    const setup = this.#openEvent(undefined, 'setup', true);
-    const finished = new Promise<DispatchOutcome>((resolve) => (setup.resolve = resolve));
-    setup.tail = setTimeout(() => this.#finish(setup, 'timeout', `setup did not finish within ${timeout} ms`), timeout);
-    const entered = await this.#apply('setup', [setup.seq], timeout, setup);
-    if (!entered.ok) this.#finish(setup, entered.failure === 'timeout' ? 'timeout' : 'error', entered.message);
+    if (!setup.finished) {
+      const entered = await this.#apply('setup', [setup.seq], timeout, setup);
+      if (!entered.ok) this.#finish(setup, entered.failure === 'timeout' ? 'timeout' : 'error', entered.message);
+    }
     const outcome = await finished;
     if (outcome.status !== 'ok') throw this.#loadFailure(setup.rawError ?? outcome.error ?? 'setup failed', outcome.status);
   }
@@ -183,7 +197,7 @@ export class PluginSandbox {
       this.#finish(state, 'unloaded', 'E_DISPOSED');
       return { entered: Promise.resolve(), outcome };
     }
-    if (json.length > this.spec.limits.payloadBytes) {
+    if (Buffer.byteLength(json) > this.spec.limits.payloadBytes) {
       this.#finish(state, 'dropped', 'E_PAYLOAD: event larger than payloadBytes');
       return { entered: Promise.resolve(), outcome };
     }
@@ -335,8 +349,9 @@ export class PluginSandbox {
       this.#backgroundNs = 0n;
     }
     this.#backgroundNs += deltaNs;
-    if (this.#backgroundNs > BigInt(BACKGROUND_CPU_MS) * 1_000_000n) {
-      this.#fail('cpu', `more than ${BACKGROUND_CPU_MS} ms of CPU outside events within ${BACKGROUND_WINDOW_MS} ms`);
+    const budget = this.spec.limits.backgroundCpuMs ?? DEFAULT_LIMITS.backgroundCpuMs;
+    if (this.#backgroundNs > BigInt(budget) * 1_000_000n) {
+      this.#fail('cpu', `more than ${budget} ms of CPU outside events within ${BACKGROUND_WINDOW_MS} ms`);
     }
   }
 
@@ -353,10 +368,11 @@ export class PluginSandbox {
 
   #fail(reason: FailureKind, message: string): void {
     if (this.#dead) return;
+    this.#failure = { reason, message };
     const status = reason === 'disposed' ? 'error' : reason;
     for (const state of this.#events.values()) this.#finish(state, status, `E_${reason.toUpperCase()}: ${message}`);
     this.dispose();
-    this.#hooks.failed(reason, message);
+    this.#hooks.failed(this);
   }
 
   // ---- events --------------------------------------------------------------------------------
@@ -475,7 +491,7 @@ export class PluginSandbox {
 
   #setTimer(id: number, json: string): string | null {
     if (this.#timersStopped) return 'E_DISPOSED';
-    if (this.#timers.size >= MAX_TIMERS) return 'E_TIMER_LIMIT';
+    if (this.#timers.size >= (this.spec.limits.timers ?? DEFAULT_LIMITS.timers)) return 'E_TIMER_LIMIT';
     let ms = 0;
     let repeat = false;
     try {
@@ -490,7 +506,12 @@ export class PluginSandbox {
       if (this.#dead || this.#timersStopped) return;
       if (!repeat) this.#timers.delete(id);
       else this.#timers.set(id, setTimeout(fire, ms));
+      // Intervals that fire faster than the isolate serves them would grow the entry chain
+      // without bound: a firing whose previous entry still waits is dropped.
+      if (this.#timersQueued.has(id)) return;
+      this.#timersQueued.add(id);
       void this.#apply('timer', [id], this.spec.limits.entryTimeoutMs, undefined).then((r) => {
+        this.#timersQueued.delete(id);
         if (!r.ok && r.failure === 'plugin') this.#reportError(r.message);
       });
     };
@@ -502,6 +523,7 @@ export class PluginSandbox {
     this.#timersStopped = true;
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
+    this.#timersQueued.clear();
   }
 
   #reportError(text: string): void {

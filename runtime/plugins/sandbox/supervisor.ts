@@ -21,7 +21,11 @@ export interface SupervisorOptions {
   restartBackoffMs?: { min: number; max: number };
   /** more than `restarts` restarts within `windowMs` → quarantined */
   quarantine?: { restarts: number; windowMs: number };
-  /** no heartbeat for this long → the host is stuck: killed and restarted (default 10 s) */
+  /**
+   * no heartbeat for this long → the host is stuck: killed and restarted (default 10 s). Applies
+   * from the host's `ready` on, reloads after a restart included; before `ready` the bound is
+   * `max(heartbeatTimeoutMs, 30 s)`, since starting Node with tsx is slow on a busy machine.
+   */
   heartbeatTimeoutMs?: number;
   /** how long an old version may drain after a swap or unload (default 5 s) */
   retireGraceMs?: number;
@@ -75,7 +79,13 @@ const HOST_ENTRY = fileURLToPath(new URL('./host-process.ts', import.meta.url));
 const PROJECT_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 /** Only what Node and tsx need: the host must not inherit tokens from the environment. */
 const ENV_ALLOW = ['PATH', 'HOME', 'TMPDIR', 'TMP', 'TEMP', 'LANG', 'TZ', 'NODE_ENV', 'TSX_TSCONFIG_PATH', 'SYSTEMROOT'];
+const START_TIMEOUT_MS = 30_000;
 
+/**
+ * Events: `log` {instanceId, level, args}, `plugin-error` {instanceId, version, error},
+ * `restarted` {instanceId, reason}, `quarantined` {instanceId, reason}, `host-spawned` {pid},
+ * `host-crashed` {reason, culprit?}, `host-restarted`.
+ */
 export class PluginSupervisor extends EventEmitter {
   readonly #onCall: CapabilityHandler;
   readonly #logger: Logger;
@@ -87,6 +97,8 @@ export class PluginSupervisor extends EventEmitter {
   readonly #stopGraceMs: number;
 
   #child: ChildProcess | undefined;
+  /** the current child said `ready`; its exits are crashes (before that, #spawn reports them) */
+  #childReady = false;
   #up = false;
   #upWaiters: Array<(ok: boolean) => void> = [];
   #stopping = false;
@@ -122,9 +134,14 @@ export class PluginSupervisor extends EventEmitter {
 
   async start(): Promise<void> {
     this.#stopping = false;
-    await this.#spawn();
-    this.#markUp();
     this.#watch = setInterval(() => this.#checkHeartbeat(), Math.max(50, Math.min(1000, this.#heartbeatTimeoutMs / 4)));
+    try {
+      await this.#spawn();
+    } catch (err) {
+      clearInterval(this.#watch);
+      throw err;
+    }
+    this.#markUp();
   }
 
   async load(spec: PluginInstanceSpec): Promise<{ version: number; loadMs: number }> {
@@ -242,8 +259,11 @@ export class PluginSupervisor extends EventEmitter {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', 'pipe'],
     });
     this.#child = child;
+    this.#childReady = false;
+    this.#killedAsStuck = false;
     this.#lastWords = undefined;
     this.#lastBeat = Date.now();
+    this.emit('host-spawned', { pid: child.pid });
     const words = child.stdio[LAST_WORDS_FD] as Readable | null;
     let text = '';
     words?.setEncoding('utf8');
@@ -261,7 +281,9 @@ export class PluginSupervisor extends EventEmitter {
     const ready = new Promise<void>((resolve, reject) => {
       const onMessage = (m: FromHost): void => {
         if (m.op === 'ready') {
+          child.off('message', onMessage);
           child.off('exit', onEarlyExit);
+          if (child === this.#child) this.#childReady = true;
           resolve();
         }
       };
@@ -269,7 +291,7 @@ export class PluginSupervisor extends EventEmitter {
         child.off('message', onMessage);
         reject(new Error(`plugin host exited during start (${signal ?? code})`));
       };
-      child.once('message', onMessage);
+      child.on('message', onMessage);
       child.once('exit', onEarlyExit);
     });
     child.on('message', (m: FromHost) => this.#onMessage(child, m));
@@ -296,11 +318,15 @@ export class PluginSupervisor extends EventEmitter {
     });
   }
 
+  // Not gated on #up: a host that hangs while it reloads plugins after a restart (not up yet) or
+  // while it starts must be caught too, or the restart never completes and events wait forever.
   #checkHeartbeat(): void {
     const child = this.#child;
-    if (!this.#up || !child || this.#stopping) return;
-    if (Date.now() - this.#lastBeat > this.#heartbeatTimeoutMs) {
-      this.#logger.error({ silentMs: Date.now() - this.#lastBeat }, 'plugin host stopped answering; killing it');
+    if (!child || this.#stopping || this.#killedAsStuck || child.exitCode !== null || child.signalCode !== null) return;
+    const limit = this.#childReady ? this.#heartbeatTimeoutMs : Math.max(this.#heartbeatTimeoutMs, START_TIMEOUT_MS);
+    const silentMs = Date.now() - this.#lastBeat;
+    if (silentMs > limit) {
+      this.#logger.error({ silentMs, ready: this.#childReady }, 'plugin host stopped answering; killing it');
       this.#up = false;
       this.#killedAsStuck = true;
       child.kill('SIGKILL');
@@ -310,19 +336,25 @@ export class PluginSupervisor extends EventEmitter {
   #onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (child !== this.#child) return;
     this.#up = false;
-    if (this.#stopping) return;
+    // A host that never became ready is reported by #spawn's rejection (start() or #restartHost).
+    if (this.#stopping || !this.#childReady) return;
     // Culprit: named by the host before it aborted, else the one instance that was executing.
     let culprit = this.#lastWords?.instanceId;
     // Without last words, blame the executing instance only when the host aborted or hung;
     // a kill from outside (operator, OOM killer) is nobody's fault.
-    const blameBusy = this.#killedAsStuck || signal === 'SIGABRT';
+    const stuck = this.#killedAsStuck;
+    const blameBusy = stuck || signal === 'SIGABRT';
     this.#killedAsStuck = false;
     if (!culprit && blameBusy) {
       const busy = new Set([...this.#inFlight.values()].map((f) => f.id));
       for (const r of this.#requests.values()) if (r.id) busy.add(r.id);
       if (busy.size === 1) culprit = [...busy][0];
     }
-    const reason = this.#lastWords ? `catastrophic error: ${this.#lastWords.message}` : `plugin host exited (${signal ?? `code ${code}`})`;
+    const reason = this.#lastWords
+      ? `catastrophic error: ${this.#lastWords.message}`
+      : stuck
+        ? `plugin host stopped answering (no heartbeat for ${this.#heartbeatTimeoutMs} ms)`
+        : `plugin host exited (${signal ?? `code ${code}`})`;
     this.#logger.error({ reason, culprit }, 'plugin host crashed');
     this.emit('host-crashed', culprit ? { reason, culprit } : { reason });
 
@@ -346,30 +378,42 @@ export class PluginSupervisor extends EventEmitter {
       if (rec) this.#quarantineInstance(rec, `crashed the plugin host: ${reason}`);
     }
 
+    this.#scheduleHostRestart();
+  }
+
+  /** The one place a host restart is scheduled: crashes and failed starts back off together. */
+  #scheduleHostRestart(): void {
+    if (this.#stopping) return;
     const now = Date.now();
     this.#hostCrashes = this.#hostCrashes.filter((t) => now - t < this.#quarantine.windowMs);
     this.#hostCrashes.push(now);
     const wait = Math.min(this.#backoff.max, this.#backoff.min * 2 ** (this.#hostCrashes.length - 1));
+    if (this.#hostRestart) clearTimeout(this.#hostRestart);
     this.#hostRestart = setTimeout(() => void this.#restartHost(), wait);
   }
 
   async #restartHost(): Promise<void> {
+    this.#hostRestart = undefined;
     if (this.#stopping) return;
     try {
       await this.#spawn();
     } catch (err) {
       this.#logger.error({ err: (err as Error).message }, 'plugin host failed to start');
-      const child = this.#child;
-      if (child) this.#onExit(child, child.exitCode, child.signalCode);
+      this.#scheduleHostRestart();
       return;
     }
+    const child = this.#child;
     const reloads = [...this.#instances.values()].filter((r) => r.status === 'running');
     await Promise.all(reloads.map(async (rec) => {
       const reply = await this.#request({ op: 'load', rid: 0, spec: rec.spec }, rec.spec.id).catch(() => undefined);
-      if (!reply || reply.op !== 'loaded' || !reply.ok) this.#onFailed(rec.spec.id, rec.spec.version, 'reload after host restart failed');
+      // The host dying (or being killed as stuck) mid-reload is handled by #onExit, not the plugin's failure.
+      if (child !== this.#child || !child?.connected) return;
+      if (!reply || reply.op !== 'loaded' || !reply.ok) {
+        const detail = reply?.op === 'loaded' && !reply.ok ? `: ${reply.message}` : '';
+        this.#onFailed(rec.spec.id, rec.spec.version, `reload after host restart failed${detail}`);
+      }
     }));
-    const child = this.#child;
-    if (this.#stopping || !child || !child.connected) return;
+    if (this.#stopping || !child || child !== this.#child || !child.connected) return;
     // Up only now: an event must not reach the new host before its plugin is back, nor overtake
     // the buffered ones (the flush below runs in this same tick).
     this.#markUp();
