@@ -18,11 +18,31 @@ import { startSimulator } from '../runtime/simulator/index.ts';
  */
 const requireFromHere = createRequire(import.meta.url);
 const sdkPath = requireFromHere.resolve('qq-guild-bot');
-const sdk = requireFromHere('qq-guild-bot') as {
+
+/**
+ * The SDK logs `[CLIENT] …` lines through its own bundled copy of loglevel, set to `trace`, and
+ * exposes neither the logger nor a level option. loglevel binds `console.<method>` once, when the
+ * SDK module loads. So the SDK is loaded while those console methods point at a collector, and the
+ * real console is put back right after: the SDK behaves the same, its chatter stays out of the
+ * TAP output, and the test can still read it.
+ */
+const sdkLog: string[] = [];
+const sdk = loadQuietly(() => requireFromHere('qq-guild-bot')) as {
   createOpenAPI(config: Record<string, unknown>): { messageApi: { postMessage(channelId: string, message: Record<string, unknown>): Promise<{ data: { id: string; content: string } }> } };
   createWebsocket(config: Record<string, unknown>): import('node:events').EventEmitter & { disconnect(): void };
   SessionEvents: Record<string, string>;
 };
+function loadQuietly<T>(load: () => T): T {
+  const methods = ['trace', 'debug', 'log', 'info', 'warn', 'error'] as const;
+  const saved = methods.map((m) => [m, console[m]] as const);
+  for (const m of methods) console[m] = (...args: unknown[]) => { sdkLog.push(args.map(String).join(' ')); };
+  try {
+    return load();
+  } finally {
+    for (const [m, fn] of saved) console[m] = fn;
+  }
+}
+
 const resty = createRequire(sdkPath)('resty-client') as { useReq(onFulfilled: (config: { url?: string; proxy?: unknown }) => unknown): void };
 
 const APP = '1020000001';
@@ -46,6 +66,7 @@ test('qq-guild-bot connects with AT_MESSAGE intents, receives a posted message a
     const [session] = sim.sessions();
     assert.equal(session!.intents, 1 << 30, 'the SDK identified with PUBLIC_GUILD_MESSAGES only');
     assert.equal(sim.sessionLog()[0]!.outcome, 'ok');
+    assert.ok(sdkLog.some((line) => line.startsWith('[CLIENT]')), 'the SDK logged, into the collector rather than the TAP output');
 
     const received = new Promise<{ eventType: string; eventId: string; msg: { id: string; channel_id: string; content: string } }>((resolve) => {
       ws.on('PUBLIC_GUILD_MESSAGES', resolve);

@@ -2,8 +2,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createPrivateKey, createPublicKey, verify as edVerify } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import { request, type Dispatcher } from 'undici';
 import WebSocket from 'ws';
 import { createLogger } from '../runtime/logging/logger.ts';
 import { parseBotFlag, seedFromSecret, startSimulator, WebhookSigner, type Simulator, type SimulatorOptions } from '../runtime/simulator/index.ts';
@@ -75,17 +76,21 @@ class RawBot {
 }
 
 async function token(sim: Simulator, appId = APP, secret = SECRET): Promise<string> {
-  const res = await fetch(`${sim.url}/app/getAppAccessToken`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ appId, clientSecret: secret }) });
-  const body = (await res.json()) as { access_token: string };
-  return body.access_token;
+  return (await api(sim, 'POST', '/app/getAppAccessToken', undefined, { appId, clientSecret: secret })).body.access_token;
 }
 
+/**
+ * One request on its own connection (`reset`): tests restart simulators on the same port, and a
+ * pooled keep-alive socket to the previous instance would fail the first request after a restart.
+ */
 async function api(sim: Simulator, method: string, path: string, auth: string | undefined, body?: unknown): Promise<{ status: number; body: any; headers: Headers }> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (auth !== undefined) headers.authorization = auth;
-  const res = await fetch(`${sim.url}${path}`, { method, headers, ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }) });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
+  const res = await request(`${sim.url}${path}`, { method: method as Dispatcher.HttpMethod, headers, reset: true, ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }) });
+  const text = await res.body.text();
+  const responseHeaders = new Headers();
+  for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') responseHeaders.set(k, v);
+  return { status: res.statusCode, body: text ? JSON.parse(text) : undefined, headers: responseHeaders };
 }
 
 const control = (sim: Simulator, method: string, path: string, body?: unknown) => api(sim, method, `/_simulator${path}`, undefined, body);
@@ -132,7 +137,8 @@ describe('token endpoint and auth', () => {
   });
 
   test('a short-lived token expires for real; near expiry a new one is minted and the old one keeps working', async () => {
-    await withSim({ tokenLifetimeSec: 1 }, async (sim) => {
+    // 3 s: the first three requests below must finish inside the lifetime, even on a busy machine
+    await withSim({ tokenLifetimeSec: 3 }, async (sim) => {
       const first = await token(sim);
       // lifetime < 60 s: every request falls inside the renewal window and mints a new token
       const second = await token(sim);
@@ -154,7 +160,7 @@ describe('OpenAPI', () => {
   let sim: Simulator;
   let auth: string;
   before(async () => {
-    sim = await startSimulator({ replyWindowMs: { group: 300 } });
+    sim = await startSimulator({});
     auth = `QQBot ${await token(sim)}`;
   });
   after(() => sim.close());
@@ -185,7 +191,7 @@ describe('OpenAPI', () => {
     assert.equal((await api(sim, 'GET', '/no/such/api', auth)).status, 404);
   });
 
-  test('channel messages: content required, msg_id must exist, permission enforced, proactive counted', async () => {
+  test('channel messages: content required, msg_id must exist, permission enforced, proactive refused by default', async () => {
     const posted = sim.postMessage({ kind: 'guild_at', content: 'hello' });
     const world = (await control(sim, 'GET', '/world')).body;
     const guild = world.guilds[0];
@@ -202,10 +208,10 @@ describe('OpenAPI', () => {
     assert.equal(reply.status, 200);
     assert.equal(reply.body.content, 'pong');
     const proactive = await api(sim, 'POST', `/channels/${general.id}/messages`, auth, { content: 'unprompted' });
-    assert.equal(proactive.status, 200);
+    assert.equal(proactive.status, 400);
+    assert.equal(proactive.body.code, 304046, 'proactive push is switched off (§14)');
     const out = (await control(sim, 'GET', `/outbox?since=${before}`)).body;
-    assert.deepEqual(out.map((e: any) => [e.body.content, e.passive, e.msg_id ?? null]), [['pong', true, posted.id], ['unprompted', false, null]]);
-    assert.ok(out[1].n > out[0].n);
+    assert.deepEqual(out.map((e: any) => [e.body.content, e.passive, e.msg_id ?? null]), [['pong', true, posted.id]]);
     assert.equal((await api(sim, 'DELETE', `/channels/${general.id}/messages/${reply.body.id}`, auth)).status, 204);
     assert.equal(sim.outbox(before)[0]!.recalled, true);
   });
@@ -223,10 +229,12 @@ describe('OpenAPI', () => {
     const empty = await api(sim, 'POST', path, auth, { msg_type: 0, content: '', msg_id: group.id, msg_seq: 7 });
     assert.equal(empty.body.code, 50006);
 
-    const late = sim.postMessage({ kind: 'group_at', content: 'late', group_openid: 'GROUPTEST1' });
-    await new Promise((r) => setTimeout(r, 400)); // past the 300 ms group window configured above
-    const expired = await api(sim, 'POST', path, auth, { msg_type: 0, content: 'a', msg_id: late.id });
-    assert.equal(expired.body.code, 304027);
+    await withSim({ replyWindowMs: { group: 1 } }, async (short) => {
+      const late = short.postMessage({ kind: 'group_at', content: 'late', group_openid: 'GROUPTEST1' });
+      await new Promise((r) => setTimeout(r, 50)); // past the 1 ms window
+      const expired = await api(short, 'POST', path, `QQBot ${await token(short)}`, { msg_type: 0, content: 'a', msg_id: late.id });
+      assert.equal(expired.body.code, 304027);
+    });
 
     const c2c = sim.postMessage({ kind: 'c2c', content: 'hi', user: { id: 'USERTEST1' } });
     const up = await api(sim, 'POST', '/v2/users/USERTEST1/files', auth, { file_type: 1, url: 'https://example.invalid/a.png', srv_send_msg: false });
@@ -235,8 +243,10 @@ describe('OpenAPI', () => {
     assert.equal(media.status, 200);
     assert.equal(typeof media.body.id, 'string');
     // a C2C upload is not valid for a group
-    const cross = await api(sim, 'POST', path, auth, { msg_type: 7, content: ' ', media: { file_info: up.body.file_info } });
+    const answer = sim.postMessage({ kind: 'group_at', content: 'media?', group_openid: 'GROUPTEST1' });
+    const cross = await api(sim, 'POST', path, auth, { msg_type: 7, content: ' ', media: { file_info: up.body.file_info }, msg_id: answer.id });
     assert.equal(cross.status, 400);
+    assert.match(cross.body.message, /file_info/);
   });
 
   test('rate_limit fault: the next N calls to the route answer 429 with a retry hint, then it passes', async () => {
@@ -363,7 +373,8 @@ describe('gateway', () => {
   });
 
   test('a connection that stops heartbeating is closed with 4009 and stays resumable', async () => {
-    await withSim({ heartbeatIntervalMs: 100, sessionTimeoutMs: 300 }, async (sim) => {
+    // the timeout also runs between hello and identify: leave room for a busy machine to identify first
+    await withSim({ heartbeatIntervalMs: 100, sessionTimeoutMs: 1500 }, async (sim) => {
       const tok = `QQBot ${await token(sim)}`;
       const bot = await RawBot.connect(sim);
       const ready = await bot.identify(tok, AT);
@@ -682,6 +693,528 @@ describe('signing and helpers', () => {
     assert.ok(!all.includes(secret) && !all.includes('legacy-xyz'));
   });
 });
+
+describe('session_start_limit', () => {
+  test('an identify with no starts remaining closes with 4008; remaining survives a restart and resets after reset_after', async () => {
+    let sim = await startSimulator({ sessionStartLimit: { total: 3, remaining: 2, maxConcurrency: 10, resetAfterMs: 60_000 } });
+    try {
+      const tok = `QQBot ${await token(sim)}`;
+      const limit = async () => (await api(sim, 'GET', '/gateway/bot', tok)).body.session_start_limit;
+      assert.deepEqual({ ...(await limit()), reset_after: 0 }, { total: 3, remaining: 2, reset_after: 0, max_concurrency: 10 });
+      assert.ok((await limit()).reset_after > 0 && (await limit()).reset_after <= 60_000);
+      const a = await RawBot.connect(sim);
+      await a.identify(tok, AT);
+      assert.equal((await limit()).remaining, 1);
+      const state = JSON.parse(JSON.stringify(sim.exportState()));
+      const port = sim.port;
+      await sim.close();
+      sim = await startSimulator({ port, state, sessionStartLimit: { total: 3, remaining: 2, maxConcurrency: 10, resetAfterMs: 60_000 } });
+      assert.equal((await limit()).remaining, 1, 'the count is not refilled by a restart');
+      const b = await RawBot.connect(sim);
+      await b.identify(tok, AT);
+      const refused = await RawBot.connect(sim);
+      refused.send({ op: 2, d: { token: tok, intents: AT, shard: [0, 1] } });
+      const closed = await refused.closed;
+      assert.equal(closed.code, 4008);
+      assert.match(closed.reason, /session_start_limit/);
+      assert.equal((await limit()).remaining, 0);
+      const last = sim.sessionLog().at(-1)!;
+      assert.deepEqual([last.kind, last.outcome, last.closeCode], ['identify', 'rejected', 4008]);
+      a.close();
+      b.close();
+    } finally {
+      await sim.close();
+    }
+  });
+
+  test('reset_after runs out: remaining goes back to total', async () => {
+    await withSim({ sessionStartLimit: { total: 1, maxConcurrency: 10, resetAfterMs: 300 } }, async (sim) => {
+      const tok = `QQBot ${await token(sim)}`;
+      const first = await RawBot.connect(sim);
+      await first.identify(tok, AT);
+      const refused = await RawBot.connect(sim);
+      refused.send({ op: 2, d: { token: tok, intents: AT, shard: [0, 1] } });
+      assert.equal((await refused.closed).code, 4008);
+      await waitFor(async () => (await api(sim, 'GET', '/gateway/bot', tok)).body.session_start_limit.remaining === 1);
+      const again = await RawBot.connect(sim);
+      await again.identify(tok, AT);
+      first.close();
+      again.close();
+    });
+  });
+
+  test('the default budget (1000) outlasts many sessions; resumes do not spend it', async () => {
+    await withSim({ sessionStartLimit: { total: 1000, maxConcurrency: 100 } }, async (sim) => {
+      const tok = `QQBot ${await token(sim)}`;
+      const bot = await RawBot.connect(sim);
+      const ready = await bot.identify(tok, AT);
+      for (let i = 0; i < 5; i++) {
+        bot.ws.terminate();
+        const again = await RawBot.connect(sim);
+        again.send({ op: 6, d: { token: tok, session_id: ready.d.session_id, seq: ready.s } });
+        await again.next((f) => f.t === 'RESUMED');
+        again.close();
+        await waitFor(() => sim.sessions().every((x) => !x.connected));
+      }
+      assert.equal(sim.exportState().gateway.startLimits[APP]!.remaining, 999);
+    });
+  });
+});
+
+describe('proactive messages (§14)', () => {
+  const sendAll = async (sim: Simulator, auth: string, path: string, body: Record<string, unknown>, n: number) => {
+    const statuses: Array<number | string> = [];
+    for (let i = 0; i < n; i++) {
+      const res = await api(sim, 'POST', path, auth, { ...body, content: `p${i}` });
+      statuses.push(res.status === 200 ? 200 : res.body.code);
+    }
+    return statuses;
+  };
+
+  test('default off: every scene refuses unsolicited sends with its code; passive replies still work', async () => {
+    await withSim({}, async (sim) => {
+      const auth = `QQBot ${await token(sim)}`;
+      const world = (await control(sim, 'GET', '/world')).body;
+      const general = world.guilds[0].channels.find((c: any) => c.name === 'general');
+      const dm = await api(sim, 'POST', '/users/@me/dms', auth, { recipient_id: '20000000000000001', source_guild_id: world.guilds[0].id });
+      const cases: Array<[string, Record<string, unknown>, number]> = [
+        [`/channels/${general.id}/messages`, { content: 'x' }, 304046],
+        [`/dms/${dm.body.guild_id}/messages`, { content: 'x' }, 304048],
+        ['/v2/groups/SIMGROUP0000000000000000000000001/messages', { msg_type: 0, content: 'x' }, 40034102],
+        ['/v2/users/SIMUSER00000000000000000000000001/messages', { msg_type: 0, content: 'x' }, 40034102],
+        ['/v2/users/SIMUSER00000000000000000000000001/files', { file_type: 1, url: 'https://example.invalid/a.png', srv_send_msg: true }, 40034102],
+      ];
+      for (const [path, body, code] of cases) {
+        const res = await api(sim, 'POST', path, auth, body);
+        assert.equal(res.status, 400, path);
+        assert.equal(res.body.code, code, path);
+        assert.equal(res.body.trace_id, res.headers.get('x-tps-trace-id'));
+      }
+      // an upload that is not sent is not a message
+      assert.equal((await api(sim, 'POST', '/v2/users/SIMUSER00000000000000000000000001/files', auth, { file_type: 1, url: 'https://example.invalid/a.png', srv_send_msg: false })).status, 200);
+      const posted = sim.postMessage({ kind: 'c2c', content: 'hi' });
+      assert.equal((await api(sim, 'POST', '/v2/users/SIMUSER00000000000000000000000001/messages', auth, { msg_type: 0, content: 'reply', msg_id: posted.id })).status, 200);
+      assert.deepEqual(sim.outbox().map((e) => e.body.content), ['reply']);
+    });
+  });
+
+  test('quota: the platform numbers per scene, with the documented codes; a refused send uses no quota', async () => {
+    await withSim({ proactive: 'quota', proactiveQuotas: { dmPerDay: 3 } }, async (sim) => {
+      const auth = `QQBot ${await token(sim)}`;
+      const c2c = '/v2/users/SIMUSER00000000000000000000000001/messages';
+      assert.deepEqual(await sendAll(sim, auth, c2c, { msg_type: 0 }, 5), [200, 200, 200, 200, 22009]);
+      const group = '/v2/groups/SIMGROUP0000000000000000000000001/messages';
+      assert.deepEqual(await sendAll(sim, auth, group, { msg_type: 0 }, 5), [200, 200, 200, 200, 22009]);
+
+      const guild = (await control(sim, 'GET', '/world')).body.guilds[1];
+      const extra = [];
+      for (let i = 0; i < 2; i++) extra.push((await control(sim, 'POST', '/world/channels', { guild_id: guild.id, name: `extra-${i}` })).body.id);
+      const [c1, c2, c3] = [guild.channels[0].id, extra[0], extra[1]];
+      const perChannel = await sendAll(sim, auth, `/channels/${c1}/messages`, {}, 21);
+      assert.deepEqual(perChannel, [...Array(20).fill(200), 304045]);
+      assert.deepEqual(await sendAll(sim, auth, `/channels/${c2}/messages`, {}, 1), [200]);
+      assert.deepEqual(await sendAll(sim, auth, `/channels/${c3}/messages`, {}, 1), [304047], 'a third channel of the same guild on the same day');
+      assert.deepEqual(await sendAll(sim, auth, `/channels/${c2}/messages`, {}, 1), [200], 'the two channels already used stay open');
+
+      const guildId = guild.id;
+      const dms = [];
+      for (const user of ['30000000000000001', '30000000000000002']) dms.push((await api(sim, 'POST', '/users/@me/dms', auth, { recipient_id: user, source_guild_id: guildId })).body.guild_id);
+      assert.deepEqual(await sendAll(sim, auth, `/dms/${dms[0]}/messages`, {}, 3), [200, 200, 304049]);
+      assert.deepEqual(await sendAll(sim, auth, `/dms/${dms[1]}/messages`, {}, 2), [200, 304050], 'the bot-wide daily DM total (3 here)');
+      assert.equal(sim.outbox().filter((e) => !e.passive).length, 4 + 4 + 20 + 2 + 3);
+    });
+  });
+
+  test('quota counts survive a restart with exported state; allowed accepts and counts', async () => {
+    let sim = await startSimulator({ proactive: 'quota', proactiveQuotas: { c2cPerUserPerMonth: 1 } });
+    try {
+      const auth = `QQBot ${await token(sim)}`;
+      const c2c = '/v2/users/SIMUSER00000000000000000000000001/messages';
+      assert.deepEqual(await sendAll(sim, auth, c2c, { msg_type: 0 }, 1), [200]);
+      const state = JSON.parse(JSON.stringify(sim.exportState()));
+      const port = sim.port;
+      await sim.close();
+      sim = await startSimulator({ port, state, proactive: 'quota', proactiveQuotas: { c2cPerUserPerMonth: 1 } });
+      assert.deepEqual(await sendAll(sim, auth, c2c, { msg_type: 0 }, 1), [22009]);
+      await sim.close();
+      sim = await startSimulator({ port, state, proactive: 'allowed' });
+      assert.deepEqual(await sendAll(sim, auth, c2c, { msg_type: 0 }, 6), [200, 200, 200, 200, 200, 200]);
+      const counts = (await control(sim, 'GET', '/info')).body.proactiveCounts;
+      assert.equal(Object.entries(counts).find(([k]) => k.includes('|c2c|SIMUSER'))?.[1], 7);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  test('bad proactive options are refused at start', async () => {
+    await assert.rejects(startSimulator({ proactive: 'sometimes' as never }), { code: 'SIMULATOR_CONFIG' });
+    await assert.rejects(startSimulator({ proactiveQuotas: { dmPerDay: -1 } }), { code: 'SIMULATOR_CONFIG' });
+    await assert.rejects(startSimulator({ sessionStartLimit: { total: 2, remaining: 3, maxConcurrency: 1 } }), { code: 'SIMULATOR_CONFIG' });
+  });
+});
+
+describe('world across a restart', () => {
+  test('guilds, channels, groups and users edited in are kept by exportState, and still route to their shard', async () => {
+    let sim = await startSimulator({});
+    try {
+      const guild = (await control(sim, 'POST', '/world/guilds', { id: String((77n << 22n) + 3n), name: 'kept' })).body;
+      const channel = (await control(sim, 'POST', '/world/channels', { guild_id: guild.id, name: 'quiet', botCanSpeak: false })).body;
+      await control(sim, 'POST', '/world/groups', { group_openid: 'KEPTGROUP' });
+      await control(sim, 'POST', '/world/users', { openid: 'KEPTUSER' });
+      const auth = `QQBot ${await token(sim)}`;
+      const role = (await api(sim, 'POST', `/guilds/${guild.id}/roles`, auth, { name: 'keeper' })).body;
+      const before = (await control(sim, 'GET', '/world')).body;
+      const state = JSON.parse(JSON.stringify(sim.exportState()));
+      const port = sim.port;
+      await sim.close();
+      sim = await startSimulator({ port, state });
+      assert.deepEqual((await control(sim, 'GET', '/world')).body, before);
+      assert.equal((await api(sim, 'GET', `/guilds/${guild.id}`, auth)).body.name, 'kept');
+      assert.ok((await api(sim, 'GET', `/guilds/${guild.id}/roles`, auth)).body.roles.some((r: any) => r.id === role.role_id));
+      const denied = await api(sim, 'POST', `/channels/${channel.id}/messages`, auth, { content: 'x' });
+      assert.equal(denied.status, 403, 'botCanSpeak is kept too');
+      const group = sim.postMessage({ kind: 'group_at', content: 'hi', group_openid: 'KEPTGROUP' });
+      assert.equal((await api(sim, 'POST', '/v2/groups/KEPTGROUP/messages', auth, { msg_type: 0, content: 'ok', msg_id: group.id })).status, 200);
+      // a state without a world (older exports) still seeds one
+      await sim.close();
+      const { world: _dropped, ...older } = state;
+      sim = await startSimulator({ port, state: older });
+      assert.equal((await api(sim, 'GET', `/guilds/${guild.id}`, auth)).status, 404);
+      assert.equal((await control(sim, 'GET', '/world')).body.guilds.length, 4);
+    } finally {
+      await sim.close();
+    }
+  });
+});
+
+describe('hardening', () => {
+  test('a deeply nested body is refused (400) and cannot poison the outbox, the stream or the state', async () => {
+    await withSim({}, async (sim) => {
+      const auth = `QQBot ${await token(sim)}`;
+      const posted = sim.postMessage({ kind: 'guild_at', content: 'deep?' });
+      const channel = (await control(sim, 'GET', '/world')).body.guilds[0].channels.find((c: any) => c.name === 'general').id;
+      const deep = `${'['.repeat(6000)}${']'.repeat(6000)}`;
+      const res = await fetch(`${sim.url}/channels/${channel}/messages`, {
+        method: 'POST', headers: { authorization: auth, 'content-type': 'application/json' },
+        body: `{"content":"x","msg_id":${JSON.stringify(posted.id)},"embed":{"title":"t","fields":${deep}}}`,
+      });
+      assert.equal(res.status, 400);
+      assert.equal(((await res.json()) as { code: number }).code, 40034001);
+      assert.equal((await control(sim, 'GET', '/outbox')).status, 200);
+      assert.doesNotThrow(() => JSON.stringify(sim.exportState()));
+      const ev = await fetch(`${sim.url}/_simulator/events`, { method: 'POST', body: `{"t":"GUILD_MEMBER_ADD","d":${deep}}` });
+      assert.equal(ev.status, 400);
+      assert.equal(((await ev.json()) as { field: string }).field, 'body');
+    });
+  });
+
+  test('an event that cannot be serialised leaves no gap in a session\'s s', async () => {
+    await withSim({}, async (sim) => {
+      const bot = await RawBot.connect(sim);
+      const ready = await bot.identify(`QQBot ${await token(sim)}`, GUILDS | (1 << 1));
+      const cyclic: Record<string, unknown> = {};
+      cyclic.self = cyclic;
+      assert.throws(() => sim.dispatchEvent(APP, 'GUILD_MEMBER_ADD', cyclic), TypeError);
+      sim.dispatchEvent(APP, 'GUILD_MEMBER_ADD', { guild_id: '1' });
+      assert.equal((await bot.next((f) => f.t === 'GUILD_MEMBER_ADD')).s, ready.s! + 1);
+      bot.close();
+    });
+  });
+
+  test('identify with intents beyond 31 bits closes with 4013 (bitwise checks see only the low 32 bits)', async () => {
+    await withSim({ sessionStartLimit: { total: 100, maxConcurrency: 10 } }, async (sim) => {
+      const tok = `QQBot ${await token(sim)}`;
+      for (const intents of [2 ** 32 + AT, 2 ** 31, Number.MAX_SAFE_INTEGER]) {
+        const bot = await RawBot.connect(sim);
+        bot.send({ op: 2, d: { token: tok, intents, shard: [0, 1] } });
+        assert.equal((await bot.closed).code, 4013, String(intents));
+      }
+    });
+  });
+
+  test('a text frame with invalid UTF-8 closes with 4002', async () => {
+    await withSim({}, async (sim) => {
+      const bot = await RawBot.connect(sim);
+      bot.ws.send(Buffer.from([0x7b, 0x22, 0x6f, 0x70, 0x22, 0x3a, 0x31, 0x2c, 0x22, 0x64, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]), { binary: false });
+      assert.equal((await bot.closed).code, 4002);
+    });
+  });
+
+  test('an upgrade request with a target the URL parser refuses is answered 400, not a crash', async () => {
+    await withSim({}, async (sim) => {
+      const upgrade = (target: string) => `GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+      assert.match(await rawHttp(sim.port, upgrade('http://[')), /^HTTP\/1\.1 400 /);
+      assert.match(await rawHttp(sim.port, upgrade('/elsewhere')), /^HTTP\/1\.1 404 /);
+      const bot = await RawBot.connect(sim);
+      await bot.identify(`QQBot ${await token(sim)}`, AT);
+      bot.close();
+    });
+  });
+
+  test('a stream consumer that stops reading is cut off instead of buffered for without bound', async () => {
+    await withSim({}, async (sim) => {
+      const stream = await fetch(`${sim.url}/_simulator/stream`);
+      const reader = stream.body!.getReader();
+      await reader.read(); // the hello event: the stream is open
+      // 40 × 512 KiB of events, never read by this client
+      for (let i = 0; i < 40; i++) sim.postMessage({ kind: 'c2c', content: 'x'.repeat(512 * 1024) });
+      // reading now drains what was in flight, then the stream ends (or errors) instead of going on
+      let ended = false;
+      for (;;) {
+        let timer: NodeJS.Timeout | undefined;
+        const quiet = new Promise<'quiet'>((resolve) => { timer = setTimeout(() => resolve('quiet'), 5000); });
+        const next = await Promise.race([reader.read().then((x) => x.done, () => true), quiet]);
+        clearTimeout(timer);
+        if (next === 'quiet') break; // nothing for 5 s and not ended: the server kept it open
+        if (next) { ended = true; break; }
+      }
+      if (!ended) await reader.cancel();
+      assert.equal(ended, true, 'the server ended the stream');
+      assert.equal((await control(sim, 'GET', '/info')).status, 200);
+    });
+  });
+
+  test('re-registering a webhook while a delivery is in flight does not stall later deliveries', async () => {
+    const secret = 'rereg-secret';
+    const signer = new WebhookSigner(secret);
+    let release: (() => void) | undefined;
+    const held = new Promise<void>((r) => { release = r; });
+    let dispatches = 0;
+    const receiver = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (c) => { raw += c; });
+      req.on('end', () => {
+        const body = JSON.parse(raw);
+        if (body.op === 13) {
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ plain_token: body.d.plain_token, signature: signer.sign(body.d.event_ts, body.d.plain_token) }));
+          return;
+        }
+        const answer = () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"op":12,"d":0}');
+        if (++dispatches === 1) void held.then(answer);
+        else answer();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/cb`;
+    const sim = await startSimulator({ bots: [{ appId: '778', secret }] });
+    try {
+      assert.equal((await control(sim, 'POST', '/webhooks', { appId: '778', url })).status, 200);
+      sim.postMessage({ kind: 'c2c', content: 'first', appId: '778' });
+      await waitFor(() => dispatches === 1);
+      assert.equal((await control(sim, 'POST', '/webhooks', { appId: '778', url: `${url}?again` })).status, 200);
+      release!();
+      const second = sim.postMessage({ kind: 'c2c', content: 'second', appId: '778' });
+      await waitFor(() => sim.webhookLog().some((e) => e.kind === 'dispatch' && e.outcome === 'ok' && e.event_id === second.event_id));
+      assert.ok(sim.webhookLog().some((e) => e.event_id === second.event_id && e.url.endsWith('?again')));
+    } finally {
+      await sim.close();
+      await new Promise((r) => receiver.close(r));
+    }
+  });
+});
+
+/** mulberry32: a small seeded generator, so every fuzz run sends the same inputs */
+function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Random JSON-able junk. Strings avoid ':' and '/', so none of them can be a URL the simulator would call. */
+function junkValue(r: () => number, depth = 0): unknown {
+  const pick = Math.floor(r() * (depth > 3 ? 8 : 11));
+  const str = (n: number) => Array.from({ length: n }, () => 'aZ09 _-.é漢\u0000"\\{}[]'[Math.floor(r() * 20)]).join('');
+  switch (pick) {
+    case 0: return Math.floor(r() * 2 ** 40) - 2 ** 39;
+    case 1: return [1e300, -1e300, 0.5, -0, 2 ** 53 + 2, -1][Math.floor(r() * 6)];
+    case 2: return r() < 0.5;
+    case 3: return null;
+    case 4: return str(Math.floor(r() * 12));
+    case 5: return str(20_000 + Math.floor(r() * 20_000));
+    case 6: return '';
+    case 7: return str(3);
+    case 8: return Array.from({ length: Math.floor(r() * 4) }, () => junkValue(r, depth + 1));
+    case 9: return Object.fromEntries(Array.from({ length: Math.floor(r() * 4) }, () => [str(4), junkValue(r, depth + 1)]));
+    default: {
+      let v: unknown = 'core';
+      for (let i = Math.floor(r() * 60); i > 0; i--) v = r() < 0.5 ? [v] : { k: v };
+      return v;
+    }
+  }
+}
+
+/** Junk of a type other than `type`, for "wrong type" cases. */
+function junkNot(r: () => number, type: 'string' | 'number' | 'boolean' | 'object'): unknown {
+  for (;;) {
+    const v = junkValue(r);
+    const t = v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
+    if (t !== type) return v;
+  }
+}
+
+const MALFORMED = ['{', '{"kind":', '[1,', 'nul', '"\\u12"', '{"a":1,}', "{'a':1}", '\u0000', '{"kind":"c2c","content":"x"', 'NaN', '--', '{"a":1}{"b":2}'];
+const deepArray = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+
+describe('fuzz', () => {
+  test('control API: malformed JSON, wrong types, huge strings and deep nesting answer 400 naming the field; nothing else breaks', async () => {
+    await withSim({ bots: [{ appId: APP, secret: SECRET }, { appId: '1020000002', secret: 'second-secret' }] }, async (sim) => {
+      const r = prng(20250421);
+      // endpoint → a valid body, and the fields whose wrong type must be reported by name
+      const posts: Array<{ path: string; valid: Record<string, unknown>; fields: Record<string, 'string' | 'number' | 'boolean' | 'object'> }> = [
+        { path: '/messages', valid: { kind: 'c2c', content: 'x' }, fields: { kind: 'string', content: 'string', guild_id: 'string', channel_id: 'string', group_openid: 'string', appId: 'string', user: 'object' } },
+        { path: '/events', valid: { t: 'GUILD_MEMBER_ADD', d: {} }, fields: { t: 'string', appId: 'string' } },
+        { path: '/faults', valid: { kind: 'close', code: 4009 }, fields: { kind: 'string', code: 'number', shard: 'number', appId: 'string' } },
+        { path: '/faults', valid: { kind: 'invalid_session', resumable: true }, fields: { resumable: 'boolean' } },
+        { path: '/faults', valid: { kind: 'rate_limit', route: 'GET /gateway', count: 1 }, fields: { route: 'string', count: 'number', retryAfterSec: 'number' } },
+        { path: '/webhooks', valid: { appId: APP, url: 'http://127.0.0.1:1/' }, fields: { appId: 'string' } },
+        { path: '/webhooks', valid: { appId: APP }, fields: { url: 'string' } },
+        { path: '/world/guilds', valid: {}, fields: { id: 'string', name: 'string' } },
+        { path: '/world/channels', valid: { guild_id: '1' }, fields: { guild_id: 'string', type: 'number', botCanSpeak: 'boolean', id: 'string', name: 'string' } },
+        { path: '/world/groups', valid: { group_openid: 'G' }, fields: { group_openid: 'string' } },
+        { path: '/world/users', valid: { openid: 'U' }, fields: { openid: 'string' } },
+      ];
+      const expect400 = async (path: string, body: string, field: string | RegExp, label: string) => {
+        const res = await request(`${sim.url}/_simulator${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, reset: true, signal: AbortSignal.timeout(10_000) });
+        const text = await res.body.text();
+        assert.equal(res.statusCode, 400, `${label} ${path}: ${text.slice(0, 200)}`);
+        const answer = JSON.parse(text) as { error: unknown; field: unknown };
+        assert.equal(typeof answer.error, 'string', label);
+        if (typeof field === 'string') assert.equal(answer.field, field, `${label} ${path} ${body.slice(0, 120)}`);
+        else assert.match(String(answer.field), field, `${label} ${path} ${body.slice(0, 120)}`);
+      };
+      let cases = 0;
+      for (const { path, valid, fields } of posts) {
+        for (const bad of MALFORMED) { await expect400(path, bad, 'body', 'malformed'); cases++; }
+        await expect400(path, deepArray(5000), 'body', 'deep array');
+        await expect400(path, `{"k":${'{"k":'.repeat(3000)}1${'}'.repeat(3000)}}`, 'body', 'deep object');
+        await expect400(path, JSON.stringify({ ...valid, pad: 'x'.repeat((1 << 20) + 1) }), 'body', 'oversized');
+        cases += 3;
+        for (const [field, type] of Object.entries(fields)) {
+          for (let i = 0; i < 6; i++) {
+            await expect400(path, JSON.stringify({ ...valid, [field]: junkNot(r, type) }), new RegExp(`^${field}`), 'wrong type');
+            cases++;
+          }
+        }
+        // anything at all: a 200 or a 400, never a 5xx
+        for (let i = 0; i < 12; i++) {
+          const body = r() < 0.5 ? JSON.stringify(junkValue(r)) : JSON.stringify({ ...valid, ...Object.fromEntries(Object.keys(fields).filter(() => r() < 0.5).map((f) => [f, junkValue(r)])) });
+          const res = await request(`${sim.url}/_simulator${path}`, { method: 'POST', body, reset: true, signal: AbortSignal.timeout(10_000) });
+          const text = await res.body.text();
+          assert.ok(res.statusCode === 200 || res.statusCode === 400, `${path} ${res.statusCode} ${text.slice(0, 200)} for ${body.slice(0, 200)}`);
+          JSON.parse(text);
+          cases++;
+        }
+      }
+      for (const path of ['/outbox', '/webhooks/log']) {
+        for (let i = 0; i < 10; i++) {
+          const since = encodeURIComponent(String(junkValue(r)).slice(0, 50));
+          const res = await request(`${sim.url}/_simulator${path}?since=${since}`, { reset: true, signal: AbortSignal.timeout(10_000) });
+          const answer = JSON.parse(await res.body.text());
+          if (res.statusCode === 400) assert.equal(answer.field, 'since');
+          else assert.equal(res.statusCode, 200);
+          cases++;
+        }
+      }
+      for (let i = 0; i < 20; i++) {
+        const segment = encodeURIComponent(String(junkValue(r)).slice(0, 40)) || '%25';
+        const method = ['GET', 'POST', 'DELETE', 'PUT', 'PATCH'][Math.floor(r() * 5)]!;
+        const res = await request(`${sim.url}/_simulator/${['webhooks', 'world', 'x', 'sessions'][i % 4]}/${segment}`, { method: method as Dispatcher.HttpMethod, body: method === 'GET' ? null : '{}', reset: true, signal: AbortSignal.timeout(10_000) });
+        assert.ok([200, 400, 404, 405].includes(res.statusCode), `${method} ${segment}: ${res.statusCode}`);
+        await res.body.text();
+        cases++;
+      }
+      // a request target the URL parser refuses, and a request line that is not HTTP at all
+      for (const raw of ['GET http://[ HTTP/1.1\r\nHost: x\r\n\r\n', '\u0001\u0002 garbage\r\n\r\n']) {
+        const reply = await rawHttp(sim.port, raw);
+        assert.ok(reply === '' || /^HTTP\/1\.1 400 /.test(reply), JSON.stringify(reply.slice(0, 80)));
+      }
+      assert.ok(cases > 500, `ran ${cases} cases`);
+
+      // still whole: serves the API, the gateway, and the outbox
+      assert.equal((await control(sim, 'GET', '/info')).status, 200);
+      assert.equal((await control(sim, 'GET', '/state')).status, 200);
+      const bot = await RawBot.connect(sim);
+      await bot.identify(`QQBot ${await token(sim)}`, GROUP_C2C);
+      const posted = sim.postMessage({ kind: 'c2c', content: 'after the storm' });
+      assert.equal((await bot.next((f) => f.t === 'C2C_MESSAGE_CREATE')).d.id, posted.id);
+      bot.close();
+    });
+  });
+
+  test('gateway: junk frames close with the platform code (4001/4002/4004/4006/4007/4010/4013) and the gateway keeps serving', async () => {
+    await withSim({ maxFrameBytes: 4096, sessionStartLimit: { total: 1000, maxConcurrency: 1000 } }, async (sim) => {
+      const r = prng(4002);
+      const tok = `QQBot ${await token(sim)}`;
+      const good = await RawBot.connect(sim);
+      const ready = await good.identify(tok, AT);
+      const closedWithin = (bot: RawBot) => Promise.race([bot.closed, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no close within 10 s')), 10_000).unref())]);
+      type Case = { frame: string | Buffer; binary?: boolean; codes: number[]; label: string };
+      const cases: Case[] = [];
+      for (const m of MALFORMED) cases.push({ frame: m, codes: [4002], label: 'malformed' });
+      for (const v of [1, '"x"', '[]', 'null', 'true', deepArray(2000)]) cases.push({ frame: String(v), codes: [4002], label: 'not an object' });
+      for (let i = 0; i < 15; i++) cases.push({ frame: JSON.stringify({ op: junkNot(r, 'number'), d: junkValue(r) }).slice(0, 4000), codes: [4002], label: 'op not a number' });
+      for (const op of [0, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, -1, 2 ** 31, 1e300]) cases.push({ frame: JSON.stringify({ op }), codes: [4001], label: `op ${op}` });
+      for (const op of [1.5, -0.25]) cases.push({ frame: JSON.stringify({ op }), codes: [4002], label: `op ${op}` });
+      for (let i = 0; i < 15; i++) cases.push({ frame: JSON.stringify({ op: 2, d: junkValue(r) }).slice(0, 4000), codes: [4002, 4004], label: 'identify junk d' });
+      for (let i = 0; i < 15; i++) cases.push({ frame: JSON.stringify({ op: 6, d: junkValue(r) }).slice(0, 4000), codes: [4002, 4004], label: 'resume junk d' });
+      for (let i = 0; i < 5; i++) {
+        cases.push({ frame: JSON.stringify({ op: 2, d: { token: junkNot(r, 'string'), intents: AT, shard: [0, 1] } }), codes: [4004], label: 'identify token' });
+        cases.push({ frame: JSON.stringify({ op: 2, d: { token: tok, intents: junkNot(r, 'number'), shard: [0, 1] } }), codes: [4013], label: 'identify intents' });
+        cases.push({ frame: JSON.stringify({ op: 2, d: { token: tok, intents: AT, shard: junkNot(r, 'object') } }), codes: [4010], label: 'identify shard' });
+        cases.push({ frame: JSON.stringify({ op: 6, d: { token: tok, session_id: junkNot(r, 'string'), seq: 0 } }), codes: [4006], label: 'resume session_id' });
+        cases.push({ frame: JSON.stringify({ op: 6, d: { token: tok, session_id: ready.d.session_id, seq: junkNot(r, 'number') } }), codes: [4007], label: 'resume seq' });
+      }
+      for (let i = 0; i < 10; i++) cases.push({ frame: Buffer.from(Array.from({ length: 1 + Math.floor(r() * 64) }, () => Math.floor(r() * 256))), binary: r() < 0.5, codes: [4002], label: 'random bytes' });
+      cases.push({ frame: JSON.stringify({ op: 1, d: 'x'.repeat(5000) }), codes: [4002], label: 'over maxFrameBytes' });
+      cases.push({ frame: JSON.stringify({ op: 1, d: 'x'.repeat(200_000) }), codes: [4002], label: 'far over maxFrameBytes, under the transport ceiling' });
+      // above the transport ceiling ws refuses the frame itself, before the gateway can read it (README)
+      cases.push({ frame: 'x'.repeat((1 << 20) + 1), codes: [1009], label: 'over the transport ceiling' });
+
+      for (const c of cases) {
+        const bot = await RawBot.connect(sim);
+        bot.ws.send(c.frame, { binary: c.binary ?? false });
+        const { code } = await closedWithin(bot);
+        // junk may be long: whatever the field, a frame over maxFrameBytes is refused as a whole first
+        const codes = Buffer.byteLength(c.frame) > 4096 && !c.codes.includes(1009) ? [4002] : c.codes;
+        assert.ok(codes.includes(code), `${c.label}: closed with ${code}, expected ${codes.join('/')} for ${String(c.frame).slice(0, 80)}`);
+      }
+      // junk in a heartbeat's d is not the gateway's business: it is acknowledged
+      for (let i = 0; i < 5; i++) {
+        const bot = await RawBot.connect(sim);
+        let frame: string;
+        do frame = JSON.stringify({ op: 1, d: junkValue(r) }); while (Buffer.byteLength(frame) > 4096);
+        bot.send(frame);
+        await bot.next((f) => f.op === 11);
+        bot.close();
+      }
+      assert.ok(cases.length > 100);
+
+      // the session that watched all this is untouched, and new ones still start
+      const posted = sim.postMessage({ kind: 'guild_at', content: 'still here' });
+      assert.equal((await good.next((f) => f.t === 'AT_MESSAGE_CREATE')).d.id, posted.id);
+      const fresh = await RawBot.connect(sim);
+      await fresh.identify(tok, AT);
+      good.close();
+      fresh.close();
+    });
+  });
+});
+
+/** Writes raw bytes to the server and returns what comes back before the connection ends. */
+function rawHttp(port: number, raw: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.end(raw));
+    let reply = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => { reply += chunk; });
+    socket.on('close', () => resolve(reply));
+    socket.on('error', () => resolve(reply));
+    socket.setTimeout(10_000, () => { socket.destroy(); reject(new Error('raw HTTP request hung')); });
+  });
+}
 
 async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -1,7 +1,5 @@
 import { ControlInputError } from './errors.ts';
-import type { FaultInput } from './faults.ts';
 import type { SessionInfo } from './gateway.ts';
-import type { PostMessageInput } from './message-events.ts';
 import type { OutboxEntry } from './outbox.ts';
 import { RouteTable } from './route-table.ts';
 import type { SessionLogEntry } from './session-log.ts';
@@ -112,5 +110,3 @@ export function controlRoutes(target: ControlTarget): RouteTable<Handler> {
   });
   return r;
 }
-
-export type { PostMessageInput, FaultInput };

@@ -5,6 +5,7 @@ import type { GatewayFault } from './faults.ts';
 import { intentOf, isShardZeroEvent, KNOWN_INTENT_BITS } from './intents.ts';
 import type { ResolvedOptions, SimulatorBot } from './options.ts';
 import { SessionLog, type SessionLogEntry } from './session-log.ts';
+import { SessionStartLimit, type SessionStartLimitInfo, type StartBudget } from './start-limit.ts';
 import type { TokenIssuer } from './token-issuer.ts';
 
 export interface SessionInfo {
@@ -35,7 +36,7 @@ export interface SessionSnapshot {
 export interface GatewaySnapshot {
   sessions: SessionSnapshot[];
   log: SessionLogEntry[];
-  startRemaining: Record<string, number>;
+  startLimits: Record<string, StartBudget>;
 }
 
 export type SessionChange = 'ready' | 'resumed' | 'disconnected' | 'invalidated' | 'expired';
@@ -72,6 +73,9 @@ function closeKeepsSession(code: number): boolean {
   return code < 4000 || code === 4008 || code === 4009;
 }
 
+/** Frames are decoded here rather than by ws, so that invalid UTF-8 closes with 4002 like any bad payload. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 const OP = { dispatch: 0, heartbeat: 1, identify: 2, resume: 6, reconnect: 7, invalidSession: 9, hello: 10, heartbeatAck: 11 } as const;
 
 export interface GatewayHooks {
@@ -93,7 +97,7 @@ export class Gateway {
   readonly #sessions = new Map<string, Session>();
   readonly #conns = new Set<Connection>();
   readonly #identifies = new Map<string, number[]>();
-  readonly #startRemaining = new Map<string, number>();
+  readonly #startLimit: SessionStartLimit;
   readonly #log: SessionLog;
   readonly #sweeper: NodeJS.Timeout;
 
@@ -117,9 +121,7 @@ export class Gateway {
       if (!known.has(s.appId)) continue;
       this.#sessions.set(s.id, { ...s, buffer: s.buffer.slice(), conn: undefined, expiresAt: now + init.options.resumeWindowMs });
     }
-    for (const bot of init.options.bots) {
-      this.#startRemaining.set(bot.appId, init.restored?.startRemaining[bot.appId] ?? init.options.sessionStartLimit.remaining);
-    }
+    this.#startLimit = new SessionStartLimit(init.options.sessionStartLimit, [...known], init.restored?.startLimits);
     this.#sweeper = setInterval(() => this.#sweep(Date.now()), Math.min(init.options.resumeWindowMs, 5000));
     this.#sweeper.unref();
   }
@@ -128,9 +130,8 @@ export class Gateway {
     wss.on('connection', (ws) => this.#accept(ws));
   }
 
-  startLimit(appId: string): { total: number; remaining: number; reset_after: number; max_concurrency: number } {
-    const { total, maxConcurrency } = this.#options.sessionStartLimit;
-    return { total, remaining: this.#startRemaining.get(appId) ?? 0, reset_after: 86_400_000, max_concurrency: maxConcurrency };
+  startLimit(appId: string): SessionStartLimitInfo {
+    return this.#startLimit.info(appId);
   }
 
   /**
@@ -140,13 +141,15 @@ export class Gateway {
   dispatch(appId: string | undefined, t: string, d: unknown, id: string): number {
     this.#sweep(Date.now());
     const bit = intentOf(t);
+    // serialised once, before any session is numbered: a payload that cannot be sent must not leave a gap in `s`
+    const tail = `,"t":${JSON.stringify(t)},"id":${JSON.stringify(id)},"d":${JSON.stringify(d) ?? 'null'}}`;
     let reached = 0;
     for (const session of this.#sessions.values()) {
       if (appId !== undefined && session.appId !== appId) continue;
       if (bit !== undefined && (session.intents & bit) === 0) continue;
       if (shardFor(t, d, session.shard[1]) !== session.shard[0]) continue;
       const s = ++session.seq;
-      const frame = JSON.stringify({ op: OP.dispatch, s, t, id, d });
+      const frame = `{"op":${OP.dispatch},"s":${s}${tail}`;
       session.buffer.push({ s, frame });
       if (session.buffer.length > this.#options.replayBufferSize) session.droppedThrough = session.buffer.shift()!.s;
       if (session.conn && !session.conn.closing) session.conn.ws.send(frame);
@@ -207,7 +210,7 @@ export class Gateway {
         droppedThrough: s.droppedThrough, buffer: s.buffer.slice(), resumedCount: s.resumedCount, lastHeartbeatAt: s.lastHeartbeatAt,
       })),
       log: this.#log.entries(),
-      startRemaining: Object.fromEntries(this.#startRemaining),
+      startLimits: this.#startLimit.snapshot(),
     };
   }
 
@@ -246,7 +249,7 @@ export class Gateway {
     if (bytes.length > this.#options.maxFrameBytes) return this.#close(conn, 4002, 'payload too large');
     let payload: unknown;
     try {
-      payload = JSON.parse(bytes.toString('utf8'));
+      payload = JSON.parse(UTF8.decode(bytes));
     } catch {
       return this.#close(conn, 4002, 'invalid payload');
     }
@@ -283,7 +286,8 @@ export class Gateway {
       return reject(4004, 'authentication failed');
     }
     const extra: Partial<SessionLogEntry> = { appId: bot.appId };
-    if (typeof intents !== 'number' || !Number.isInteger(intents) || intents < 0 || (intents & ~KNOWN_INTENT_BITS) !== 0) {
+    // range first: bitwise operators see only the low 32 bits, so 2 ** 32 + x would pass as x
+    if (typeof intents !== 'number' || !Number.isInteger(intents) || intents < 0 || intents > 0x7fffffff || (intents & ~KNOWN_INTENT_BITS) !== 0) {
       return reject(4013, 'invalid intents', extra);
     }
     extra.intents = intents;
@@ -300,9 +304,14 @@ export class Gateway {
       this.#identifies.set(bot.appId, recent);
       return reject(4008, 'identify too fast: max_concurrency per window exceeded', extra);
     }
+    if (!this.#startLimit.take(bot.appId)) {
+      // §3 documents the limit but no close code for it; 4008 is the documented "too fast" code, the one
+      // max_concurrency uses too, and it lets a client identify again once reset_after has passed
+      const { reset_after: resetAfter } = this.#startLimit.info(bot.appId);
+      return reject(4008, `session_start_limit exhausted: resets in ${Math.ceil(resetAfter / 1000)} s`, extra);
+    }
     recent.push(now);
     this.#identifies.set(bot.appId, recent);
-    this.#startRemaining.set(bot.appId, Math.max(0, (this.#startRemaining.get(bot.appId) ?? 0) - 1));
 
     const session: Session = {
       id: randomUUID(), appId: bot.appId, shard: shardPair, intents, seq: 0, droppedThrough: 0, buffer: [],

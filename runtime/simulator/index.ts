@@ -14,6 +14,7 @@ import { OpenApi } from './openapi.ts';
 import { resolveOptions, type ReplyScene, type ResolvedOptions, type SimulatorBot, type SimulatorOptions } from './options.ts';
 import { Outbox, type OutboxEntry } from './outbox.ts';
 import { CODES, PlatformError } from './platform-error.ts';
+import { ProactiveQuota } from './proactive-quota.ts';
 import type { RouteTable } from './route-table.ts';
 import type { SessionLogEntry } from './session-log.ts';
 import type { SimulatorState } from './state.ts';
@@ -22,7 +23,8 @@ import { WebhookDelivery, type WebhookLogEntry, type WebhookRegistration } from 
 import { World, type User } from './world.ts';
 
 export { parseBotFlag, DEFAULT_BOT } from './options.ts';
-export type { SimulatorBot, SimulatorOptions, ReplyScene } from './options.ts';
+export { DEFAULT_PROACTIVE_QUOTAS } from './options.ts';
+export type { SimulatorBot, SimulatorOptions, ReplyScene, ProactiveMode, ProactiveQuotas } from './options.ts';
 export type { OutboxEntry } from './outbox.ts';
 export type { SessionInfo } from './gateway.ts';
 export type { SessionLogEntry } from './session-log.ts';
@@ -61,6 +63,23 @@ export interface Simulator {
 }
 
 const MAX_BODY_BYTES = 1 << 20;
+/** A stream consumer this far behind (a stalled console tab during a bench) is cut off rather than buffered for. */
+const MAX_STREAM_BACKLOG_BYTES = 8 << 20;
+/**
+ * Deeper JSON is refused: JSON.parse takes any depth but JSON.stringify overflows the stack at a few
+ * thousand levels, and everything accepted is re-serialised later (frames, outbox, stream, state).
+ */
+const MAX_JSON_DEPTH = 100;
+
+/** A request body the simulator will not read; answered 400/413 by the OpenAPI, 400 by the control API. */
+class BodyError extends Error {
+  readonly status: number;
+
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
 
 class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
   readonly #options: ResolvedOptions;
@@ -71,6 +90,7 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
   readonly #world: World;
   readonly #ledger: MessageLedger;
   readonly #outbox: Outbox;
+  readonly #proactive: ProactiveQuota;
   readonly #gateway: Gateway;
   readonly #openapi: OpenApi;
   readonly #webhooks: WebhookDelivery;
@@ -89,9 +109,10 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
     this.#bots = new Map(options.bots.map((b) => [b.appId, b]));
     this.#botUsers = new Map(options.bots.map((b) => [b.appId, { id: botUserId(b.appId), username: b.username ?? `simulator-bot-${b.appId}`, avatar: '', bot: true }]));
     this.#tokens = new TokenIssuer(options.bots, options.tokenLifetimeSec, state?.tokens);
-    this.#world = new World([...this.#botUsers.values()]);
+    this.#world = new World([...this.#botUsers.values()], state?.world);
     this.#ledger = new MessageLedger(options.replyWindowMs, state?.ledger);
     this.#outbox = new Outbox(state?.outbox);
+    this.#proactive = new ProactiveQuota(options.proactive, options.proactiveQuotas, state?.proactive);
     this.#nextEventId = state?.nextEventId ?? 1;
     this.#gateway = new Gateway({
       options, tokens: this.#tokens, logger, restored: state?.gateway,
@@ -102,7 +123,7 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
       },
     });
     this.#openapi = new OpenApi({
-      world: this.#world, ledger: this.#ledger, outbox: this.#outbox, tokens: this.#tokens, gateway: this.#gateway, options,
+      world: this.#world, ledger: this.#ledger, outbox: this.#outbox, tokens: this.#tokens, proactive: this.#proactive, gateway: this.#gateway, options,
       gatewayUrl: () => this.gatewayUrl, botUser: (appId) => this.#botUser(appId), onOutbox: (entry) => this.#publish('outbox', entry),
     });
     this.#webhooks = new WebhookDelivery({ bots: options.bots, maxAttempts: options.webhookMaxAttempts, logger, restored: state?.webhooks, onLog: (e) => this.#publish('webhook', e) });
@@ -114,10 +135,18 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
         else res.destroy();
       });
     });
-    this.#wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(options.maxFrameBytes * 16, 1 << 20) });
+    // ws itself refuses frames above this ceiling with 1009 before the gateway sees them; frames between
+    // maxFrameBytes and the ceiling reach the gateway and close with the platform's 4002
+    this.#wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(options.maxFrameBytes * 16, 1 << 20), skipUTF8Validation: true });
     this.#gateway.attach(this.#wss);
     this.#server.on('upgrade', (req, socket, head) => {
-      const path = new URL(req.url ?? '/', 'http://simulator').pathname;
+      socket.on('error', () => socket.destroy());
+      // an 'upgrade' listener that throws takes the whole process down: parse defensively
+      const path = requestUrl(req)?.pathname;
+      if (path === undefined) {
+        socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+        return;
+      }
       if (path !== '/websocket' && path !== '/websocket/') {
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
         return;
@@ -237,7 +266,8 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
       bots: [...this.#bots.values()].map((b) => ({ appId: b.appId, user: this.#botUser(b.appId), legacyToken: b.token !== undefined })),
       recommendedShards: this.#options.recommendedShards,
       heartbeatIntervalMs: this.#options.heartbeatIntervalMs,
-      proactiveCounts: this.#outbox.proactiveCounts(),
+      proactive: this.#options.proactive,
+      proactiveCounts: this.#proactive.counts(),
     };
   }
 
@@ -249,6 +279,8 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
       ledger: this.#ledger.snapshot(),
       outbox: this.#outbox.snapshot(),
       webhooks: this.#webhooks.registrations(),
+      world: this.#world.export(),
+      proactive: this.#proactive.snapshot(),
       nextEventId: this.#nextEventId,
     };
   }
@@ -313,7 +345,13 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
   #publish(event: SimulatorEventName, payload: unknown): void {
     if (this.#streams.size > 0) {
       const chunk = `event: ${event}\ndata: ${JSON.stringify(payload)}\n\n`;
-      for (const res of this.#streams) res.write(chunk);
+      for (const res of this.#streams) {
+        res.write(chunk);
+        if (res.writableLength > MAX_STREAM_BACKLOG_BYTES) {
+          this.#streams.delete(res);
+          res.destroy();
+        }
+      }
     }
     try {
       this.emit(event, payload);
@@ -334,13 +372,23 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
   }
 
   async #onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://simulator');
     const method = req.method ?? 'GET';
+    const url = requestUrl(req);
+    if (!url) {
+      req.resume();
+      return sendJson(res, 400, { code: CODES.invalidParameter, message: 'malformed request target' });
+    }
     if (url.pathname.startsWith('/_simulator')) return this.#onControl(req, res, url, method);
     const traceId = randomBytes(16).toString('hex');
     res.setHeader('X-Tps-trace-ID', traceId);
     try {
-      const body = await readJson(req, method);
+      let body: unknown;
+      try {
+        body = await readJson(req, res, method);
+      } catch (err) {
+        if (!(err instanceof BodyError)) throw err;
+        throw new PlatformError(err.status, CODES.invalidParameter, err.message);
+      }
       if (url.pathname === '/app/getAppAccessToken') {
         if (method !== 'POST') throw new PlatformError(405, CODES.methodNotAllowed, 'use POST');
         const o = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
@@ -368,9 +416,10 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
     try {
       let body: unknown;
       try {
-        body = await readJson(req, method);
-      } catch {
-        throw new ControlInputError('body', 'body must be valid JSON');
+        body = await readJson(req, res, method);
+      } catch (err) {
+        if (!(err instanceof BodyError)) throw err;
+        throw new ControlInputError('body', err.message);
       }
       sendJson(res, 200, await found.handler({ params: found.params, query: url.searchParams, body }));
     } catch (err) {
@@ -396,7 +445,12 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const logger = options.logger ?? silentLogger;
   if (options.state !== undefined && options.state.version !== 1) throw new ControlInputError('state', 'unsupported simulator state version');
   const sim = new SimulatorImpl(resolved, logger, options.state);
-  await sim.listen();
+  try {
+    await sim.listen();
+  } catch (err) {
+    await sim.close();
+    throw err;
+  }
   logger.info({ url: sim.url, gatewayUrl: sim.gatewayUrl }, 'simulator listening');
   for (const bot of resolved.bots) {
     // simulator credentials, printed on purpose so a developer can point a bot at it
@@ -406,7 +460,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   return sim;
 }
 
-async function readJson(req: IncomingMessage, method: string): Promise<unknown> {
+async function readJson(req: IncomingMessage, res: ServerResponse, method: string): Promise<unknown> {
   if (method === 'GET' || method === 'HEAD') {
     req.resume();
     return undefined;
@@ -415,16 +469,46 @@ async function readJson(req: IncomingMessage, method: string): Promise<unknown> 
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new PlatformError(413, CODES.invalidParameter, 'request body too large');
+    if (size > MAX_BODY_BYTES) {
+      // the rest is not read: the connection closes after the answer rather than carry on mid-upload
+      res.setHeader('connection', 'close');
+      throw new BodyError(413, `request body larger than ${MAX_BODY_BYTES} bytes`);
+    }
     chunks.push(chunk as Buffer);
   }
   if (size === 0) return undefined;
   const type = req.headers['content-type'] ?? '';
-  if (type.startsWith('multipart/')) throw new PlatformError(400, CODES.invalidParameter, 'multipart/form-data is not supported by the simulator');
+  if (type.startsWith('multipart/')) throw new BodyError(400, 'multipart/form-data is not supported by the simulator');
+  let parsed: unknown;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    throw new PlatformError(400, CODES.invalidParameter, 'request body is not valid JSON');
+    throw new BodyError(400, 'body must be valid JSON');
+  }
+  if (jsonDepth(parsed, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) throw new BodyError(400, `body nests deeper than ${MAX_JSON_DEPTH} levels`);
+  return parsed;
+}
+
+/** Depth of a parsed JSON value, iteratively (the value may be deeper than the stack); stops counting past `limit`. */
+function jsonDepth(value: unknown, limit: number): number {
+  let max = 0;
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth > max) max = depth;
+    if (max > limit) return max;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return max;
+}
+
+/** The request target as a URL, or undefined when the URL parser refuses it (`GET http://[ HTTP/1.1`). */
+function requestUrl(req: IncomingMessage): URL | undefined {
+  try {
+    return new URL(req.url ?? '/', 'http://simulator');
+  } catch {
+    return undefined;
   }
 }
 

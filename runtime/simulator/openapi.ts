@@ -3,6 +3,7 @@ import type { MessageLedger } from './message-ledger.ts';
 import type { ReplyScene, ResolvedOptions, SimulatorBot } from './options.ts';
 import type { Outbox, OutboxEntry } from './outbox.ts';
 import { CODES, PlatformError } from './platform-error.ts';
+import type { ProactiveQuota } from './proactive-quota.ts';
 import { RouteTable } from './route-table.ts';
 import type { TokenIssuer } from './token-issuer.ts';
 import type { User, World } from './world.ts';
@@ -34,6 +35,7 @@ export class OpenApi {
   readonly #ledger: MessageLedger;
   readonly #outbox: Outbox;
   readonly #tokens: TokenIssuer;
+  readonly #proactive: ProactiveQuota;
   readonly #gateway: Gateway;
   readonly #options: ResolvedOptions;
   readonly #gatewayUrl: () => string;
@@ -44,13 +46,14 @@ export class OpenApi {
   readonly #messages = new Map<string, Record<string, unknown>>();
 
   constructor(init: {
-    world: World; ledger: MessageLedger; outbox: Outbox; tokens: TokenIssuer; gateway: Gateway; options: ResolvedOptions;
+    world: World; ledger: MessageLedger; outbox: Outbox; tokens: TokenIssuer; proactive: ProactiveQuota; gateway: Gateway; options: ResolvedOptions;
     gatewayUrl: () => string; botUser: (appId: string) => User; onOutbox: (entry: OutboxEntry) => void;
   }) {
     this.#world = init.world;
     this.#ledger = init.ledger;
     this.#outbox = init.outbox;
     this.#tokens = init.tokens;
+    this.#proactive = init.proactive;
     this.#gateway = init.gateway;
     this.#options = init.options;
     this.#gatewayUrl = init.gatewayUrl;
@@ -253,6 +256,7 @@ export class OpenApi {
     const body = objectBody(rawBody);
     checkContent(scene, body, (fileInfo) => this.#ledger.upload(fileInfo), bot.appId);
     const { passive } = this.#ledger.admit(bot.appId, scene, targetId, body);
+    if (!passive) this.#proactive.admit({ appId: bot.appId, scene, target: targetId, ...(typeof channelFields?.guild_id === 'string' && scene === 'guild' ? { guildId: channelFields.guild_id } : {}) });
     return this.#record(bot, scene, target, targetId, body, route, passive, channelFields);
   }
 
@@ -284,6 +288,9 @@ export class OpenApi {
     if (body.file_type === 4) throw invalid('file_type 4 (file) is not open');
     if (typeof body.url !== 'string' || !/^https?:\/\//.test(body.url)) throw invalid('url must be an http(s) URL');
     if (body.file_data !== undefined) throw invalid('file_data is not supported');
+    if (body.srv_send_msg !== undefined && typeof body.srv_send_msg !== 'boolean') throw invalid('srv_send_msg must be a boolean');
+    // sent right away, it is a proactive message (§13.2)
+    if (body.srv_send_msg === true) this.#proactive.admit({ appId: bot.appId, scene, target: targetId });
     const fileInfo = Buffer.from(`${scene}:${bot.appId}:${this.#world.newId()}`).toString('base64');
     this.#ledger.recordUpload({ fileInfo, appId: bot.appId, scene });
     const result: Record<string, unknown> = { file_uuid: this.#world.newId('F'), file_info: fileInfo, ttl: 3600 };

@@ -27,8 +27,12 @@ export interface SimulatorOptions {
   sessionTimeoutMs?: number;
   /** `shards` in /gateway/bot. @defaultValue 1 */
   recommendedShards?: number;
-  /** @defaultValue total 1000, remaining = total, maxConcurrency 1 */
-  sessionStartLimit?: { total: number; remaining?: number; maxConcurrency: number };
+  /**
+   * `session_start_limit` (§3). An identify with no starts remaining is closed with 4008; the count
+   * goes back to `total` every `resetAfterMs`. @defaultValue total 1000, remaining = total,
+   * maxConcurrency 1, resetAfterMs 24 h
+   */
+  sessionStartLimit?: { total: number; remaining?: number; maxConcurrency: number; resetAfterMs?: number };
   /** identifies allowed per bot: maxConcurrency per this window, else close 4008. @defaultValue 5000 */
   identifyWindowMs?: number;
   /** dispatches kept per session for resume. @defaultValue 10000 */
@@ -39,6 +43,14 @@ export interface SimulatorOptions {
   maxFrameBytes?: number;
   /** passive-reply windows per scene (§14). @defaultValue c2c 60 min, others 5 min */
   replyWindowMs?: Partial<Record<ReplyScene, number>>;
+  /**
+   * Unsolicited sends (no msg_id / event_id, §14). `off`: refused, as the platform does since
+   * 2025-04-21; `quota`: the documented per-scene quotas apply (see `proactiveQuotas`);
+   * `allowed`: accepted and only counted. @defaultValue 'off'
+   */
+  proactive?: ProactiveMode;
+  /** limits for `proactive: 'quota'`. @defaultValue the platform's numbers, see DEFAULT_PROACTIVE_QUOTAS */
+  proactiveQuotas?: Partial<ProactiveQuotas>;
   /** webhook delivery attempts per event before giving up. @defaultValue 5 */
   webhookMaxAttempts?: number;
   /** state from `Simulator.exportState()` of a previous instance: sessions stay resumable across a restart */
@@ -49,6 +61,28 @@ export interface SimulatorOptions {
 }
 
 export type ReplyScene = 'c2c' | 'group' | 'guild' | 'direct';
+
+export type ProactiveMode = 'allowed' | 'quota' | 'off';
+
+/** §14's proactive quotas; days and months are counted in China time (UTC+8). */
+export interface ProactiveQuotas {
+  c2cPerUserPerMonth: number;
+  groupPerGroupPerMonth: number;
+  channelPerChannelPerDay: number;
+  /** distinct channels of one guild a bot may push to per day */
+  channelsPerGuildPerDay: number;
+  dmPerUserPerDay: number;
+  dmPerDay: number;
+}
+
+export const DEFAULT_PROACTIVE_QUOTAS: Readonly<ProactiveQuotas> = Object.freeze({
+  c2cPerUserPerMonth: 4,
+  groupPerGroupPerMonth: 4,
+  channelPerChannelPerDay: 20,
+  channelsPerGuildPerDay: 2,
+  dmPerUserPerDay: 2,
+  dmPerDay: 200,
+});
 
 export const DEFAULT_BOT: Readonly<Required<Pick<SimulatorBot, 'appId' | 'secret' | 'token'>>> = Object.freeze({
   appId: '1020000001',
@@ -64,14 +98,22 @@ export interface ResolvedOptions {
   heartbeatIntervalMs: number;
   sessionTimeoutMs: number;
   recommendedShards: number;
-  sessionStartLimit: { total: number; remaining: number; maxConcurrency: number };
+  sessionStartLimit: { total: number; remaining: number; maxConcurrency: number; resetAfterMs: number };
   identifyWindowMs: number;
   replayBufferSize: number;
   resumeWindowMs: number;
   maxFrameBytes: number;
   replyWindowMs: Record<ReplyScene, number>;
   webhookMaxAttempts: number;
+  proactive: ProactiveMode;
+  proactiveQuotas: ProactiveQuotas;
   printCredentials: boolean;
+}
+
+function nonNegativeInt(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 0) throw new SimulatorConfigError(`simulator option ${name} must be a non-negative integer`, { option: name });
+  return value;
 }
 
 function positiveInt(name: string, value: number | undefined, fallback: number): number {
@@ -91,6 +133,15 @@ export function resolveOptions(options: SimulatorOptions): ResolvedOptions {
   const heartbeatIntervalMs = positiveInt('heartbeatIntervalMs', options.heartbeatIntervalMs, 41250);
   const limit = options.sessionStartLimit;
   const total = positiveInt('sessionStartLimit.total', limit?.total, 1000);
+  const remaining = nonNegativeInt('sessionStartLimit.remaining', limit?.remaining, total);
+  if (remaining > total) throw new SimulatorConfigError('simulator option sessionStartLimit.remaining must not exceed total', { option: 'sessionStartLimit.remaining' });
+  const proactive = options.proactive ?? 'off';
+  if (!['allowed', 'quota', 'off'].includes(proactive)) throw new SimulatorConfigError('simulator option proactive must be allowed, quota or off', { option: 'proactive' });
+  const proactiveQuotas = { ...DEFAULT_PROACTIVE_QUOTAS };
+  for (const [key, value] of Object.entries(options.proactiveQuotas ?? {}) as Array<[keyof ProactiveQuotas, number | undefined]>) {
+    if (!(key in DEFAULT_PROACTIVE_QUOTAS)) throw new SimulatorConfigError(`unknown simulator option proactiveQuotas.${key}`, { option: `proactiveQuotas.${key}` });
+    proactiveQuotas[key] = nonNegativeInt(`proactiveQuotas.${key}`, value, DEFAULT_PROACTIVE_QUOTAS[key]);
+  }
   return {
     host: options.host ?? '127.0.0.1',
     port: options.port ?? 0,
@@ -99,13 +150,18 @@ export function resolveOptions(options: SimulatorOptions): ResolvedOptions {
     heartbeatIntervalMs,
     sessionTimeoutMs: positiveInt('sessionTimeoutMs', options.sessionTimeoutMs, heartbeatIntervalMs * 2),
     recommendedShards: positiveInt('recommendedShards', options.recommendedShards, 1),
-    sessionStartLimit: { total, remaining: limit?.remaining ?? total, maxConcurrency: positiveInt('sessionStartLimit.maxConcurrency', limit?.maxConcurrency, 1) },
+    sessionStartLimit: {
+      total, remaining, maxConcurrency: positiveInt('sessionStartLimit.maxConcurrency', limit?.maxConcurrency, 1),
+      resetAfterMs: positiveInt('sessionStartLimit.resetAfterMs', limit?.resetAfterMs, 86_400_000),
+    },
     identifyWindowMs: positiveInt('identifyWindowMs', options.identifyWindowMs, 5000),
     replayBufferSize: positiveInt('replayBufferSize', options.replayBufferSize, 10000),
     resumeWindowMs: positiveInt('resumeWindowMs', options.resumeWindowMs, 300_000),
     maxFrameBytes: positiveInt('maxFrameBytes', options.maxFrameBytes, 16384),
     replyWindowMs: { c2c: 60 * 60_000, group: 5 * 60_000, guild: 5 * 60_000, direct: 5 * 60_000, ...options.replyWindowMs },
     webhookMaxAttempts: positiveInt('webhookMaxAttempts', options.webhookMaxAttempts, 5),
+    proactive,
+    proactiveQuotas,
     printCredentials: options.printCredentials ?? true,
   };
 }

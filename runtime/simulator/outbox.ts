@@ -17,7 +17,7 @@ export interface OutboxEntry {
   msg_id?: string;
   event_id?: string;
   msg_seq?: number;
-  /** answered a msg_id/event_id (false: a proactive message, allowed but counted) */
+  /** answered a msg_id/event_id (false: a proactive message, admitted by the `proactive` option) */
   passive: boolean;
   /** the OpenAPI route, e.g. `POST /v2/groups/{group_openid}/messages` */
   route: string;
@@ -31,19 +31,16 @@ const MAX_ENTRIES = 50_000;
 export class Outbox {
   #entries: OutboxEntry[] = [];
   #next: number;
-  #proactive = new Map<string, number>();
 
   constructor(restored?: OutboxSnapshot) {
     this.#entries = restored ? restored.entries.map((e) => ({ ...e })) : [];
     this.#next = restored?.next ?? 1;
-    for (const e of this.#entries) if (!e.passive) this.#countProactive(e);
   }
 
   add(entry: Omit<OutboxEntry, 'n' | 'at'>): OutboxEntry {
     const full: OutboxEntry = { n: this.#next++, at: new Date().toISOString(), ...entry };
     this.#entries.push(full);
     if (this.#entries.length > MAX_ENTRIES) this.#entries.splice(0, this.#entries.length - MAX_ENTRIES);
-    if (!full.passive) this.#countProactive(full);
     return full;
   }
 
@@ -63,17 +60,7 @@ export class Outbox {
     for (const e of this.#entries) if (e.id === id) e.recalled = true;
   }
 
-  /** proactive sends per `appId scene target` key (§14 quotas are not enforced, only counted) */
-  proactiveCounts(): Record<string, number> {
-    return Object.fromEntries(this.#proactive);
-  }
-
   snapshot(): OutboxSnapshot {
     return { entries: this.#entries.map((e) => ({ ...e })), next: this.#next };
-  }
-
-  #countProactive(e: OutboxEntry): void {
-    const key = `${e.appId} ${e.scene} ${Object.values(e.target).join(',')}`;
-    this.#proactive.set(key, (this.#proactive.get(key) ?? 0) + 1);
   }
 }

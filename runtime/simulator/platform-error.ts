@@ -37,6 +37,15 @@ export const CODES = {
   emptyMessage: 50006,
   markdownCombination: 50037,
   replyMsgIdWrong: 304026,
+  /** §15.4 proactive quotas; meanings from the docs' error table */
+  proactiveChannelLimit: 304045,
+  proactiveChannelNotAllowed: 304046,
+  proactiveChannelCountLimit: 304047,
+  proactiveGuildNotAllowed: 304048,
+  proactiveDmLimit: 304049,
+  proactiveDmTotalLimit: 304050,
+  /** group/C2C proactive send refused since proactive push was switched off (third-party reports) */
+  proactiveNoPermission: 40034102,
   replyWindowExpired: 304027,
   duplicateMsgSeq: 40054005,
   /** simulator's choice: §14 allows 5 replies per msg_id, no code is documented */
@@ -45,6 +54,7 @@ export const CODES = {
   /** simulator's choice for "no such message" on recall */
   recallNotFound: 306004,
   channelRateLimited: 20028,
+  /** group/C2C "msg limit exceed": the send page's answer for rate and quota alike */
   sendRateLimited: 22009,
   /** simulator's choice for malformed parameters */
   invalidParameter: 40034001,

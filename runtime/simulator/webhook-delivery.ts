@@ -88,7 +88,10 @@ export class WebhookDelivery {
     this.#record({ ...entry, status: answer.status, body: answer.text.slice(0, 2048), outcome: ok ? 'ok' : 'rejected' });
     if (!ok) throw new ControlInputError('url', 'callback validation failed: the answer must be 200 with the same plain_token and a valid ed25519 signature over event_ts+plain_token');
     const previous = this.#targets.get(appId);
-    this.#targets.set(appId, { url, queue: previous?.queue ?? [], running: previous?.running ?? false, seq: previous?.seq ?? 0 });
+    // a running drain loop holds on to its target: re-registering updates it in place, or the loop
+    // would stop (it is no longer the registered target) while `running` stayed true for good
+    if (previous) previous.url = url;
+    else this.#targets.set(appId, { url, queue: [], running: false, seq: 0 });
     return { appId, url };
   }
 

@@ -10,6 +10,19 @@ export interface DirectSession { guild_id: string; channel_id: string; recipient
 
 const JOINED = '2024-01-01T00:00:00+08:00';
 
+/** Everything in the world, as plain JSON, for `SimulatorState` (unlike `snapshot()`, which is the public view). */
+export interface WorldSnapshot {
+  guilds: Guild[];
+  channels: Channel[];
+  members: Array<[string, Member[]]>;
+  roles: Array<[string, Role[]]>;
+  groups: Group[];
+  c2cUsers: string[];
+  dms: DirectSession[];
+  users: User[];
+  nextId: number;
+}
+
 /**
  * The small, editable world behind the OpenAPI. Guild ids are chosen so that
  * `(id >> 22) % 4` gives 0, 1, 2, 3 for the four seeded guilds (and 0, 1, 0, 1 for two shards).
@@ -31,7 +44,11 @@ export class World {
   static readonly defaultGroupMember = 'SIMMEMBER000000000000000000000001';
   static readonly defaultC2cUser = 'SIMUSER00000000000000000000000001';
 
-  constructor(botUsers: User[]) {
+  constructor(botUsers: User[], restored?: WorldSnapshot) {
+    if (restored) {
+      this.#restore(restored, botUsers);
+      return;
+    }
     this.users.set(World.defaultUser.id, World.defaultUser);
     this.users.set(World.defaultAdmin.id, World.defaultAdmin);
     for (const u of botUsers) this.users.set(u.id, u);
@@ -118,6 +135,40 @@ export class World {
   directByGuild(guildId: string): DirectSession | undefined {
     for (const dm of this.dms.values()) if (dm.guild_id === guildId) return dm;
     return undefined;
+  }
+
+  export(): WorldSnapshot {
+    return structuredClone({
+      guilds: [...this.guilds.values()],
+      channels: [...this.channels.values()],
+      members: [...this.members].map(([g, m]) => [g, [...m.values()]] as [string, Member[]]),
+      roles: [...this.roles].map(([g, r]) => [g, [...r.values()]] as [string, Role[]]),
+      groups: [...this.groups.values()],
+      c2cUsers: [...this.c2cUsers],
+      dms: [...this.dms.values()],
+      users: [...this.users.values()],
+      nextId: this.#nextId,
+    });
+  }
+
+  #restore(w: WorldSnapshot, botUsers: User[]): void {
+    const copy = structuredClone(w);
+    for (const u of copy.users) this.users.set(u.id, u);
+    for (const g of copy.guilds) this.guilds.set(g.id, g);
+    for (const c of copy.channels) this.channels.set(c.id, c);
+    for (const [g, members] of copy.members) this.members.set(g, new Map(members.map((m) => [m.user.id, m])));
+    for (const [g, roles] of copy.roles) this.roles.set(g, new Map(roles.map((r) => [r.id, r])));
+    for (const group of copy.groups) this.groups.set(group.group_openid, group);
+    for (const openid of copy.c2cUsers) this.c2cUsers.add(openid);
+    for (const dm of copy.dms) this.dms.set(dm.recipient_id, dm);
+    this.#nextId = copy.nextId;
+    // a bot added since the export joins every guild, as a seeded one would have
+    for (const guildId of this.guilds.keys()) {
+      const members = this.members.get(guildId) ?? new Map<string, Member>();
+      this.members.set(guildId, members);
+      if (!this.roles.has(guildId)) this.roles.set(guildId, new Map());
+      for (const b of botUsers) if (!members.has(b.id)) this.addMember(guildId, b, ['1']);
+    }
   }
 
   publicChannel(c: Channel): Omit<Channel, 'botCanSpeak'> {
