@@ -97,7 +97,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
     if (this.#stopRequested) return;
 
     this.#storage = new StorageBackends({ dataDir: config.dataDir, logger: this.#log.child({ part: 'storage' }) });
-    this.#capabilities = createCapabilityHandler({ bots: this.#grants, logger: this.#log.child({ part: 'capabilities' }) });
+    this.#capabilities = createCapabilityHandler({ bots: this.#grants, fetch: config.fetch, logger: this.#log.child({ part: 'capabilities' }) });
     this.#supervisor = new PluginSupervisor({ ...this.#options.supervisor, onCall: this.#capabilities.handle, logger: this.#log.child({ part: 'plugin-host' }) });
     this.#watchSupervisor(this.#supervisor);
     await this.#supervisor.start();

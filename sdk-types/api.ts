@@ -61,8 +61,11 @@ export interface MessageBody {
   media?: { file_info: string };
   image?: string;
   message_reference?: { message_id: string; ignore_get_message_error?: boolean };
+  /** Passive reply to this message id. When it names a message the bot received, the host checks the reply window and cap and sets `msg_seq`. */
   msg_id?: string;
+  /** Passive reply to this event id (same checks as `msg_id`). */
   event_id?: string;
+  /** Ignored when `msg_id`/`event_id` names an event the bot received: the host hands out the shared sequence. */
   msg_seq?: number;
 }
 
@@ -118,7 +121,7 @@ export interface PluginApi {
 
 /** How a refused or failed call rejects inside the plugin: an Error with these fields. */
 export interface PluginCallError extends Error {
-  /** Stable runtime code, e.g. E_PERMISSION, E_INVALID_ARGUMENT, E_RATE_LIMITED, E_REPLY_WINDOW, E_OPENAPI. */
+  /** Stable runtime code, e.g. E_PERMISSION, E_INVALID_ARGUMENT, E_RATE_LIMITED, E_REPLY_WINDOW, E_STORAGE_LIMIT, E_FETCH_ADDRESS, E_OPENAPI. */
   code: string;
   /** Platform error code when the platform refused the call. */
   platformCode?: number;

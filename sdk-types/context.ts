@@ -11,7 +11,9 @@ export interface PluginEvent<T extends EventType = EventType> {
   transport: 'websocket' | 'webhook';
   /**
    * Passive reply to this event: the host picks the endpoint (channel, DM, group, C2C), sets
-   * `msg_id`/`event_id`, `msg_type` and the next `msg_seq`, and checks the reply window first.
+   * `msg_id`/`event_id`, `msg_type` and the next `msg_seq`, and checks the reply window first
+   * (measured from when the runtime received the event). GUILD_MEMBER_* events name no channel:
+   * use `ctx.api.sendChannelMessage(channelId, { content, event_id: event.id })` for them.
    */
   reply(body: ReplyBody | string): Promise<SendResult>;
   /** INTERACTION_CREATE only: answer the button press (0 ok … 5 admins only). Done for you otherwise. */
@@ -25,7 +27,7 @@ export interface PluginLogger {
   error(...args: unknown[]): void;
 }
 
-/** Per-plugin, per-bot key-value store; values are JSON. Needs the `storage` permission. */
+/** Per-plugin, per-bot key-value store; values are JSON. Needs the `storage` permission. Bounded (E_STORAGE_LIMIT): 64 KB per value, 10 000 keys, 16 MB in total. */
 export interface PluginStorage {
   get<T = unknown>(key: string): Promise<T | undefined>;
   set(key: string, value: unknown): Promise<void>;
@@ -56,7 +58,7 @@ export interface PluginContext<Config = Record<string, unknown>> {
   readonly api: PluginApi;
   readonly storage: PluginStorage;
   on<T extends EventType>(type: T, handler: EventHandler<T>): void;
-  /** Needs `net.fetch`; only hosts on the bot's allow-list. */
+  /** Needs `net.fetch`; only hosts on the allow-list, and only public addresses (E_FETCH_ADDRESS). */
   fetch(url: string, init?: FetchInit): Promise<FetchResponse>;
 }
 

@@ -14,7 +14,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { LookupFunction } from 'node:net';
-import { Agent } from 'undici';
 import type { EventMap, EventType } from './events.ts';
 import { OpenAPIError } from '../runtime/openapi/errors.ts';
 import { bundlePlugin } from '../runtime/plugins/bundler.ts';
@@ -31,8 +30,18 @@ export interface TestHarnessOptions {
   /** the plugin's bot.yaml section; validated against its schema, defaults applied */
   config?: unknown;
   bot?: { name: string; appId: string };
-  /** hostname → IP for ctx.fetch, e.g. `{ 'v1.hitokoto.cn': '127.0.0.1' }` to serve an allow-listed host locally */
+  /**
+   * hostname → IP for ctx.fetch, e.g. `{ 'v1.hitokoto.cn': '127.0.0.1' }` to serve an allow-listed
+   * host locally; names not listed fail to resolve (tests stay off the network). A loopback or
+   * private IP also needs `allowPrivateAddresses`.
+   */
   resolveHosts?: Record<string, string>;
+  /**
+   * Let ctx.fetch reach loopback/private/link-local addresses, as an operator can for local setups.
+   * Off by default, as in production: a plugin's allow-listed host resolving to such an address is
+   * refused with E_FETCH_ADDRESS.
+   */
+  allowPrivateAddresses?: boolean;
   rateLimits?: Record<string, RateLimit>;
 }
 
@@ -120,11 +129,13 @@ export async function createTestHarness(options: TestHarnessOptions): Promise<Te
 
   const dataDir = await mkdtemp(join(tmpdir(), 'qqbot-harness-'));
   const storage = new FileKeyValueStore({ dir: dataDir });
-  const agent = options.resolveHosts ? new Agent({ connect: { lookup: lookupFrom(options.resolveHosts) } }) : undefined;
   const capabilities: PluginCapabilities = createCapabilityHandler({
     bots: { [bot.name]: { request, storage } },
     ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
-    ...(agent ? { fetch: { dispatcher: agent } } : {}),
+    fetch: {
+      ...(options.resolveHosts ? { lookup: lookupFrom(options.resolveHosts) } : {}),
+      ...(options.allowPrivateAddresses ? { allowPrivateAddresses: true } : {}),
+    },
   });
   const spec: PluginInstanceSpec = {
     id: `${bot.name}/${name}`,
@@ -149,7 +160,6 @@ export async function createTestHarness(options: TestHarnessOptions): Promise<Te
     await supervisor.load(spec);
   } catch (error) {
     await supervisor.stop();
-    await agent?.close();
     await rm(dataDir, { recursive: true, force: true });
     throw error;
   }
@@ -159,8 +169,8 @@ export async function createTestHarness(options: TestHarnessOptions): Promise<Te
     spec, calls, replies, logs, errors,
     async emit(type, data, envelope) {
       eventSeq += 1;
-      const payload = { ...defaultsFor(type, eventSeq), ...data } as Record<string, unknown>;
       const defaults = defaultsFor(type, eventSeq) as Record<string, unknown>;
+      const payload = { ...defaults, ...data } as Record<string, unknown>;
       if (isObject(defaults.author) && isObject(data?.author)) payload.author = { ...defaults.author, ...data.author };
       const id = envelope?.id ?? `${type}:event-${eventSeq}`;
       const ref = capabilities.events.register({ bot: bot.name, type, id, data: payload });
@@ -181,7 +191,6 @@ export async function createTestHarness(options: TestHarnessOptions): Promise<Te
       await supervisor.stop();
       capabilities.unregisterInstance(spec.id);
       await storage.close();
-      await agent?.close();
       await rm(dataDir, { recursive: true, force: true });
     },
   };

@@ -20,6 +20,7 @@ import type { CallResult, PluginInstanceSpec } from '../runtime/plugins/instance
 import { FileKeyValueStore } from '../runtime/plugins/storage/file-store.ts';
 import { RedisKeyValueStore } from '../runtime/plugins/storage/redis-store.ts';
 import type { KeyValueStore } from '../runtime/plugins/storage/key-value-store.ts';
+import { addressCategory } from '../runtime/plugins/capabilities/address-policy.ts';
 
 const APP_ID = '102030';
 const TOKEN = 'tok-9f8e7d6c5b4a-SECRET';
@@ -220,7 +221,7 @@ describe('replies', () => {
     const caps = setup();
     caps.registerInstance(spec('main', 'x', ['messages.send']));
     const member = caps.events.register({ bot: 'main', type: 'GUILD_MEMBER_ADD', id: 'e1', data: { guild_id: 'G', user: { id: 'U' } } });
-    assertFailure(await caps.call('main/x', 'reply', { ref: member, body: 'welcome' }), 'E_REPLY_UNSUPPORTED', /GUILD_MEMBER_ADD carries no channel: send with ctx\.api\.sendChannelMessage/);
+    assertFailure(await caps.call('main/x', 'reply', { ref: member, body: 'welcome' }), 'E_REPLY_UNSUPPORTED', /GUILD_MEMBER_ADD events carry no channel/);
     const deleted = caps.events.register({ bot: 'main', type: 'MESSAGE_DELETE', id: 'e2', data: { message: {}, op_user: { id: 'U' } } });
     assertFailure(await caps.call('main/x', 'reply', { ref: deleted, body: 'x' }), 'E_REPLY_UNSUPPORTED', /no passive reply to MESSAGE_DELETE/);
     const ok = caps.events.register({ bot: 'main', type: 'AT_MESSAGE_CREATE', id: 'e3', data: at });
@@ -316,6 +317,79 @@ describe('replies', () => {
     assert.equal(valueOf(await caps.call('main/a', 'api.sendChannelMessage', ['C1', { content: 'x' }])).audit_id, 'AUD-1');
   });
 
+  test('a 202 whose body is a real error (not 304023/304024) is a failure, not an audit success', async () => {
+    const caps = setup();
+    caps.registerInstance(spec('main', 'a', ['messages.send']));
+    api.respond.fn = () => ({ status: 202, body: { code: 11264, message: 'guild has not granted the API' } });
+    assertFailure(await caps.call('main/a', 'api.sendChannelMessage', ['C1', { content: 'x' }]), 'E_OPENAPI', /platform code 11264/);
+    const ref = caps.events.register({ bot: 'main', type: 'AT_MESSAGE_CREATE', id: 'e', data: at });
+    assertFailure(await caps.call('main/a', 'reply', { ref, body: 'x' }), 'E_OPENAPI', /platform code 11264/);
+  });
+
+  test('a duplicate delivery does not reopen the reply window: it runs from the first receipt', async () => {
+    let now = 1_000_000_000;
+    const events = new EventRegistry({ now: () => now });
+    const caps = setup({ events });
+    caps.registerInstance(spec('main', 'a', ['messages.send']));
+    const data = { id: 'GM', content: 'x', timestamp: '', group_openid: 'G', author: { member_openid: 'M' } };
+    events.register({ bot: 'main', type: 'GROUP_AT_MESSAGE_CREATE', id: 'first', data });
+    now += 4 * 60_000;
+    const dup = events.register({ bot: 'main', type: 'GROUP_AT_MESSAGE_CREATE', id: 'again', data });
+    now += 61_000;
+    assertFailure(await caps.call('main/a', 'reply', { ref: dup, body: 'late' }), 'E_REPLY_WINDOW', /closed 1 s ago/);
+    assert.equal(api.seen.length, 0);
+  });
+
+  test('the registry drops expired records first: a live C2C record survives newer expired ones, even at the size cap', async () => {
+    let now = 1_000_000_000;
+    const events = new EventRegistry({ now: () => now, maxEntries: 3, graceMs: 0 });
+    const caps = setup({ events });
+    caps.registerInstance(spec('main', 'a', ['messages.send']));
+    const c2c = events.register({ bot: 'main', type: 'C2C_MESSAGE_CREATE', id: 'c', data: { id: 'CM', content: 'x', timestamp: '', author: { user_openid: 'U' } } });
+    events.register({ bot: 'main', type: 'AT_MESSAGE_CREATE', id: 'a1', data: { ...at, id: 'A1' } });
+    events.register({ bot: 'main', type: 'MESSAGE_DELETE', id: 'd1', data: { message: {}, op_user: { id: 'U' } } });
+    now += 6 * 60_000; // past the channel window and the no-reply TTL, inside C2C's 60 minutes
+    events.register({ bot: 'main', type: 'AT_MESSAGE_CREATE', id: 'a2', data: { ...at, id: 'A2' } });
+    assert.equal(events.size, 2);
+    valueOf(await caps.call('main/a', 'reply', { ref: c2c, body: 'still answerable' }));
+  });
+
+  test('api.send* naming a known event\'s msg_id/event_id shares event.reply\'s msg_seq, reply cap and window', async () => {
+    let now = 1_000_000_000;
+    const events = new EventRegistry({ now: () => now });
+    const caps = setup({ events });
+    caps.registerInstance(spec('main', 'a', ['messages.send']));
+    caps.registerInstance(spec('main', 'b', ['messages.send']));
+    const ref = events.register({ bot: 'main', type: 'GROUP_AT_MESSAGE_CREATE', id: 'e', data: { id: 'GM', content: 'x', timestamp: '', group_openid: 'G', author: { member_openid: 'M' } } });
+    const results = await Promise.all([
+      caps.call('main/a', 'reply', { ref, body: 'a1' }),
+      caps.call('main/b', 'api.sendGroupMessage', ['G', { content: 'b1', msg_id: 'GM', msg_seq: 1 }]),
+      caps.call('main/a', 'reply', { ref, body: 'a2' }),
+      caps.call('main/b', 'api.sendGroupMessage', ['G', { content: 'b2', msg_id: 'GM' }]),
+    ]);
+    results.forEach(valueOf);
+    assert.deepEqual(api.seen.map((r) => (r.body as { msg_seq: number }).msg_seq).sort(), [1, 2, 3, 4]);
+    assert.ok(api.seen.every((r) => (r.body as { msg_id: string }).msg_id === 'GM'));
+    valueOf(await caps.call('main/b', 'api.sendGroupMessage', ['G', { content: 'b3', msg_id: 'GM' }]));
+    assertFailure(await caps.call('main/b', 'api.sendGroupMessage', ['G', { content: 'b4', msg_id: 'GM' }]), 'E_REPLY_LIMIT', /^api\.sendGroupMessage: /);
+    assertFailure(await caps.call('main/a', 'reply', { ref, body: 'a3' }), 'E_REPLY_LIMIT');
+    assert.equal(api.seen.length, 5);
+
+    // an id the registry does not know passes through with the plugin's own msg_seq
+    valueOf(await caps.call('main/b', 'api.sendGroupMessage', ['G', { content: 'x', msg_id: 'UNKNOWN', msg_seq: 7 }]));
+    assert.deepEqual(api.seen.at(-1)!.body, { content: 'x', msg_id: 'UNKNOWN', msg_seq: 7, msg_type: 0 });
+
+    // GUILD_MEMBER_ADD has no channel for event.reply; the api call it points to gets the bookkeeping
+    const member = events.register({ bot: 'main', type: 'GUILD_MEMBER_ADD', id: 'MEMBER-EV', data: { guild_id: 'G1', user: { id: 'U' } } });
+    assertFailure(await caps.call('main/a', 'reply', { ref: member, body: 'welcome' }), 'E_REPLY_UNSUPPORTED',
+      /GUILD_MEMBER_ADD events carry no channel.*ctx\.api\.sendChannelMessage\(channelId, \{ content, event_id: event\.id \}\)/);
+    valueOf(await caps.call('main/a', 'api.sendChannelMessage', ['C5', { content: 'welcome', event_id: 'MEMBER-EV' }]));
+    assert.deepEqual(api.seen.at(-1)!.body, { content: 'welcome', event_id: 'MEMBER-EV', msg_seq: 1 });
+    now += 5 * 60_000;
+    assertFailure(await caps.call('main/a', 'api.sendChannelMessage', ['C5', { content: 'late', event_id: 'MEMBER-EV' }]), 'E_REPLY_WINDOW', /5-minute passive reply window of this GUILD_MEMBER_ADD/);
+    assert.equal(api.seen.length, 7);
+  });
+
   test('INTERACTION_CREATE is acked for the plugin when the event is finished, unless a plugin acked it', async () => {
     const caps = setup();
     caps.registerInstance(spec('main', 'a', ['messages.send']));
@@ -362,6 +436,7 @@ async function storageContract(name: string, makeStore: () => Promise<{ store: K
       valueOf(await caps.call('main/dice', 'storage.set', { key: 'other', value: 'overwrite is fine at the cap' }));
       assertFailure(await caps.call('main/dice', 'storage.set', { key: '', value: 1 }), 'E_INVALID_ARGUMENT');
       assertFailure(await caps.call('main/dice', 'storage.set', { key: 'k'.repeat(300), value: 1 }), 'E_INVALID_ARGUMENT');
+      assertFailure(await caps.call('main/dice', 'storage.set', { key: '\u0000bytes', value: 1 }), 'E_INVALID_ARGUMENT', /without NUL/);
       assertFailure(await caps.call('main/dice', 'storage.set', { key: 'k' }), 'E_INVALID_ARGUMENT', /use storage\.delete/);
       assert.equal(valueOf(await caps.call('main/dice', 'storage.delete', { key: 'stats:u2' })), true);
       assert.equal(valueOf(await caps.call('main/dice', 'storage.delete', { key: 'stats:u2' })), false);
@@ -370,6 +445,43 @@ async function storageContract(name: string, makeStore: () => Promise<{ store: K
         assert.deepEqual(await again.keys({ bot: 'main', plugin: 'dice' }), ['other', 'stats:u1']);
         assert.equal(await again.get({ bot: 'main', plugin: 'dice' }, 'other'), JSON.stringify('overwrite is fine at the cap'));
       }
+    } finally {
+      await cleanup();
+    }
+  });
+}
+
+async function storageQuotaContract(name: string, makeStore: () => Promise<{ store: KeyValueStore; cleanup(): Promise<void> }>): Promise<void> {
+  test(`${name}: a total-bytes cap per namespace and the key cap hold under concurrent writes`, async () => {
+    const { store, cleanup } = await makeStore();
+    try {
+      const caps = setup({ bots: { main: { request, storage: store } }, storageCaps: { maxValueBytes: 1000, maxKeys: 1000, maxTotalBytes: 4096 } });
+      caps.registerInstance(spec('main', 'hog', ['storage']));
+      caps.registerInstance(spec('main', 'keys', ['storage']));
+      const ns = { bot: 'main', plugin: 'hog' };
+      const value = 'v'.repeat(498); // JSON adds 2 quotes: key (2) + value (500) = 502 bytes per entry
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => caps.call('main/hog', 'storage.set', { key: `k${String.fromCharCode(97 + i)}`, value })));
+      const stored = results.filter((r) => r.ok).length;
+      for (const r of results.filter((x) => !x.ok)) assertFailure(r, 'E_STORAGE_LIMIT', /limit is 4096/);
+      const usage = await store.usage(ns);
+      assert.equal(usage.keys, stored);
+      assert.ok(usage.bytes <= 4096, `stored ${usage.bytes} bytes`);
+      assert.equal(usage.bytes, (await store.keys(ns)).length * 502);
+      assert.ok(stored >= 1 && 4096 - usage.bytes < 502, `the cap is filled, not undershot (${stored} stored)`);
+      // overwriting with a smaller value is fine at the cap; deleting makes room again
+      const [first] = await store.keys(ns);
+      valueOf(await caps.call('main/hog', 'storage.set', { key: first, value: 'small' }));
+      valueOf(await caps.call('main/hog', 'storage.set', { key: 'zz', value }));
+      assertFailure(await caps.call('main/hog', 'storage.set', { key: 'zy', value }), 'E_STORAGE_LIMIT', /storage to \d+ bytes; the limit is 4096/);
+      assert.equal(valueOf(await caps.call('main/hog', 'storage.delete', { key: 'zz' })), true);
+      valueOf(await caps.call('main/hog', 'storage.set', { key: 'zy', value }));
+      assert.equal((await store.usage(ns)).bytes, (await Promise.all((await store.keys(ns)).map(async (k) => Buffer.byteLength(k) + Buffer.byteLength((await store.get(ns, k))!)))).reduce((a, b) => a + b, 0));
+
+      const small = setup({ bots: { main: { request, storage: store } }, storageCaps: { maxKeys: 5 } });
+      small.registerInstance(spec('main', 'keys', ['storage']));
+      const many = await Promise.all(Array.from({ length: 20 }, (_, i) => small.call('main/keys', 'storage.set', { key: `key${i}`, value: i })));
+      assert.equal(many.filter((r) => r.ok).length, 5);
+      assert.equal((await store.usage({ bot: 'main', plugin: 'keys' })).keys, 5);
     } finally {
       await cleanup();
     }
@@ -395,6 +507,11 @@ describe('storage', () => {
       },
       cleanup: () => store.close(),
     };
+  });
+
+  storageQuotaContract('file store', async () => {
+    const store = new FileKeyValueStore({ dir: join(dataDir, 'quota') });
+    return { store, cleanup: () => store.close() };
   });
 
   test('file store: concurrent writes all land, files are replaced atomically (no temp files left), names are encoded', async () => {
@@ -445,10 +562,33 @@ describe('storage on redis', () => {
       store,
       reopen: async () => new RedisKeyValueStore({ redis, prefix: 'test:' }),
       cleanup: async () => {
-        assert.deepEqual((await redis.keys('test:*')).sort(), ['test:main:dice']);
+        assert.deepEqual((await redis.keys('test:*')).sort(), ['test:main:dice'], 'one hash per namespace, nothing else');
         await redis.quit();
       },
     };
+  });
+
+  storageQuotaContract('redis store', async () => {
+    const redis = new Redis({ path: socket, lazyConnect: true });
+    await redis.connect();
+    return { store: new RedisKeyValueStore({ redis, prefix: 'quota:' }), cleanup: async () => void (await redis.quit()) };
+  });
+
+  test('redis store: data written before the byte counter existed is counted on first use', async () => {
+    const redis = new Redis({ path: socket, lazyConnect: true });
+    await redis.connect();
+    try {
+      await redis.hset('legacy:main:old', 'a', '"xyz"', 'bb', '1');
+      const store = new RedisKeyValueStore({ redis, prefix: 'legacy:' });
+      const ns = { bot: 'main', plugin: 'old' };
+      assert.deepEqual(await store.usage(ns), { keys: 2, bytes: 9 });
+      assert.deepEqual(await store.set(ns, 'c', '"12"', { maxKeys: 10, maxBytes: 13 }), { limit: 'bytes', wouldUse: 9 + 1 + 4 });
+      assert.equal(await store.set(ns, 'c', '"1"', { maxKeys: 10, maxBytes: 13 }), undefined);
+      assert.equal(await store.delete(ns, 'a'), true);
+      assert.deepEqual(await store.usage(ns), { keys: 2, bytes: 3 + 4 });
+    } finally {
+      await redis.quit();
+    }
   });
 });
 
@@ -471,6 +611,11 @@ describe('fetch', () => {
         res.end();
         return;
       }
+      if (req.url === '/badloc') {
+        res.writeHead(302, { location: 'http://[::1' });
+        res.end();
+        return;
+      }
       if (req.url === '/away') {
         res.writeHead(302, { location: 'http://localhost:1/steal' });
         res.end();
@@ -486,7 +631,7 @@ describe('fetch', () => {
   after(() => closeServer(site));
 
   test('only allow-listed hosts, same-origin redirects, capped size and time, no credentials added', async () => {
-    const caps = setup({ fetch: { maxResponseBytes: 1000, timeoutMs: 300 } });
+    const caps = setup({ fetch: { maxResponseBytes: 1000, timeoutMs: 300, allowPrivateAddresses: true } });
     caps.registerInstance(spec('main', 'f', ['net.fetch']), { fetchHosts: ['127.0.0.1'] });
     caps.registerInstance(spec('main', 'portonly', ['net.fetch']), { fetchHosts: [`127.0.0.1:${port + 1 === 65536 ? 1 : port + 1}`] });
     caps.registerInstance(spec('main', 'nonet', []), { fetchHosts: ['127.0.0.1'] });
@@ -505,6 +650,9 @@ describe('fetch', () => {
     assert.equal(away.status, 302, 'a redirect to another host is handed back, not followed');
     assert.equal(away.headers.location, 'http://localhost:1/steal');
 
+    const unparsable = valueOf(await caps.call('main/f', 'fetch', { url: `${base}/badloc` }));
+    assert.equal(unparsable.status, 302, 'an unparsable Location is handed back, not an internal error');
+
     const before = requests.length;
     assertFailure(await caps.call('main/f', 'fetch', { url: `http://localhost:${port}/quote` }), 'E_FETCH_HOST', `fetch: host "localhost:${port}" is not on this plugin's allow-list`);
     assertFailure(await caps.call('main/portonly', 'fetch', { url: `${base}/quote` }), 'E_FETCH_HOST');
@@ -515,6 +663,46 @@ describe('fetch', () => {
 
     assertFailure(await caps.call('main/f', 'fetch', { url: `${base}/big` }), 'E_FETCH_TOO_LARGE', /exceeds 1000 bytes/);
     assertFailure(await caps.call('main/f', 'fetch', { url: `${base}/hang` }), 'E_FETCH_TIMEOUT');
+  });
+
+  test('allow-listed hosts that are or resolve to loopback/private/link-local addresses are refused at connect time unless the operator allows it', async () => {
+    const lookups: string[] = [];
+    // a DNS answer pointing at the host's own loopback: what a rebinding attacker hands out
+    const lookup = ((hostname: string, opts: { all?: boolean }, callback: (...args: unknown[]) => void) => {
+      lookups.push(hostname);
+      if (opts?.all) callback(null, [{ address: '127.0.0.1', family: 4 }]);
+      else callback(null, '127.0.0.1', 4);
+    }) as never;
+    const hosts = ['127.0.0.1', 'localhost', 'rebind.example', '169.254.169.254', '10.1.2.3', '::1', '::ffff:127.0.0.1', 'fd00::1'];
+    const guarded = setup({ fetch: { lookup, timeoutMs: 5000 } });
+    guarded.registerInstance(spec('main', 'f', ['net.fetch']), { fetchHosts: hosts });
+    const before = requests.length;
+    const urls = [
+      `http://127.0.0.1:${port}/quote`, `http://rebind.example:${port}/quote`, 'http://169.254.169.254/latest/meta-data/',
+      'http://10.1.2.3/', `http://[::1]:${port}/`, `http://[::ffff:127.0.0.1]:${port}/`, 'http://[fd00::1]/',
+    ];
+    for (const url of urls) {
+      assertFailure(await guarded.call('main/f', 'fetch', { url }), 'E_FETCH_ADDRESS', /(is|resolves to) a (loopback|private|link-local) address; ctx\.fetch reaches public addresses only/);
+    }
+    assert.deepEqual(lookups, ['rebind.example'], 'names are checked on the address the connection uses, literals before connecting');
+    assert.equal(requests.length, before, 'nothing reached the local server');
+
+    const open = setup({ fetch: { lookup, allowPrivateAddresses: true } });
+    open.registerInstance(spec('main', 'f', ['net.fetch']), { fetchHosts: hosts });
+    const ok = valueOf(await open.call('main/f', 'fetch', { url: `http://rebind.example:${port}/quote` }));
+    assert.equal(ok.status, 200);
+    assert.equal(requests.at(-1)!.headers.host, `rebind.example:${port}`);
+  });
+
+  test('address classes: public addresses pass, every special-purpose range is named', () => {
+    for (const a of ['8.8.8.8', '1.1.1.1', '2001:4860:4860::8888', '::ffff:8.8.8.8']) assert.equal(addressCategory(a), undefined, a);
+    const cases: Record<string, string> = {
+      '127.0.0.1': 'loopback', '::1': 'loopback', '::ffff:7f00:1': 'loopback', '10.0.0.1': 'private', '172.31.255.255': 'private',
+      '192.168.1.1': 'private', 'fd12::1': 'private', '169.254.169.254': 'link-local', 'fe80::1%eth0': 'link-local',
+      '100.64.0.1': 'shared', '0.0.0.0': 'unspecified', '::': 'unspecified', '224.0.0.1': 'multicast', 'ff02::1': 'multicast',
+      '255.255.255.255': 'reserved',
+    };
+    for (const [a, category] of Object.entries(cases)) assert.equal(addressCategory(a), category, a);
   });
 
   test('an operator allow-list narrows the manifest\'s', async () => {

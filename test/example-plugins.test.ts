@@ -103,11 +103,12 @@ describe('hitokoto (net.fetch)', () => {
     site.listen(0, '127.0.0.1');
     await once(site, 'listening');
     port = (site.address() as AddressInfo).port;
-    // the allow-listed host, served on loopback
+    // the allow-listed host, served on loopback: the operator's escape hatch lets fetch reach it
     h = await createTestHarness({
       pluginDir: pluginDir('hitokoto'),
       config: { endpoint: `http://v1.hitokoto.cn:${port}/` },
       resolveHosts: { 'v1.hitokoto.cn': '127.0.0.1' },
+      allowPrivateAddresses: true,
     });
   });
   after(async () => {
@@ -121,6 +122,23 @@ describe('hitokoto (net.fetch)', () => {
     assert.equal(r.outcome.status, 'ok');
     assert.equal(r.replies[0]?.body.content, '「人生若只如初见」 —— 纳兰性德, 木兰词');
     assert.deepEqual(seen, [`v1.hitokoto.cn:${port} /?encode=json`]);
+  });
+
+  test('without the escape hatch, an allow-listed host that resolves to loopback is refused at connect time', async () => {
+    const guarded = await createTestHarness({
+      pluginDir: pluginDir('hitokoto'),
+      config: { endpoint: `http://v1.hitokoto.cn:${port}/` },
+      resolveHosts: { 'v1.hitokoto.cn': '127.0.0.1' },
+    });
+    try {
+      const before = seen.length;
+      const r = await guarded.emit('AT_MESSAGE_CREATE', { content: '/quote' });
+      assert.equal(r.replies[0]?.body.content, 'no quote right now, try again later');
+      assert.equal(seen.length, before);
+      assert.ok(guarded.logs.some((l) => l.level === 'warn' && JSON.stringify(l.args).includes('v1.hitokoto.cn resolves to a loopback address')), JSON.stringify(guarded.logs));
+    } finally {
+      await guarded.close();
+    }
   });
 
   test('a host off the allow-list is refused inside the sandbox and the plugin answers gracefully', async () => {

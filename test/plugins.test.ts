@@ -4,7 +4,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ivm from 'isolated-vm';
@@ -94,6 +94,24 @@ describe('manifest', () => {
       { code: 'E_PLUGIN_MANIFEST', message: 'plugins/nomain/package.json: main: entry file "lib/gone.js" does not exist' });
   });
 
+  test('an entry in a sibling folder that shares the plugin folder\'s name prefix is outside the plugin', async () => {
+    const dir = join(root, 'prefix', 'dice');
+    await writePlugin(join(root, 'prefix', 'dice-evil'), { name: 'x', qqbot: { events: ['AT_MESSAGE_CREATE'] } });
+    await writePlugin(dir, { name: 'dice', main: '../dice-evil/index.ts', qqbot: { events: ['AT_MESSAGE_CREATE'] } }, {});
+    await assert.rejects(readPluginManifest(dir, { plugin: 'dice', displayFile: 'plugins/dice/package.json' }),
+      { code: 'E_PLUGIN_MANIFEST', message: 'plugins/dice/package.json: main: "../dice-evil/index.ts" points outside the plugin folder' });
+  });
+
+  test('a config schema with an $id can be read again (reloads, several bots, several test harnesses)', async () => {
+    const dir = join(root, 'm-id');
+    const config = { $id: 'https://example.com/qqbot-plugin-id.json', type: 'object', properties: { n: { type: 'integer', default: 2 } } };
+    await writePlugin(dir, { name: 'with-id', qqbot: { events: ['AT_MESSAGE_CREATE'], config } });
+    for (let i = 0; i < 2; i++) {
+      const loaded = await readPluginManifest(dir);
+      assert.deepEqual(resolvePluginConfig({ name: 'with-id', manifest: loaded.manifest }, {}), { n: 2 });
+    }
+  });
+
   test('plugin config: defaults applied, the bot.yaml section validated, errors name plugin and field', () => {
     const plugin = { name: 'dice', manifest: goodManifest as never };
     assert.deepEqual(resolvePluginConfig(plugin, undefined), { maxDice: 10, prefix: '/roll' });
@@ -142,6 +160,18 @@ describe('discovery', () => {
     assert.deepEqual(selectPlugins(result.plugins, ['qqbot-plugin-echo-local']).map((p) => p.name), ['echo']);
     assert.deepEqual(selectPlugins(result.plugins).map((p) => p.name), ['echo']);
     assert.throws(() => selectPlugins(result.plugins, ['dice']), (e: unknown) => e instanceof PluginNotFoundError && e.code === 'E_PLUGIN_NOT_FOUND' && /"dice"/.test(e.message));
+  });
+
+  test('a plugin folder that is also linked into node_modules (a workspace) is one plugin, not a clash', async () => {
+    const project = join(root, 'project-ws');
+    const pluginsDir = join(project, 'plugins');
+    await writePlugin(join(pluginsDir, 'greeter'), { name: 'qqbot-plugin-greeter', qqbot: { events: ['AT_MESSAGE_CREATE'] } });
+    await mkdir(join(project, 'node_modules'), { recursive: true });
+    await symlink(join('..', 'plugins', 'greeter'), join(project, 'node_modules', 'qqbot-plugin-greeter'), 'dir');
+    const result = await discoverPlugins({ pluginsDir, projectDir: project });
+    assert.deepEqual(result.problems, []);
+    assert.deepEqual(result.plugins.map((p) => `${p.source}:${p.name}`), ['folder:greeter']);
+    assert.deepEqual(selectPlugins(result.plugins, ['qqbot-plugin-greeter']).map((p) => p.name), ['greeter']);
   });
 
   test('a folder name clashing with an npm package name is an error naming both paths', async () => {
@@ -208,6 +238,47 @@ describe('bundler', () => {
       assert.match(error.errors[1]!, /^sneaky\/lib\.ts:4:\d+: Node built-in "node:fs" is not available to plugins/);
       return true;
     });
+  });
+
+  test('data files outside the plugin\'s folder (other plugins\' storage, operator files) cannot be bundled in; shared code can', async () => {
+    const project = join(root, 'bundle-escape');
+    await mkdir(join(project, 'data', 'storage', 'main'), { recursive: true });
+    await writeFile(join(project, 'data', 'storage', 'main', 'dice.json'), JSON.stringify({ 'stats:u1': '{"rolls":1}' }));
+    await writeFile(join(project, 'notes.txt'), 'token: SECRET-IN-A-FILE');
+    const dir = join(project, 'plugins', 'thief');
+    await writePlugin(dir, { name: 'thief', qqbot: { events: ['AT_MESSAGE_CREATE'] } }, {
+      'index.ts': [
+        "import stolen from '../../data/storage/main/dice.json';",
+        "import notes from '../../notes.txt';",
+        "import { ok } from './lib/ok.ts';",
+        'export default function setup() { return [stolen, notes, ok]; }',
+      ].join('\n'),
+      'lib/ok.ts': 'export const ok = 1;',
+    });
+    await assert.rejects(bundlePlugin({ entry: join(dir, 'index.ts'), displayRoot: join(project, 'plugins') }), (error: unknown) => {
+      assert.ok(error instanceof PluginBuildError);
+      assert.equal(error.errors.length, 2, error.message);
+      assert.match(error.errors[0]!, /^thief\/index\.ts:1:\d+: "\.\.\/\.\.\/data\/storage\/main\/dice\.json" is outside the plugin's folder/);
+      assert.match(error.errors[1]!, /^thief\/index\.ts:2:\d+: "\.\.\/\.\.\/notes\.txt" is outside the plugin's folder/);
+      assert.ok(!error.message.includes('SECRET-IN-A-FILE') && !error.message.includes('rolls'));
+      return true;
+    });
+
+    // shared code outside the folder is fine for a plugin of the plugins folder…
+    await mkdir(join(project, 'lib'), { recursive: true });
+    await writeFile(join(project, 'lib', 'suffix.ts'), "export const suffix = '!';\n");
+    await writePlugin(join(project, 'plugins', 'sharer'), { name: 'sharer', qqbot: { events: ['AT_MESSAGE_CREATE'] } }, {
+      'index.ts': "import { suffix } from '../../lib/suffix.ts';\nexport default function setup() { return suffix; }\n",
+    });
+    const shared = await bundlePlugin({ entry: join(project, 'plugins', 'sharer', 'index.ts'), displayRoot: join(project, 'plugins') });
+    assert.ok(shared.inputs.includes(join(project, 'lib', 'suffix.ts')));
+    // …but a package installed from npm may not leave node_modules, not even for code
+    const pkg = join(project, 'node_modules', 'qqbot-plugin-sharer');
+    await writePlugin(pkg, { name: 'qqbot-plugin-sharer', main: 'index.js', qqbot: { events: ['AT_MESSAGE_CREATE'] } }, {
+      'index.js': "import { suffix } from '../../lib/suffix.ts';\nexport default function setup() { return suffix; }\n",
+    });
+    await assert.rejects(bundlePlugin({ entry: join(pkg, 'index.js'), displayRoot: project }),
+      /qqbot-plugin-sharer\/index\.js:1:\d+: "\.\.\/\.\.\/lib\/suffix\.ts" is outside the plugin's folder \(lib\/suffix\.ts\); a plugin installed from npm/);
   });
 
   test('a syntax error and the host-only sdk test helper fail the build with their locations', async () => {

@@ -167,15 +167,17 @@ test('plugin storage on Redis: data lands in Redis, an outage fails storage call
     assert.deepEqual(await ask('b'), ['alpha: b', 'count 2']);
     const { Redis } = await import('ioredis');
     const client = new Redis(redis.url);
-    const keys = await client.keys('*');
-    assert.equal(keys.length, 1, `one namespace in redis: ${keys.join(', ')}`);
-    assert.ok(keys[0]!.includes('kv') && keys[0]!.includes('counter'), keys[0]);
-    client.disconnect();
+    try {
+      const keys = await client.keys('*');
+      assert.ok(keys.length > 0 && keys.every((key) => key.includes('kv') && key.includes('counter')), `only the counter plugin's namespace on bot kv: ${keys.join(', ')}`);
+    } finally {
+      client.disconnect();
+    }
 
     await redis.stop();
     const during = await ask('c');
     assert.equal(during[0], 'alpha: c', 'the other plugin keeps answering');
-    assert.match(during[1]!, /^storage failed: E_/);
+    assert.equal(during[1], 'storage failed: E_STORAGE_UNAVAILABLE');
 
     await redis.start();
     // redis came back empty (no persistence): counting starts again once the client reconnects

@@ -85,6 +85,7 @@ interface RawConfig {
   console?: { port: number; host?: string; token?: string };
   metrics?: { port: number; host?: string };
   log?: { level?: string };
+  fetch?: { allowPrivateAddresses?: boolean };
   bots: RawBot[];
 }
 
@@ -143,6 +144,7 @@ function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number)
       : {}),
     ...(raw.metrics ? { metrics: { port: raw.metrics.port, host: raw.metrics.host ?? '127.0.0.1' } } : {}),
     log: { level: raw.log?.level ?? 'info' },
+    fetch: { allowPrivateAddresses: raw.fetch?.allowPrivateAddresses ?? false },
     bots,
   };
 }

@@ -102,6 +102,13 @@ export const botYamlSchema = {
       properties: { port, host, token: { type: 'string', minLength: 8, 'x-expected': 'a token of at least 8 characters' } },
     },
     metrics: { type: 'object', additionalProperties: false, required: ['port'], properties: { port, host } },
+    fetch: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        allowPrivateAddresses: { type: 'boolean', 'x-expected': 'true or false: may ctx.fetch reach loopback/private addresses' },
+      },
+    },
     log: {
       type: 'object',
       additionalProperties: false,

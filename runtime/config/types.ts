@@ -52,5 +52,7 @@ export interface RuntimeConfig {
   console?: { port: number; host: string; token?: Secret };
   metrics?: { port: number; host: string };
   log: { level: string };
+  /** ctx.fetch policy shared by every bot; private addresses are refused unless allowed here */
+  fetch: { allowPrivateAddresses: boolean };
   bots: BotConfig[];
 }

@@ -1,10 +1,15 @@
 /**
  * Bundles a plugin's entry and its pure-JS dependencies into one iife script for an isolate.
  * Node built-ins are refused at build time, so a plugin learns about them from the error, not from
- * a missing `require` in production.
+ * a missing `require` in production. Bundling reads files with the host's rights, so what a plugin
+ * may pull in is bounded too: a `../../data/storage/…json` or `../../secrets.txt` import would hand
+ * it what the sandbox keeps from it. Data files (JSON, text) must come from the plugin's folder or an
+ * installed package; a folder plugin may share code (.ts/.js) from anywhere in the project; an npm
+ * plugin (third-party) may not leave node_modules at all.
  */
+import { readFile, realpath } from 'node:fs/promises';
 import { builtinModules } from 'node:module';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Message, type Plugin } from 'esbuild';
 import { QQBotError } from '../errors.ts';
@@ -24,6 +29,8 @@ export interface BundleOptions {
   entry: string;
   /** paths in errors, stacks and the source map are relative to this (default: the entry's folder's parent) */
   displayRoot?: string;
+  /** the plugin's folder: imports must stay in it or in node_modules (default: the nearest folder up from the entry whose package.json has a `qqbot` field) */
+  root?: string;
 }
 
 export class PluginBuildError extends QQBotError {
@@ -49,6 +56,7 @@ export async function bundlePlugin(options: BundleOptions): Promise<PluginBundle
   const entry = resolve(options.entry);
   const displayRoot = resolve(options.displayRoot ?? dirname(dirname(entry)));
   const filename = relative(displayRoot, entry);
+  const root = await realpath(options.root ?? await pluginRootOf(entry)).catch(() => dirname(entry));
   let result;
   try {
     result = await build({
@@ -70,7 +78,7 @@ export async function bundlePlugin(options: BundleOptions): Promise<PluginBundle
       logLevel: 'silent',
       // libraries read this; the isolate has no `process`
       define: { 'process.env.NODE_ENV': '"production"' },
-      plugins: [sandboxImports()],
+      plugins: [sandboxImports(root, displayRoot)],
     });
   } catch (error) {
     const messages = (error as { errors?: Message[] }).errors;
@@ -86,7 +94,16 @@ export async function bundlePlugin(options: BundleOptions): Promise<PluginBundle
   return { code, sourceMap, filename, inputs };
 }
 
-function sandboxImports(): Plugin {
+const RESOLVING = Symbol('resolving');
+
+const CODE_EXTENSIONS = new Set(['.ts', '.tsx', '.mts', '.cts', '.js', '.jsx', '.mjs', '.cjs']);
+
+function sandboxImports(root: string, displayRoot: string): Plugin {
+  const inside = (path: string, dir: string): boolean => path === dir || path.startsWith(dir + sep);
+  const inPackages = (path: string): boolean => path.split(sep).includes('node_modules');
+  const fromNpm = inPackages(root);
+  const allowed = (path: string): boolean => inside(path, root) || inside(path, sdkDir) || inPackages(path)
+    || (!fromNpm && CODE_EXTENSIONS.has(extname(path)));
   return {
     name: 'qqbot-sandbox-imports',
     setup(b) {
@@ -95,16 +112,32 @@ function sandboxImports(): Plugin {
         return { errors: [{ text: `"${args.path}" is not available inside a plugin (only "qqbot-sdk-types" is; "qqbot-sdk-types/testing" is for tests)` }] };
       });
       b.onLoad({ filter: /.*/, namespace: SHIM_NAMESPACE }, () => ({ contents: SHIM_SOURCE, loader: 'js', resolveDir: sdkDir }));
-      b.onResolve({ filter: /.*/ }, (args) => {
+      b.onResolve({ filter: /.*/ }, async (args) => {
+        if (args.pluginData === RESOLVING) return undefined;
         const bare = args.path.startsWith('node:') ? args.path.slice(5) : args.path;
-        const root = bare.split('/')[0] ?? bare;
-        if (args.path.startsWith('node:') || builtins.has(bare) || builtins.has(root)) {
+        const first = bare.split('/')[0] ?? bare;
+        if (args.path.startsWith('node:') || builtins.has(bare) || builtins.has(first)) {
           return { errors: [{ text: `Node built-in "${args.path}" is not available to plugins (they run in a sandbox without Node APIs)` }] };
         }
-        return undefined;
+        if (args.namespace === SHIM_NAMESPACE) return undefined;
+        // resolve as esbuild would (tsconfig paths, symlinks to real paths), then look where it landed
+        const found = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: RESOLVING });
+        if (found.errors.length > 0 || found.external || found.namespace !== 'file' || found.path === '' || allowed(found.path)) return found;
+        const rule = fromNpm ? 'a plugin installed from npm may import its own files and installed packages only'
+          : 'plugins may import code from the project, but data files only from their own folder or installed packages';
+        return { errors: [{ text: `"${args.path}" is outside the plugin's folder (${relative(displayRoot, found.path)}); ${rule}` }] };
       });
     },
   };
+}
+
+/** The nearest folder up from `entry` whose package.json has a `qqbot` field, else the entry's folder. */
+async function pluginRootOf(entry: string): Promise<string> {
+  for (let dir = dirname(entry); ; dir = dirname(dir)) {
+    const pkg = await readFile(join(dir, 'package.json'), 'utf8').then((t) => JSON.parse(t) as unknown, () => undefined);
+    if (typeof pkg === 'object' && pkg !== null && 'qqbot' in pkg) return dir;
+    if (dirname(dir) === dir) return dirname(entry);
+  }
 }
 
 function formatMessage(message: Message, displayRoot: string): string {

@@ -2,7 +2,7 @@
  * Finds plugins: folders of `pluginsDir` and npm packages in `<projectDir>/node_modules` whose
  * package.json has a `qqbot` field. A broken plugin is reported in `problems`; the rest load.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { PluginManifest } from 'qqbot-sdk-types';
 import { QQBotError } from '../errors.ts';
@@ -65,7 +65,13 @@ export async function discoverPlugins(options: { pluginsDir?: string; projectDir
 
   const plugins: DiscoveredPlugin[] = [];
   const problems: DiscoveryProblem[] = [];
+  // A workspace links a plugin folder into node_modules: one plugin seen twice, not a clash.
+  // Folders come first in `candidates`, so the folder name wins.
+  const seen = new Set<string>();
   for (const candidate of candidates) {
+    const real = await realpath(candidate.dir).catch(() => candidate.dir);
+    if (seen.has(real)) continue;
+    seen.add(real);
     if (!(await hasQQBotField(candidate.dir, candidate.source === 'folder'))) continue;
     const displayFile = relative(base, join(candidate.dir, 'package.json')) || 'package.json';
     try {

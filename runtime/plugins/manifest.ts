@@ -3,8 +3,8 @@
  * (entry file, limits, config). Every error names the plugin, the file and the field.
  */
 import { readFile, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { Ajv, type ErrorObject } from 'ajv';
+import { join, resolve, sep } from 'node:path';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { PLUGIN_MANIFEST_SCHEMA, type PluginManifest } from 'qqbot-sdk-types';
 import { QQBotError } from '../errors.ts';
 import { DEFAULT_LIMITS, MAX_LIMITS, type PluginLimits } from './instance.ts';
@@ -38,10 +38,23 @@ export interface LoadedManifest {
 
 const ENTRY_CANDIDATES = ['index.ts', 'index.js', 'index.mjs'];
 
-// One Ajv per purpose: the manifest one is strict; plugin config schemas are third-party, so lenient.
 const manifestAjv = new Ajv({ allErrors: true, verbose: true });
 const validateManifestShape = manifestAjv.compile(PLUGIN_MANIFEST_SCHEMA);
-const configAjv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
+const configValidators = new WeakMap<object, ValidateFunction>();
+
+/**
+ * Plugin config schemas are third-party, so lenient. Each gets its own Ajv: a shared one keeps every
+ * schema it ever compiled (a leak across hot reloads) and refuses a second schema with the same
+ * `$id` (the same plugin read again). Cached per schema object.
+ */
+function compileConfigSchema(schema: object): ValidateFunction {
+  let validate = configValidators.get(schema);
+  if (!validate) {
+    validate = new Ajv({ allErrors: true, strict: false, useDefaults: true }).compile(schema);
+    configValidators.set(schema, validate);
+  }
+  return validate;
+}
 
 /**
  * Reads `<dir>/package.json` and validates its `qqbot` field. `plugin` names the plugin in errors
@@ -86,7 +99,7 @@ export function validateManifest(value: unknown): { field: string; message: stri
   }
   if (manifest.config !== undefined) {
     try {
-      configAjv.compile(manifest.config);
+      compileConfigSchema(manifest.config);
     } catch (error) {
       problems.push({ field: 'qqbot.config', message: `not a valid JSON Schema: ${(error as Error).message}` });
     }
@@ -116,7 +129,7 @@ export function resolvePluginConfig(
     }
     return value as Record<string, unknown>;
   }
-  const validate = configAjv.compile(schema);
+  const validate = compileConfigSchema(schema);
   if (!validate(value)) {
     throw new PluginConfigError(plugin.name, where, (validate.errors ?? []).map((e) => ({
       field: jsonPointerToField(e.instancePath, e.keyword === 'required' ? String(e.params.missingProperty) : undefined) || '(root)',
@@ -131,7 +144,7 @@ async function resolveEntry(dir: string, main: unknown): Promise<string | { mess
   const candidates = typeof main === 'string' ? [main] : ENTRY_CANDIDATES;
   for (const candidate of candidates) {
     const file = resolve(dir, candidate);
-    if (!file.startsWith(resolve(dir))) return { message: `"${candidate}" points outside the plugin folder` };
+    if (!file.startsWith(resolve(dir) + sep)) return { message: `"${candidate}" points outside the plugin folder` };
     const info = await stat(file).catch(() => undefined);
     if (info?.isFile()) return file;
   }

@@ -1,10 +1,12 @@
 /**
- * `ctx.api.<method>`: permission check, argument validation, platform route, then the bot's
- * OpenAPI client. Plugins never name a path; they can only call the methods of API_METHODS.
+ * `ctx.api.<method>`: argument validation, platform route, then the bot's OpenAPI client. Plugins
+ * never name a path; they can only call the methods of API_METHODS. The caller (index.ts) has
+ * already checked the permission and the rate limit.
  */
 import { API_METHODS } from 'qqbot-sdk-types';
 import { buildApiRequest, isApiMethod, type HttpMethod } from './api-routes.ts';
-import { CapabilityError } from './capability-error.ts';
+import { CapabilityError, isPlatformError } from './capability-error.ts';
+import type { ReplyReservation } from './reply-router.ts';
 import { auditFromError, toSendResult } from './send-result.ts';
 
 /**
@@ -18,27 +20,23 @@ export type ApiRequester = (
   options?: { body?: unknown; query?: Record<string, string | number | boolean> },
 ) => Promise<unknown>;
 
-export interface ApiGrant {
-  plugin: string;
-  permissions: ReadonlySet<string>;
-}
+/** Reserves a passive-reply slot when a send body names a known event (ReplyRouter.reserveDirect). */
+export type PassiveReplies = (body: Record<string, unknown>, what: string) => ReplyReservation | undefined;
 
 /** The permission `api.<method>` needs, or undefined for names that are not API methods. */
 export function permissionFor(method: string): string | undefined {
   return isApiMethod(method) ? API_METHODS[method] : undefined;
 }
 
-export async function callApi(grant: ApiGrant, request: ApiRequester, method: string, args: unknown): Promise<unknown> {
+export async function callApi(request: ApiRequester, method: string, args: unknown, passive?: PassiveReplies): Promise<unknown> {
   if (!isApiMethod(method)) throw new CapabilityError('E_UNKNOWN_CAPABILITY', `api.${method.slice(0, 64)} does not exist`);
-  const permission = API_METHODS[method];
-  if (!grant.permissions.has(permission)) {
-    throw new CapabilityError('E_PERMISSION', `plugin "${grant.plugin}" lacks permission "${permission}" for api.${method}`);
-  }
   const req = buildApiRequest(method, args);
-  const options: { body?: unknown; query?: Record<string, string | number | boolean> } = {};
-  if (req.body !== undefined) options.body = req.body;
-  if (req.query !== undefined) options.query = req.query;
   const isSend = method.startsWith('send');
+  const body = req.body as Record<string, unknown> | undefined;
+  const reservation = isSend && body !== undefined ? passive?.(body, `api.${method}`) : undefined;
+  const options: { body?: unknown; query?: Record<string, string | number | boolean> } = {};
+  if (body !== undefined) options.body = reservation ? { ...body, msg_seq: reservation.seq } : body;
+  if (req.query !== undefined) options.query = req.query;
   try {
     const response = await request(req.method, req.path, options);
     if (isSend) return toSendResult(response);
@@ -46,6 +44,7 @@ export async function callApi(grant: ApiGrant, request: ApiRequester, method: st
   } catch (error) {
     const audit = isSend ? auditFromError(error) : undefined;
     if (audit) return audit;
+    if (isPlatformError(error)) reservation?.release();
     throw error;
   }
 }

@@ -1,11 +1,17 @@
 /**
  * Events the dispatcher handed to plugins, under an unguessable `ref`. The reply router finds the
  * source event here (route, window, msg_seq); the ref is what `SandboxEvent.ref` carries.
- * Reply bookkeeping lives in a thread per (bot, source id), so every plugin answering one message,
- * and a duplicate delivery of it, share one msg_seq sequence and one reply count.
+ * Reply bookkeeping lives in a thread per (bot, id field, source id), so every plugin answering one
+ * message, a duplicate delivery of it, and direct `api.send*` calls naming its id share one msg_seq
+ * sequence and one reply count.
+ *
+ * Reply windows run from the first receipt, not from the payload's `timestamp`. The platform measures
+ * from its own send time, which receipt follows, so receipt never refuses a reply the platform would
+ * take; a timestamp would, whenever this host's clock runs ahead of the platform's. What receipt
+ * misses (delivery delay, events replayed after a resume) the platform still refuses (304027).
  */
 import { randomUUID } from 'node:crypto';
-import { isReplyRoute, replyRouteFor, type NoReplyRoute, type ReplyRoute } from './reply-route.ts';
+import { passiveSourceOf, replyRouteFor, type NoReplyRoute, type PassiveSource, type ReplyRoute } from './reply-route.ts';
 
 export interface ReplyThread {
   /** last msg_seq handed out */
@@ -14,6 +20,8 @@ export interface ReplyThread {
   replies: number;
   /** INTERACTION_CREATE: acknowledged (by a plugin or the host) */
   acked: boolean;
+  /** first receipt of the source; the reply window runs from here */
+  openedAt: number;
 }
 
 export interface EventRecord {
@@ -29,6 +37,13 @@ export interface EventRecord {
   finished: boolean;
 }
 
+/** A thread found by its source id (direct `api.send*` with `msg_id`/`event_id`). */
+export interface KnownSource {
+  type: string;
+  source: PassiveSource;
+  thread: ReplyThread;
+}
+
 export interface EventRegistryOptions {
   /** records kept at most; the oldest go first */
   maxEntries?: number;
@@ -39,9 +54,17 @@ export interface EventRegistryOptions {
 
 const NO_REPLY_TTL_MS = 5 * 60_000;
 
+interface StoredRecord extends EventRecord {
+  expiresAt: number;
+  ttl: number;
+  threadKey: string;
+}
+
 export class EventRegistry {
-  readonly #records = new Map<string, EventRecord & { expiresAt: number; threadKey: string }>();
-  readonly #threads = new Map<string, { thread: ReplyThread; users: number }>();
+  readonly #records = new Map<string, StoredRecord>();
+  // one insertion-ordered queue per TTL, so each is also in expiry order and pruning stops early
+  readonly #byTtl = new Map<number, Set<string>>();
+  readonly #threads = new Map<string, { thread: ReplyThread; users: number; type: string; source: PassiveSource | undefined }>();
   readonly #maxEntries: number;
   readonly #graceMs: number;
   readonly now: () => number;
@@ -55,21 +78,27 @@ export class EventRegistry {
   /** Records an incoming event for one bot; returns its ref. */
   register(event: { bot: string; type: string; id: string; data: unknown; receivedAt?: number; ref?: string }): string {
     const receivedAt = event.receivedAt ?? this.now();
-    this.#prune(receivedAt);
     const ref = event.ref ?? randomUUID();
+    this.forget(ref);
+    this.#prune(receivedAt);
     const route = replyRouteFor(event.type, event.id, event.data);
-    const threadKey = isReplyRoute(route) ? `${event.bot}\u0000${route.idField}\u0000${route.sourceId}` : `\u0000${ref}`;
+    const source = passiveSourceOf(route);
+    const threadKey = source ? threadKeyOf(event.bot, source.idField, source.sourceId) : `\u0000${ref}`;
     let shared = this.#threads.get(threadKey);
     if (!shared) {
-      shared = { thread: { seq: 0, replies: 0, acked: false }, users: 0 };
+      shared = { thread: { seq: 0, replies: 0, acked: false, openedAt: receivedAt }, users: 0, type: event.type, source };
       this.#threads.set(threadKey, shared);
     }
+    shared.thread.openedAt = Math.min(shared.thread.openedAt, receivedAt);
     shared.users += 1;
-    const ttl = isReplyRoute(route) ? route.windowMs + this.#graceMs : NO_REPLY_TTL_MS;
+    const ttl = source ? source.windowMs + this.#graceMs : NO_REPLY_TTL_MS;
     this.#records.set(ref, {
       ref, bot: event.bot, type: event.type, id: event.id, data: event.data, receivedAt, route,
-      thread: shared.thread, finished: false, expiresAt: receivedAt + ttl, threadKey,
+      thread: shared.thread, finished: false, expiresAt: receivedAt + ttl, ttl, threadKey,
     });
+    let queue = this.#byTtl.get(ttl);
+    if (!queue) this.#byTtl.set(ttl, (queue = new Set()));
+    queue.add(ref);
     return ref;
   }
 
@@ -77,10 +106,17 @@ export class EventRegistry {
     return this.#records.get(ref);
   }
 
+  /** The reply thread of a live source id on one bot, or undefined when no such event is known. */
+  findSource(bot: string, idField: 'msg_id' | 'event_id', sourceId: string): KnownSource | undefined {
+    const shared = this.#threads.get(threadKeyOf(bot, idField, sourceId));
+    return shared?.source ? { type: shared.type, source: shared.source, thread: shared.thread } : undefined;
+  }
+
   forget(ref: string): void {
     const record = this.#records.get(ref);
     if (!record) return;
     this.#records.delete(ref);
+    this.#byTtl.get(record.ttl)?.delete(ref);
     const shared = this.#threads.get(record.threadKey);
     if (shared && --shared.users <= 0) this.#threads.delete(record.threadKey);
   }
@@ -90,10 +126,20 @@ export class EventRegistry {
   }
 
   #prune(now: number): void {
-    // insertion order ≈ expiry order; stop at the first live record unless over the cap
-    for (const [ref, record] of this.#records) {
-      if (record.expiresAt > now && this.#records.size < this.#maxEntries) break;
+    for (const queue of this.#byTtl.values()) {
+      for (const ref of queue) {
+        if (this.#records.get(ref)!.expiresAt > now) break;
+        this.forget(ref);
+      }
+    }
+    // still over the cap: the oldest go, live or not
+    for (const ref of this.#records.keys()) {
+      if (this.#records.size < this.#maxEntries) break;
       this.forget(ref);
     }
   }
+}
+
+function threadKeyOf(bot: string, idField: string, sourceId: string): string {
+  return `${bot}\u0000${idField}\u0000${sourceId}`;
 }

@@ -38,7 +38,8 @@ export interface CapabilityOptions {
   /** bucket (permission name or `ack`) → limit; merged over DEFAULT_RATE_LIMITS */
   rateLimits?: Record<string, RateLimit>;
   storageCaps?: Partial<StorageCaps>;
-  fetch?: Partial<Pick<FetchPolicy, 'maxResponseBytes' | 'timeoutMs' | 'maxRedirects' | 'dispatcher'>>;
+  /** ctx.fetch bounds; `allowPrivateAddresses` is the operator's escape hatch for local setups and tests */
+  fetch?: Partial<Pick<FetchPolicy, 'maxResponseBytes' | 'timeoutMs' | 'maxRedirects' | 'lookup' | 'allowPrivateAddresses'>>;
   logger?: Logger;
 }
 
@@ -90,7 +91,7 @@ export function createCapabilityHandler(options: CapabilityOptions): PluginCapab
       if (permission === undefined) throw new CapabilityError('E_UNKNOWN_CAPABILITY', `api.${method.slice(0, 64)} does not exist`);
       demand(grant, permission, capability);
       throttle(grant, permission, capability);
-      return callApi({ plugin: grant.plugin, permissions: grant.permissions }, bot.request, method, payload);
+      return callApi(bot.request, method, payload, (body, what) => router.reserveDirect(grant.bot, body, what));
     }
     const p = (typeof payload === 'object' && payload !== null ? payload : {}) as Record<string, unknown>;
     switch (capability) {

@@ -5,21 +5,27 @@
 
 export type ReplyScene = 'channel' | 'dm' | 'group' | 'c2c';
 
-export interface ReplyRoute {
+/** What the platform accepts as a passive reply to an event: the id field and the rules for it. */
+export interface PassiveSource {
   scene: ReplyScene;
-  /** POST target */
-  path: string;
   idField: 'msg_id' | 'event_id';
-  /** the id being answered; msg_seq counts per (bot, source id) */
+  /** the id being answered; msg_seq counts per (bot, idField, source id) */
   sourceId: string;
   windowMs: number;
   /** replies allowed per source message; undefined = no platform cap */
   maxReplies?: number;
 }
 
-/** Why an event cannot be replied to; shown to the plugin as E_REPLY_UNSUPPORTED. */
+export interface ReplyRoute extends PassiveSource {
+  /** POST target */
+  path: string;
+}
+
+/** Why event.reply cannot answer an event; shown to the plugin as E_REPLY_UNSUPPORTED. */
 export interface NoReplyRoute {
   reason: string;
+  /** set when the platform takes an event_id reply but the payload names no target (GUILD_MEMBER_*) */
+  source?: PassiveSource;
 }
 
 const MINUTE = 60_000;
@@ -28,10 +34,6 @@ const RULES: Record<ReplyScene, { windowMs: number; maxReplies?: number }> = {
   dm: { windowMs: 5 * MINUTE },
   group: { windowMs: 5 * MINUTE, maxReplies: 5 },
   c2c: { windowMs: 60 * MINUTE, maxReplies: 5 },
-};
-
-export const REPLY_WINDOW_MS: Readonly<Record<ReplyScene, number>> = {
-  channel: RULES.channel.windowMs, dm: RULES.dm.windowMs, group: RULES.group.windowMs, c2c: RULES.c2c.windowMs,
 };
 
 const CHANNEL_EVENT_REPLIES = new Set([
@@ -81,8 +83,12 @@ export function replyRouteFor(type: string, eventId: string, payload: unknown): 
     }
     default:
       if (CHANNEL_EVENT_REPLIES.has(type)) return route('channel', str(d.channel_id), 'channel_id', 'event_id', str(eventId));
+      // §14 lists these for event_id replies, but the payload names no channel and the platform
+      // defines no default one: the plugin picks the channel, the host still keeps the books.
       if (MEMBER_EVENTS.has(type)) {
-        return { reason: `${type} carries no channel: send with ctx.api.sendChannelMessage(channelId, { event_id: event.id, … }) instead` };
+        const reason = `${type} events carry no channel to reply in; choose one and call ctx.api.sendChannelMessage(channelId, { content, event_id: event.id }) within ${RULES.channel.windowMs / MINUTE} minutes`;
+        const sourceId = str(eventId);
+        return sourceId === undefined ? { reason } : { reason, source: { scene: 'channel', idField: 'event_id', sourceId, ...RULES.channel } };
       }
       return { reason: `the platform accepts no passive reply to ${type} events (qq-protocol.md §14)` };
   }
@@ -90,4 +96,9 @@ export function replyRouteFor(type: string, eventId: string, payload: unknown): 
 
 export function isReplyRoute(route: ReplyRoute | NoReplyRoute): route is ReplyRoute {
   return 'path' in route;
+}
+
+/** The passive-reply source of an event, whether or not event.reply can reach it. */
+export function passiveSourceOf(route: ReplyRoute | NoReplyRoute): PassiveSource | undefined {
+  return isReplyRoute(route) ? route : route.source;
 }

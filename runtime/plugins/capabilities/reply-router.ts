@@ -1,18 +1,26 @@
 /**
  * `event.reply` and `event.ack`: picks the endpoint for the source event, fills the passive-reply
  * fields, and enforces the platform's windows and reply caps (§14) before anything is sent, so a
- * plugin gets E_REPLY_WINDOW / E_REPLY_LIMIT instead of a platform rejection.
+ * plugin gets E_REPLY_WINDOW / E_REPLY_LIMIT instead of a platform rejection. Direct `api.send*`
+ * calls naming a known event's `msg_id`/`event_id` take the same books (see `reserveDirect`).
  */
 import { Ajv } from 'ajv';
 import type { SendResult } from 'qqbot-sdk-types';
 import type { ApiRequester } from './api-proxy.ts';
 import { CapabilityError, isPlatformError } from './capability-error.ts';
 import { firstError, MESSAGE_BODY_SCHEMA, withMsgType } from './api-routes.ts';
-import type { EventRecord, EventRegistry } from './event-registry.ts';
-import { isReplyRoute } from './reply-route.ts';
+import type { EventRecord, EventRegistry, ReplyThread } from './event-registry.ts';
+import { isReplyRoute, type PassiveSource } from './reply-route.ts';
 import { auditFromError, toSendResult } from './send-result.ts';
 
 const validateBody = new Ajv({ strict: false }).compile(MESSAGE_BODY_SCHEMA);
+
+/** One reply slot taken from a thread: its msg_seq, and how to give the slot back. */
+export interface ReplyReservation {
+  seq: number;
+  /** the platform refused the send: it did not use up one of the message's replies (the seq stays burnt) */
+  release(): void;
+}
 
 export class ReplyRouter {
   readonly #events: EventRegistry;
@@ -25,30 +33,32 @@ export class ReplyRouter {
     const record = this.#find(bot, ref);
     const route = record.route;
     if (!isReplyRoute(route)) throw new CapabilityError('E_REPLY_UNSUPPORTED', `event.reply: ${route.reason}`);
-
-    const now = this.#events.now();
-    const closedFor = now - (record.receivedAt + route.windowMs);
-    if (closedFor >= 0) {
-      throw new CapabilityError('E_REPLY_WINDOW', `event.reply: the ${route.windowMs / 60_000}-minute passive reply window of this ${record.type} closed ${Math.ceil(closedFor / 1000)} s ago; the platform no longer accepts replies to it`);
-    }
+    this.#checkWindow(record.thread, route, record.type, 'event.reply');
     const message = normalizeBody(body);
-    const thread = record.thread;
-    if (route.maxReplies !== undefined && thread.replies >= route.maxReplies) {
-      throw new CapabilityError('E_REPLY_LIMIT', `event.reply: this ${record.type} was already answered ${thread.replies} times, the platform's limit per message`);
-    }
-    // Reserve before the request: concurrent replies from several plugins must not share a seq.
-    thread.seq += 1;
-    thread.replies += 1;
-    const payload = { ...withMsgType(message), [route.idField]: route.sourceId, msg_seq: thread.seq };
+    const reservation = this.#reserve(record.thread, route, record.type, 'event.reply');
+    const payload = { ...withMsgType(message), [route.idField]: route.sourceId, msg_seq: reservation.seq };
     try {
       return toSendResult(await request('POST', route.path, { body: payload }));
     } catch (error) {
       const audit = auditFromError(error);
       if (audit) return audit;
-      // A refused send did not consume one of the message's replies; its seq stays burnt.
-      if (isPlatformError(error)) thread.replies -= 1;
+      if (isPlatformError(error)) reservation.release();
       throw error;
     }
+  }
+
+  /**
+   * A send body naming an event this bot received (`msg_id`, else `event_id`): checks that event's
+   * window and reply cap and reserves the next shared msg_seq, which replaces any the plugin chose.
+   * Undefined for ids the registry does not know (older or foreign ids go through untouched).
+   */
+  reserveDirect(bot: string, body: Record<string, unknown>, what: string): ReplyReservation | undefined {
+    const idField = typeof body.msg_id === 'string' ? 'msg_id' : typeof body.event_id === 'string' ? 'event_id' : undefined;
+    if (idField === undefined) return undefined;
+    const known = this.#events.findSource(bot, idField, body[idField] as string);
+    if (!known) return undefined;
+    this.#checkWindow(known.thread, known.source, known.type, what);
+    return this.#reserve(known.thread, known.source, known.type, what);
   }
 
   /** INTERACTION_CREATE: `PUT /interactions/{id}` with `{code}` (0 ok … 5 admins only). */
@@ -65,7 +75,7 @@ export class ReplyRouter {
     await this.#sendAck(record, request, c);
   }
 
-  /** After every plugin is done with the event: ack an interaction nobody acked, drop the record. */
+  /** After every plugin is done with the event: ack an interaction nobody acked. */
   async finish(ref: string, request: ((bot: string) => ApiRequester | undefined)): Promise<void> {
     const record = this.#events.get(ref);
     if (!record || record.finished) return;
@@ -74,6 +84,30 @@ export class ReplyRouter {
     if (record.type === 'INTERACTION_CREATE' && !record.thread.acked && requester) {
       await this.#sendAck(record, requester, 0);
     }
+  }
+
+  #checkWindow(thread: ReplyThread, source: PassiveSource, type: string, what: string): void {
+    const closedFor = this.#events.now() - (thread.openedAt + source.windowMs);
+    if (closedFor >= 0) {
+      throw new CapabilityError('E_REPLY_WINDOW', `${what}: the ${source.windowMs / 60_000}-minute passive reply window of this ${type} closed ${Math.ceil(closedFor / 1000)} s ago; the platform no longer accepts replies to it`);
+    }
+  }
+
+  // Reserved before the request: concurrent replies from several plugins must not share a seq.
+  #reserve(thread: ReplyThread, source: PassiveSource, type: string, what: string): ReplyReservation {
+    if (source.maxReplies !== undefined && thread.replies >= source.maxReplies) {
+      throw new CapabilityError('E_REPLY_LIMIT', `${what}: this ${type} was already answered ${thread.replies} times, the platform's limit per message`);
+    }
+    thread.seq += 1;
+    thread.replies += 1;
+    let released = false;
+    return {
+      seq: thread.seq,
+      release: () => {
+        if (!released) thread.replies -= 1;
+        released = true;
+      },
+    };
   }
 
   async #sendAck(record: EventRecord, request: ApiRequester, code: number): Promise<void> {

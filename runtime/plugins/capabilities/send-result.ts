@@ -15,13 +15,15 @@ export function toSendResult(response: unknown): SendResult {
   return response as SendResult;
 }
 
-/** The audit id when `error` is the platform's "accepted for audit", else undefined. */
+/**
+ * The audit id when `error` is the platform's "accepted for audit", else undefined. The code decides,
+ * not the status: a 202 may carry any error body (§15.1).
+ */
 export function auditFromError(error: unknown): SendResult | undefined {
   if (!isPlatformError(error)) return undefined;
   const code = platformCodeOf(error);
-  if (error.status !== 202 && (code === undefined || !AUDIT_CODES.has(code))) return undefined;
-  const result: SendResult = { audit_id: auditIdOf(error.body) ?? auditIdOf(error) ?? '' };
-  return result;
+  if (code === undefined || !AUDIT_CODES.has(code)) return undefined;
+  return { audit_id: auditIdOf(error.body) ?? auditIdOf(error) ?? '' };
 }
 
 function auditIdOf(value: unknown): string | undefined {

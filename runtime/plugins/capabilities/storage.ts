@@ -1,6 +1,6 @@
 /**
  * `ctx.storage.*`: the namespace comes from the caller's grant (bot + plugin), never from the
- * payload; keys and values are size-capped, values must be JSON.
+ * payload; keys, values and the namespace's total are size-capped, values must be JSON.
  */
 import type { KeyValueStore, StorageNamespace } from '../storage/key-value-store.ts';
 import { CapabilityError } from './capability-error.ts';
@@ -8,12 +8,28 @@ import { CapabilityError } from './capability-error.ts';
 export interface StorageCaps {
   maxKeyLength: number;
   maxValueBytes: number;
+  /** per plugin per bot */
   maxKeys: number;
+  /** per plugin per bot: UTF-8 bytes of all keys plus values */
+  maxTotalBytes: number;
 }
 
-export const DEFAULT_STORAGE_CAPS: StorageCaps = { maxKeyLength: 256, maxValueBytes: 64 * 1024, maxKeys: 10_000 };
+export const DEFAULT_STORAGE_CAPS: StorageCaps = { maxKeyLength: 256, maxValueBytes: 64 * 1024, maxKeys: 10_000, maxTotalBytes: 16 * 1024 * 1024 };
 
+/**
+ * A store that cannot be reached (Redis down) is the plugin's problem to handle, not a host bug:
+ * it gets E_STORAGE_UNAVAILABLE; the store's owner reports the outage once, not per call.
+ */
 export async function callStorage(store: KeyValueStore, ns: StorageNamespace, op: string, payload: unknown, caps: StorageCaps): Promise<unknown> {
+  try {
+    return await runStorage(store, ns, op, payload, caps);
+  } catch (error) {
+    if (error instanceof CapabilityError || error instanceof SyntaxError) throw error;
+    throw new CapabilityError('E_STORAGE_UNAVAILABLE', `storage.${op.slice(0, 32)} failed: the store is unavailable (${(error as Error).message})`);
+  }
+}
+
+async function runStorage(store: KeyValueStore, ns: StorageNamespace, op: string, payload: unknown, caps: StorageCaps): Promise<unknown> {
   const p = (typeof payload === 'object' && payload !== null ? payload : {}) as { key?: unknown; value?: unknown; prefix?: unknown };
   switch (op) {
     case 'get': {
@@ -26,10 +42,11 @@ export async function callStorage(store: KeyValueStore, ns: StorageNamespace, op
       const text = JSON.stringify(p.value);
       const bytes = Buffer.byteLength(text);
       if (bytes > caps.maxValueBytes) throw new CapabilityError('E_STORAGE_LIMIT', `storage.set: value is ${bytes} bytes, the limit is ${caps.maxValueBytes}`);
-      if ((await store.get(ns, key)) === undefined && (await store.count(ns)) >= caps.maxKeys) {
-        throw new CapabilityError('E_STORAGE_LIMIT', `storage.set: the plugin already stores ${caps.maxKeys} keys, the limit`);
+      const over = await store.set(ns, key, text, { maxKeys: caps.maxKeys, maxBytes: caps.maxTotalBytes });
+      if (over?.limit === 'keys') throw new CapabilityError('E_STORAGE_LIMIT', `storage.set: the plugin already stores ${caps.maxKeys} keys, the limit`);
+      if (over?.limit === 'bytes') {
+        throw new CapabilityError('E_STORAGE_LIMIT', `storage.set: this write would bring the plugin's storage to ${over.wouldUse} bytes; the limit is ${caps.maxTotalBytes} (delete keys to make room)`);
       }
-      await store.set(ns, key, text);
       return undefined;
     }
     case 'delete':
@@ -44,9 +61,10 @@ export async function callStorage(store: KeyValueStore, ns: StorageNamespace, op
   }
 }
 
+// NUL is refused so that stores can keep bookkeeping fields no plugin key can name.
 function checkKey(key: unknown, caps: StorageCaps): string {
-  if (typeof key !== 'string' || key.length === 0 || key.length > caps.maxKeyLength) {
-    throw new CapabilityError('E_INVALID_ARGUMENT', `storage: key must be a string of 1–${caps.maxKeyLength} characters`);
+  if (typeof key !== 'string' || key.length === 0 || key.length > caps.maxKeyLength || key.includes('\u0000')) {
+    throw new CapabilityError('E_INVALID_ARGUMENT', `storage: key must be a string of 1–${caps.maxKeyLength} characters without NUL`);
   }
   return key;
 }

@@ -5,10 +5,12 @@
 import { mkdir, readFile, rename, writeFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { KeyValueStore, StorageNamespace } from './key-value-store.ts';
+import { entryBytes, type KeyValueStore, type QuotaExceeded, type StorageNamespace, type StorageQuota, type StorageUsage } from './key-value-store.ts';
 
 interface NamespaceState {
   data: Map<string, string>;
+  /** sum of entryBytes over `data` */
+  bytes: number;
   /** the last write started or queued */
   last: Promise<void>;
   /** a queued write that has not started: later changes ride along */
@@ -32,15 +34,27 @@ export class FileKeyValueStore implements KeyValueStore {
     return (await this.#state(ns)).data.get(key);
   }
 
-  async set(ns: StorageNamespace, key: string, value: string): Promise<void> {
+  async set(ns: StorageNamespace, key: string, value: string, quota?: StorageQuota): Promise<QuotaExceeded | undefined> {
     const state = await this.#state(ns);
+    // from here to data.set nothing awaits: check and write are one step for concurrent callers
+    const old = state.data.get(key);
+    const delta = entryBytes(key, value) - (old === undefined ? 0 : entryBytes(key, old));
+    if (quota) {
+      if (old === undefined && state.data.size >= quota.maxKeys) return { limit: 'keys', wouldUse: state.data.size + 1 };
+      if (delta > 0 && state.bytes + delta > quota.maxBytes) return { limit: 'bytes', wouldUse: state.bytes + delta };
+    }
     state.data.set(key, value);
+    state.bytes += delta;
     await this.#persist(ns, state);
+    return undefined;
   }
 
   async delete(ns: StorageNamespace, key: string): Promise<boolean> {
     const state = await this.#state(ns);
-    if (!state.data.delete(key)) return false;
+    const old = state.data.get(key);
+    if (old === undefined) return false;
+    state.data.delete(key);
+    state.bytes -= entryBytes(key, old);
     await this.#persist(ns, state);
     return true;
   }
@@ -49,8 +63,9 @@ export class FileKeyValueStore implements KeyValueStore {
     return [...(await this.#state(ns)).data.keys()].filter((k) => k.startsWith(prefix)).sort();
   }
 
-  async count(ns: StorageNamespace): Promise<number> {
-    return (await this.#state(ns)).data.size;
+  async usage(ns: StorageNamespace): Promise<StorageUsage> {
+    const state = await this.#state(ns);
+    return { keys: state.data.size, bytes: state.bytes };
   }
 
   async close(): Promise<void> {
@@ -68,7 +83,11 @@ export class FileKeyValueStore implements KeyValueStore {
           if (error.code === 'ENOENT') return new Map<string, string>();
           throw error;
         },
-      ).then((data) => ({ data, last: Promise.resolve(), next: undefined }));
+      ).then((data) => {
+        let bytes = 0;
+        for (const [k, v] of data) bytes += entryBytes(k, v);
+        return { data, bytes, last: Promise.resolve(), next: undefined };
+      });
       this.#namespaces.set(file, state);
       state.catch(() => this.#namespaces.delete(file));
     }
