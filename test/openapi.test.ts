@@ -412,6 +412,27 @@ describe('OpenAPI client', () => {
     }
   });
 
+  test('a platform-code limit that never lifts (a spent quota) fails after a bounded number of attempts; HTTP 429 keeps queueing', async () => {
+    const { platform, client, close } = await setup();
+    try {
+      let limited429 = 12;
+      platform.api = (call) => {
+        if (call.path === '/v2/groups/G1/messages') return { status: 200, headers: { 'Retry-After': '0' }, body: { code: 22009, message: 'msg limit exceed' } };
+        if (call.path === '/v2/groups/G2/messages' && limited429-- > 0) return { status: 429, headers: { 'Retry-After': '0' }, body: { code: 429, message: 'slow down' } };
+        return { status: 200, body: { id: 'sent', timestamp: 1 } };
+      };
+      const error = await client.postGroupMessage('G1', { content: 'hi', msg_type: 0 }).then(() => undefined, (e: unknown) => e);
+      assert.ok(error instanceof OpenAPIError, String(error));
+      assert.equal(error.platformCode, 22009);
+      assert.equal(platform.callsTo('POST', '/v2/groups/G1/messages').length, 9, 'one attempt plus 8 after limits');
+      // more 429s in a row than the platform-code bound, and it still goes through
+      assert.equal((await client.postGroupMessage('G2', { content: 'hi', msg_type: 0 })).id, 'sent');
+      assert.equal(platform.callsTo('POST', '/v2/groups/G2/messages').length, 13);
+    } finally {
+      await close();
+    }
+  });
+
   test('a timeout is an OpenAPIError naming method and path; GETs retry a bounded number of times, POSTs never blindly', async () => {
     const { platform, client, close } = await setup({ timeoutMs: 300, retries: 1 });
     try {

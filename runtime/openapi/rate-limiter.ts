@@ -14,7 +14,16 @@ export type AttemptOutcome<T> =
    * `retryAfterMs`: the platform's hint; absent → exponential backoff on the route. `scope: 'major'`:
    * the limit is on the channel/group/user, so every write route sharing the major parameter rests too.
    */
-  | { readonly done: false; readonly retryAfterMs?: number; readonly scope?: 'route' | 'major' };
+  | {
+      readonly done: false;
+      readonly retryAfterMs?: number;
+      readonly scope?: 'route' | 'major';
+      /**
+       * A limit that may never lift (a platform code can also mean an exhausted quota): after
+       * `after` consecutive limits the request fails with `error()` instead of waiting for ever.
+       */
+      readonly giveUp?: { readonly after: number; readonly error: () => Error };
+    };
 
 export interface RateLimitedInfo {
   route: string;
@@ -50,6 +59,8 @@ interface Task {
   abortedError: () => Error;
   onAbort: (() => void) | undefined;
   running: boolean;
+  /** consecutive rate limits of this request */
+  limited: number;
 }
 
 /** Path segments that are fixed words; anything else is a parameter. */
@@ -200,6 +211,7 @@ class Bucket {
         abortedError: options.abortedError,
         onAbort: undefined,
         running: false,
+        limited: 0,
       };
       if (signal) {
         // A request still waiting its turn leaves the queue at once; a running one is aborted by
@@ -268,10 +280,15 @@ class Bucket {
           this.#settle(task, false, task.abortedError());
         }
         this.#hits++;
+        task.limited++;
         const waitMs = outcome.retryAfterMs ?? (this.#options.backoffMs ?? defaultBackoff)(this.#hits);
         this.#options.onRateLimited?.({ route: this.#route, waitMs, hits: this.#hits });
         this.#hooks.rest(waitMs);
         if (outcome.scope === 'major' && task.major !== undefined) this.#hooks.rest(waitMs, task.major);
+        if (outcome.giveUp && task.limited > outcome.giveUp.after && this.#queue.includes(task)) {
+          this.#remove(task);
+          this.#settle(task, false, outcome.giveUp.error());
+        }
       }
     } finally {
       this.#draining = false;

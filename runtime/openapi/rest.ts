@@ -69,6 +69,8 @@ export interface RestEvents {
 
 /** Platform codes that mean "slow down", not "no": the request was not accepted, send it again. */
 const RATE_LIMIT_CODES = new Set([20028, 22009, 620006]);
+/** A request limited by a platform code this many times in a row fails with that code. */
+const PLATFORM_LIMIT_ATTEMPTS = 8;
 /** "channel write rate limit": the whole channel is limited, so its other write routes rest too. */
 const CHANNEL_LIMIT_CODE = 20028;
 // 304045–304050 (proactive quotas per day/month) are deliberately not here: waiting seconds cannot
@@ -232,7 +234,9 @@ export class Rest extends EventEmitter<RestEvents> {
       if (res.status === 429 || isOneOf(RATE_LIMIT_CODES, platformCode, errCode)) {
         const retryAfterMs = retryAfter(res.headers);
         const scope = isOneOf(CHANNEL_LIMIT_CODE, platformCode, errCode) ? 'major' : 'route';
-        return retryAfterMs === undefined ? { done: false, scope } : { done: false, retryAfterMs, scope };
+        // HTTP 429 always lifts; a platform code in a 2xx/4xx body can also be a spent quota
+        const giveUp = res.status === 429 ? undefined : { after: PLATFORM_LIMIT_ATTEMPTS, error: failure };
+        return { done: false, scope, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}), ...(giveUp ? { giveUp } : {}) };
       }
       if ((res.status === 401 || isOneOf(TOKEN_EXPIRED_CODE, platformCode, errCode)) && !refreshed) {
         refreshed = true;
