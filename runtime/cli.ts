@@ -6,8 +6,9 @@ const HELP = `qqbot — run QQ bots with sandboxed, hot-reloaded plugins
 Usage:
   qqbot start [bot.yaml]               run every bot in the file (default ./bot.yaml)
   qqbot check [bot.yaml]               validate the file and plugins, print bots, plugins and intents
-  qqbot simulator [--port N] [--host H] [--bot appId:secret[:token]]...
-                                       run the local QQ platform simulator
+  qqbot simulator [--port N] [--host H] [--bot appId:secret[:token]]... [--proactive off|quota|allowed]
+                                       run the local QQ platform simulator (proactive sends: off
+                                       by default, as on the platform since 2025-04-21)
   qqbot new-plugin NAME [--dir plugins]
                                        scaffold a plugin package
   qqbot --help | --version
