@@ -17,7 +17,8 @@ import type { LookupFunction } from 'node:net';
 import type { EventMap, EventType } from './events.ts';
 import { OpenAPIError } from '../runtime/openapi/errors.ts';
 import { bundlePlugin } from '../runtime/plugins/bundler.ts';
-import { readPluginManifest, resolveLimits, resolvePluginConfig } from '../runtime/plugins/manifest.ts';
+import { readPluginManifest, resolvePluginConfig } from '../runtime/plugins/manifest.ts';
+import { buildInstanceSpec } from '../runtime/plugins/instance-spec.ts';
 import { createCapabilityHandler, type ApiRequester, type PluginCapabilities } from '../runtime/plugins/capabilities/index.ts';
 import type { RateLimit } from '../runtime/plugins/capabilities/rate-limit.ts';
 import { FileKeyValueStore } from '../runtime/plugins/storage/file-store.ts';
@@ -137,19 +138,7 @@ export async function createTestHarness(options: TestHarnessOptions): Promise<Te
       ...(options.allowPrivateAddresses ? { allowPrivateAddresses: true } : {}),
     },
   });
-  const spec: PluginInstanceSpec = {
-    id: `${bot.name}/${name}`,
-    plugin: name,
-    bot,
-    version: 1,
-    code: bundle.code,
-    sourceMap: bundle.sourceMap,
-    filename: bundle.filename,
-    config,
-    permissions: loaded.manifest.permissions ?? [],
-    events: loaded.manifest.events,
-    limits: resolveLimits(loaded.manifest),
-  };
+  const spec = buildInstanceSpec({ bot, plugin: name, version: 1, manifest: loaded.manifest, config, bundle });
   capabilities.registerInstance(spec, { fetchHosts: loaded.manifest.fetchHosts ?? [] });
 
   const supervisor = new PluginSupervisor({ onCall: capabilities.handle, restartBackoffMs: { min: 50, max: 500 } });

@@ -9,8 +9,8 @@ import type { Logger } from '../logging/logger.ts';
 import { bundlePlugin } from '../plugins/bundler.ts';
 import type { PluginCapabilities } from '../plugins/capabilities/index.ts';
 import type { DiscoveredPlugin } from '../plugins/discovery.ts';
-import type { PluginInstanceSpec } from '../plugins/instance.ts';
-import { readPluginManifest, resolveLimits, resolvePluginConfig } from '../plugins/manifest.ts';
+import { buildInstanceSpec } from '../plugins/instance-spec.ts';
+import { readPluginManifest, resolvePluginConfig } from '../plugins/manifest.ts';
 import type { PluginSupervisor } from '../plugins/sandbox/supervisor.ts';
 
 /** The plugin names bot.yaml enables for a bot (a `false` section disables), or undefined: every plugin folder. */
@@ -99,19 +99,7 @@ export class BotPlugins {
     const config = resolvePluginConfig({ name, manifest: manifest.manifest }, section === true ? undefined : section, `${relative(displayRoot, bot.location.file)}: bots.${bot.name}.plugins.${key}`);
     const bundle = await bundlePlugin({ entry: manifest.main, displayRoot });
     const previous = this.#loaded.get(name);
-    const spec: PluginInstanceSpec = {
-      id: `${bot.name}/${name}`,
-      plugin: name,
-      bot: { name: bot.name, appId: bot.appId },
-      version: (previous?.version ?? 0) + 1,
-      code: bundle.code,
-      sourceMap: bundle.sourceMap,
-      filename: bundle.filename,
-      config,
-      permissions: manifest.manifest.permissions ?? [],
-      events: manifest.manifest.events,
-      limits: resolveLimits(manifest.manifest),
-    };
+    const spec = buildInstanceSpec({ bot, plugin: name, version: (previous?.version ?? 0) + 1, manifest: manifest.manifest, config, bundle });
     // Grants are registered before setup runs: setup code may already call the API.
     capabilities.registerInstance(spec, { fetchHosts: manifest.manifest.fetchHosts ?? [] });
     let loadMs: number;
