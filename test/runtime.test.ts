@@ -29,13 +29,14 @@ function project(botYaml: string): string {
   return join(dir, 'bot.yaml');
 }
 
-async function startRuntime(file: string, options: { console?: boolean; metrics?: boolean; simulator?: RuntimeOptions['simulator'] } = {}): Promise<Runtime> {
+async function startRuntime(file: string, options: { console?: boolean; metrics?: boolean; simulator?: RuntimeOptions['simulator']; supervisor?: RuntimeOptions['supervisor'] } = {}): Promise<Runtime> {
   const runtime = new Runtime({
     config: loadConfig(file, { env: {} }),
     logger: createLogger({ level: 'warn', pretty: false }),
     console: options.console ?? false,
     metricsServer: options.metrics ?? false,
     ...(options.simulator ? { simulator: options.simulator } : {}),
+    ...(options.supervisor ? { supervisor: options.supervisor } : {}),
   });
   await runtime.start();
   return runtime;
@@ -142,6 +143,37 @@ test('a fatal gateway close (intents not permitted) stops that bot with the caus
     await new Promise((resolve) => setTimeout(resolve, 500)); // a retry storm would show up here
     const identifies = sim.sessionLog().filter((entry) => entry.appId === '1020000001' && entry.kind === 'identify');
     assert.equal(identifies.length, 1, 'no retry after a configuration error');
+  } finally {
+    await runtime.stop();
+  }
+});
+
+test('a plugin that aborts the plugin-host process: the gateway session stays up, the host restarts, the culprit is quarantined, the other plugin answers every event', async () => {
+  const runtime = await startRuntime(project('bots:\n  - { name: tough, appId: "1020000001", endpoint: simulator, plugins: { alpha: {}, oom: {} } }\n'), {
+    supervisor: { restartBackoffMs: { min: 50, max: 500 } },
+  });
+  try {
+    const sim = runtime.simulator!;
+    const crashed = new Promise((resolve) => runtime.supervisor.once('host-crashed', resolve));
+    const before = sim.sessions().filter((s) => s.appId === '1020000001').map((s) => s.sessionId);
+    const posted: string[] = [];
+    const deadline = Date.now() + 120_000;
+    let quarantined = false;
+    while (!quarantined) {
+      assert.ok(Date.now() < deadline, 'the oom plugin was never quarantined');
+      posted.push(sim.postMessage({ kind: 'c2c', content: `n${posted.length}` }).id);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      quarantined = runtime.supervisor.stats().some((s) => s.id === 'tough/oom' && s.status === 'quarantined');
+    }
+    await crashed;
+    // a few more after the quarantine, then every event must have its alpha answer
+    for (let i = 0; i < 5; i++) posted.push(sim.postMessage({ kind: 'c2c', content: `after${i}` }).id);
+    await until('alpha answered every event', () => posted.every((id) => replyTo(sim.outbox(), id).length === 1), 60_000);
+    const after = sim.sessions().filter((s) => s.appId === '1020000001');
+    assert.deepEqual(after.map((s) => s.sessionId), before, 'the same gateway session throughout');
+    assert.ok(after.every((s) => s.connected));
+    assert.equal(sim.sessionLog().filter((e) => e.appId === '1020000001' && e.kind === 'identify').length, 1, 'never re-identified');
+    assert.equal(runtime.bots.get('tough')!.state, 'running');
   } finally {
     await runtime.stop();
   }
