@@ -27,6 +27,7 @@ export interface SessionSnapshot {
   shard: [number, number];
   intents: number;
   seq: number;
+  /** highest `s` pushed out of the replay buffer: a resume from before it cannot be served */
   droppedThrough: number;
   buffer: BufferedFrame[];
   resumedCount: number;
@@ -43,17 +44,7 @@ export type SessionChange = 'ready' | 'resumed' | 'disconnected' | 'invalidated'
 
 interface BufferedFrame { s: number; frame: string }
 
-interface Session {
-  id: string;
-  appId: string;
-  shard: [number, number];
-  intents: number;
-  seq: number;
-  /** highest `s` pushed out of the replay buffer: a resume from before it cannot be served */
-  droppedThrough: number;
-  buffer: BufferedFrame[];
-  resumedCount: number;
-  lastHeartbeatAt: number | null;
+interface Session extends SessionSnapshot {
   conn: Connection | undefined;
   /** epoch ms after which a disconnected session is gone */
   expiresAt: number | undefined;

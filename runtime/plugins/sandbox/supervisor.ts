@@ -47,14 +47,9 @@ export interface InstanceStats {
   lastError?: string;
 }
 
-interface InstanceRecord {
+interface InstanceRecord extends Omit<InstanceStats, 'id' | 'version' | 'lastError'> {
   spec: PluginInstanceSpec;
-  status: InstanceStatus;
-  events: number;
-  errors: number;
-  cpuMs: number;
-  heapUsedBytes: number;
-  restarts: number;
+  /** times of recent failures, for the quarantine window */
   failures: number[];
   lastError: string | undefined;
   backoff: NodeJS.Timeout | undefined;
