@@ -210,17 +210,9 @@ export class Runtime extends EventEmitter implements RuntimeView {
       const prefix = `${bot.config.name}/`;
       const plugins = bot.plugins.loaded.map((plugin): PluginView => {
         const s = stats.find((entry) => entry.id === `${prefix}${plugin.name}`);
-        return {
-          name: plugin.name,
-          version: s?.version ?? plugin.version,
-          status: s?.status ?? 'stopped',
-          events: s?.events ?? 0,
-          errors: s?.errors ?? 0,
-          cpuMs: s?.cpuMs ?? 0,
-          heapUsedBytes: s?.heapUsedBytes ?? 0,
-          restarts: s?.restarts ?? 0,
-          ...(s?.lastError ? { lastError: s.lastError } : {}),
-        };
+        if (!s) return { name: plugin.name, version: plugin.version, status: 'stopped', events: 0, errors: 0, cpuMs: 0, heapUsedBytes: 0, restarts: 0 };
+        const { id: _id, ...counters } = s;
+        return { name: plugin.name, ...counters };
       });
       return {
         name: bot.config.name,
@@ -305,6 +297,8 @@ export class Runtime extends EventEmitter implements RuntimeView {
       this.#live({ bot: name, kind: state === 'failed' ? 'error' : 'state', text: error ? `${state}: ${error.message}` : state });
     });
     bot.on('dispatch', (dispatch) => {
+      // the dispatch path is hot: format a log line only when a console is watching
+      if (this.listenerCount('live') === 0) return;
       const data = dispatch.d as { content?: unknown } | undefined;
       const content = typeof data?.content === 'string' ? `: ${data.content.slice(0, 200)}` : '';
       this.#live({ bot: name, kind: 'event', text: `${dispatch.t}${dispatch.shard !== undefined ? ` (shard ${dispatch.shard})` : ''}${content}` });

@@ -71,15 +71,8 @@ const MAX_STREAM_BACKLOG_BYTES = 8 << 20;
  */
 const MAX_JSON_DEPTH = 100;
 
-/** A request body the simulator will not read; answered 400/413 by the OpenAPI, 400 by the control API. */
-class BodyError extends Error {
-  readonly status: number;
-
-  constructor(status: number, message: string) {
-    super(message);
-    this.status = status;
-  }
-}
+/** How each API answers a body it will not read: the OpenAPI with 400/413 + a platform code, the control API with 400. */
+type BodyRefusal = (status: number, message: string) => Error;
 
 class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
   readonly #options: ResolvedOptions;
@@ -382,13 +375,7 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
     const traceId = randomBytes(16).toString('hex');
     res.setHeader('X-Tps-trace-ID', traceId);
     try {
-      let body: unknown;
-      try {
-        body = await readJson(req, res, method);
-      } catch (err) {
-        if (!(err instanceof BodyError)) throw err;
-        throw new PlatformError(err.status, CODES.invalidParameter, err.message);
-      }
+      const body = await readJson(req, res, method, (status, message) => new PlatformError(status, CODES.invalidParameter, message));
       if (url.pathname === '/app/getAppAccessToken') {
         if (method !== 'POST') throw new PlatformError(405, CODES.methodNotAllowed, 'use POST');
         const o = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
@@ -414,13 +401,7 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
     const { found, pathKnown } = this.#control.match(method, url.pathname.replace(/\/+$/, '') || '/');
     if (!found) return sendJson(res, pathKnown ? 405 : 404, { error: pathKnown ? `method ${method} not allowed` : `no control endpoint ${url.pathname}` });
     try {
-      let body: unknown;
-      try {
-        body = await readJson(req, res, method);
-      } catch (err) {
-        if (!(err instanceof BodyError)) throw err;
-        throw new ControlInputError('body', err.message);
-      }
+      const body = await readJson(req, res, method, (_status, message) => new ControlInputError('body', message));
       sendJson(res, 200, await found.handler({ params: found.params, query: url.searchParams, body }));
     } catch (err) {
       if (err instanceof ControlInputError) return sendJson(res, 400, { error: err.message, field: err.field });
@@ -460,7 +441,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   return sim;
 }
 
-async function readJson(req: IncomingMessage, res: ServerResponse, method: string): Promise<unknown> {
+async function readJson(req: IncomingMessage, res: ServerResponse, method: string, refuse: BodyRefusal): Promise<unknown> {
   if (method === 'GET' || method === 'HEAD') {
     req.resume();
     return undefined;
@@ -472,20 +453,20 @@ async function readJson(req: IncomingMessage, res: ServerResponse, method: strin
     if (size > MAX_BODY_BYTES) {
       // the rest is not read: the connection closes after the answer rather than carry on mid-upload
       res.setHeader('connection', 'close');
-      throw new BodyError(413, `request body larger than ${MAX_BODY_BYTES} bytes`);
+      throw refuse(413, `request body larger than ${MAX_BODY_BYTES} bytes`);
     }
     chunks.push(chunk as Buffer);
   }
   if (size === 0) return undefined;
   const type = req.headers['content-type'] ?? '';
-  if (type.startsWith('multipart/')) throw new BodyError(400, 'multipart/form-data is not supported by the simulator');
+  if (type.startsWith('multipart/')) throw refuse(400, 'multipart/form-data is not supported by the simulator');
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    throw new BodyError(400, 'body must be valid JSON');
+    throw refuse(400, 'body must be valid JSON');
   }
-  if (jsonDepth(parsed, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) throw new BodyError(400, `body nests deeper than ${MAX_JSON_DEPTH} levels`);
+  if (jsonDepth(parsed, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) throw refuse(400, `body nests deeper than ${MAX_JSON_DEPTH} levels`);
   return parsed;
 }
 
