@@ -1,7 +1,5 @@
 #!/usr/bin/env node
-// The runtime is TypeScript run through the tsx loader: no build step after `npm install`.
-import { register } from 'tsx/esm/api';
-
-register();
+// Node 24+ runs the runtime's TypeScript itself (type stripping): no loader and no build step in a
+// checkout. Only the plugin-host child loads isolated-vm; the supervisor forks it with --no-node-snapshot.
 const { main } = await import('../runtime/cli.ts');
 process.exitCode = await main(process.argv.slice(2));

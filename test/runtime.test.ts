@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { chromium, type Browser } from 'playwright-core';
 import { loadConfig } from '../runtime/config/index.ts';
 import { createLogger } from '../runtime/logging/logger.ts';
 import { Runtime, type RuntimeOptions } from '../runtime/runtime.ts';
@@ -148,13 +148,16 @@ test('a fatal gateway close (intents not permitted) stops that bot with the caus
   }
 });
 
-test('a plugin that aborts the plugin-host process: the gateway session stays up, the host restarts, the culprit is quarantined, the other plugin answers every event', async () => {
+// V8 up to Node 24 aborts the whole plugin host on this OOM; Node 26's V8 unwinds it inside the isolate.
+test('a plugin that exhausts V8 (aborting the plugin host where V8 cannot unwind it): the gateway session stays up, the culprit is quarantined, the other plugin answers every event', async () => {
   const runtime = await startRuntime(project('bots:\n  - { name: tough, appId: "1020000001", endpoint: simulator, plugins: { alpha: {}, oom: {} } }\n'), {
     supervisor: { restartBackoffMs: { min: 50, max: 500 } },
   });
   try {
     const sim = runtime.simulator!;
-    const crashed = new Promise((resolve) => runtime.supervisor.once('host-crashed', resolve));
+    let crashed = false;
+    runtime.supervisor.once('host-crashed', () => (crashed = true));
+    const restarted = new Promise((resolve) => runtime.supervisor.once('host-restarted', resolve));
     const before = sim.sessions().filter((s) => s.appId === '1020000001').map((s) => s.sessionId);
     const posted: string[] = [];
     const deadline = Date.now() + 120_000;
@@ -165,7 +168,7 @@ test('a plugin that aborts the plugin-host process: the gateway session stays up
       await new Promise((resolve) => setTimeout(resolve, 20));
       quarantined = runtime.supervisor.stats().some((s) => s.id === 'tough/oom' && s.status === 'quarantined');
     }
-    await crashed;
+    if (crashed) await restarted;
     // a few more after the quarantine, then every event must have its alpha answer
     for (let i = 0; i < 5; i++) posted.push(sim.postMessage({ kind: 'c2c', content: `after${i}` }).id);
     await until('alpha answered every event', () => posted.every((id) => replyTo(sim.outbox(), id).length === 1), 60_000);
@@ -278,11 +281,12 @@ test('/metrics parses as Prometheus text and its counters move with traffic', as
 
 test('the console in a real browser: chat with the bot, see shard and plugin rows', async () => {
   const runtime = await startRuntime(project('console: { port: 0 }\nbots:\n  - { name: demo, appId: "1020000001", endpoint: simulator, plugins: { alpha: {}, beta: {} } }\n'), { console: true });
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  let browser: Browser | undefined;
   try {
+    browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
     const page = await browser.newPage({ viewport: { width: 1360, height: 820 } });
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(error.message));
@@ -301,7 +305,7 @@ test('the console in a real browser: chat with the bot, see shard and plugin row
     await page.screenshot({ path: 'test-artifacts/console-runtime.png', fullPage: true });
     assert.deepEqual(errors, []);
   } finally {
-    await browser.close();
+    await browser?.close();
     await runtime.stop();
   }
 });

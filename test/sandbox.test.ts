@@ -670,14 +670,20 @@ const hostileCases: HostileCase[] = [
     },
   },
   {
+    // V8 up to Node 24 cannot unwind this OOM and aborts the plugin host; Node 26's V8 can, and the
+    // isolate meets its memory limit like any other. Either way the plugin ends quarantined.
     name: 'million keys (V8 OOM)', file: 'hostile/million-keys.ts', maxEvents: 400,
-    done: (h) => h.saw('host-restarted'),
+    done: (h, id) => h.saw('host-restarted') || h.saw('quarantined', id),
     check: (h, id) => {
-      const crash = h.emitted.find((e) => e.name === 'host-crashed');
-      assert.ok(crash, 'host crashed');
-      assert.equal(crash.payload.culprit, id);
       assert.ok(h.saw('quarantined', id));
       assert.equal(h.supervisor.stats().find((s) => s.id === id)?.status, 'quarantined');
+      const crash = h.emitted.find((e) => e.name === 'host-crashed');
+      if (!crash) {
+        const reason = String(h.emitted.find((e) => e.name === 'quarantined' && e.payload.instanceId === id)?.payload.reason);
+        assert.match(reason, /memory|timeout|cpu/);
+        return 'V8 unwound the OOM: isolate restarted at its limits, then quarantined';
+      }
+      assert.equal(crash.payload.culprit, id);
       return 'plugin host aborted → restarted, culprit quarantined';
     },
   },

@@ -32,7 +32,7 @@ test('qqbot new-plugin scaffolds a plugin whose own sandboxed test passes and th
   assert.deepEqual(discovery.problems, []);
   assert.deepEqual(discovery.plugins.map((p) => p.name), ['greeter']);
 
-  const tested = await run(['--no-node-snapshot', '--import', 'tsx', '--test', 'plugins/greeter/greeter.test.ts'], dir);
+  const tested = await run(['--test', '--test-reporter=tap', 'plugins/greeter/greeter.test.ts'], dir);
   assert.equal(tested.code, 0, `${tested.stdout}\n${tested.stderr}`);
   assert.match(tested.stdout, /# pass 2/);
 

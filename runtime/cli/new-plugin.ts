@@ -22,7 +22,7 @@ export async function newPluginCommand(args: string[]): Promise<number> {
     `created ${shown}/ (package.json, index.ts, ${name}.test.ts)`,
     `  try it:  send "/${name}" to the bot (console chat pane); a running \`qqbot start\` loads it on save,`,
     `           on every bot without a plugins list, or add \`${name}: {}\` under a bot's plugins`,
-    `  test it: node --no-node-snapshot --import tsx --test ${shown}/${name}.test.ts`,
+    `  test it: node --test ${shown}/${name}.test.ts`,
     '',
   ].join('\n'));
   return 0;

@@ -1,7 +1,7 @@
 /**
- * Entry of the plugin-host child process (forked by the supervisor with `--no-node-snapshot
- * --import tsx`). Owns every isolate; talks to the main process only through IPC messages.
- * It holds no credentials: the supervisor forks it with a scrubbed environment.
+ * Entry of the plugin-host child process (forked by the supervisor with `--no-node-snapshot`).
+ * Owns every isolate; talks to the main process only through IPC messages. It holds no credentials:
+ * the supervisor forks it with a scrubbed environment.
  */
 import { writeSync } from 'node:fs';
 import type { CallResult, DispatchOutcome, PluginInstanceSpec } from '../instance.ts';

@@ -24,7 +24,7 @@ export interface SupervisorOptions {
   /**
    * no heartbeat for this long → the host is stuck: killed and restarted (default 10 s). Applies
    * from the host's `ready` on, reloads after a restart included; before `ready` the bound is
-   * `max(heartbeatTimeoutMs, 30 s)`, since starting Node with tsx is slow on a busy machine.
+   * `max(heartbeatTimeoutMs, 30 s)`, since starting Node is slow on a busy machine.
    */
   heartbeatTimeoutMs?: number;
   /** how long an old version may drain after a swap or unload (default 5 s) */
@@ -72,8 +72,8 @@ type Reply = Extract<FromHost, { rid: number }>;
 
 const HOST_ENTRY = fileURLToPath(new URL('./host-process.ts', import.meta.url));
 const PROJECT_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-/** Only what Node and tsx need: the host must not inherit tokens from the environment. */
-const ENV_ALLOW = ['PATH', 'HOME', 'TMPDIR', 'TMP', 'TEMP', 'LANG', 'TZ', 'NODE_ENV', 'TSX_TSCONFIG_PATH', 'SYSTEMROOT'];
+/** Only what Node needs: the host must not inherit tokens from the environment. */
+const ENV_ALLOW = ['PATH', 'HOME', 'TMPDIR', 'TMP', 'TEMP', 'LANG', 'TZ', 'NODE_ENV', 'SYSTEMROOT'];
 const START_TIMEOUT_MS = 30_000;
 
 /**
@@ -249,7 +249,8 @@ export class PluginSupervisor extends EventEmitter {
     const child = fork(HOST_ENTRY, [], {
       cwd: PROJECT_ROOT,
       env,
-      execArgv: ['--no-node-snapshot', '--import', 'tsx'],
+      // isolated-vm requires it on Node 20+ (ivm#420); no loader: Node strips the types itself.
+      execArgv: ['--no-node-snapshot'],
       serialization: 'json',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', 'pipe'],
     });
