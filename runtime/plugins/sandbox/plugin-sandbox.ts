@@ -158,7 +158,7 @@ export class PluginSandbox {
     const jail = context.global;
     await jail.set('__qqbotHostCall', new ivm.Callback((id: unknown, cap: unknown, json: unknown) => this.#hostCall(id, cap, json)));
     await jail.set('__qqbotHostReport', new ivm.Callback((kind: unknown, json: unknown) => this.#hostReport(kind, json), { ignored: true }));
-    await jail.set('__qqbotInit', JSON.stringify({ bot: spec.bot, config: spec.config ?? {}, apiMethods: Object.keys(API_METHODS) }));
+    await jail.set('__qqbotInit', JSON.stringify({ bot: spec.bot, config: spec.config ?? {}, apiMethods: Object.keys(API_METHODS), payloadBytes: spec.limits.payloadBytes }));
     jail.release();
 
     const prelude = await this.#isolate.compileScript(PRELUDE_SOURCE, { filename: PRELUDE_FILENAME });
