@@ -11,6 +11,9 @@ import { PluginSupervisor } from '../runtime/plugins/sandbox/supervisor.ts';
 import { percentile, withRatio, type BenchRow } from './rows.ts';
 
 const ECHO = fileURLToPath(new URL('../test/fixtures/runtime/plugins/alpha/index.ts', import.meta.url));
+const BURNER = fileURLToPath(new URL('./fixtures/burner.ts', import.meta.url));
+const FAN_OUT = 10;
+const ONE_AT_A_TIME = 300;
 const EVENTS = 5000;
 const IN_FLIGHT = 64;
 const IDLE_ISOLATES = 50;
@@ -35,13 +38,13 @@ function event(i: number): SandboxEvent {
   };
 }
 
-/** Runs `EVENTS` events with `inFlight` outstanding; returns per-event latencies (ms) and events/s. */
-async function drive(handle: (e: SandboxEvent) => Promise<unknown>, inFlight: number): Promise<{ latencies: number[]; perSecond: number }> {
+/** Runs `count` events with `inFlight` outstanding; returns per-event latencies (ms) and events/s. */
+async function drive(handle: (e: SandboxEvent) => Promise<unknown>, inFlight: number, count = EVENTS): Promise<{ latencies: number[]; perSecond: number }> {
   const latencies: number[] = [];
   let next = 0;
   const started = performance.now();
   const worker = async () => {
-    while (next < EVENTS) {
+    while (next < count) {
       const e = event(next++);
       const t0 = performance.now();
       await handle(e);
@@ -50,7 +53,7 @@ async function drive(handle: (e: SandboxEvent) => Promise<unknown>, inFlight: nu
   };
   await Promise.all(Array.from({ length: inFlight }, worker));
   const seconds = (performance.now() - started) / 1000;
-  return { latencies: latencies.sort((a, b) => a - b), perSecond: EVENTS / seconds };
+  return { latencies: latencies.sort((a, b) => a - b), perSecond: count / seconds };
 }
 
 function spec(id: string, bundle: { code: string; sourceMap: string; filename: string }): PluginInstanceSpec {
@@ -91,6 +94,22 @@ export async function benchSandbox(): Promise<BenchRow[]> {
     const sandboxedPiped = await drive((e) => supervisor.dispatch('bench/alpha', e), IN_FLIGHT);
     if (replies !== 2 * EVENTS) throw new Error(`sandboxed echo replied ${replies} times to ${2 * EVENTS} events`);
 
+    // fan-out: each event to FAN_OUT echo instances, each answering; against one instance, same run
+    const fanIds = Array.from({ length: FAN_OUT }, (_, i) => `bench/fan-${i}`);
+    for (const id of fanIds) await supervisor.load(spec(id, bundle));
+    const deliverTo = (ids: string[]) => (e: SandboxEvent) => Promise.all(supervisor.deliver(supervisor.share(e), ids));
+    const single = await drive(deliverTo([fanIds[0]!]), IN_FLIGHT);
+    const fanned = await drive(deliverTo(fanIds), IN_FLIGHT);
+    for (const id of fanIds) await supervisor.unload(id);
+
+    // noisy neighbour: echo's latency one event at a time, alone and while another plugin burns
+    // 40 ms of CPU on every event it also gets
+    const alone = await drive((e) => supervisor.dispatch('bench/alpha', e), 1, ONE_AT_A_TIME);
+    await supervisor.load({ ...spec('bench/burner', await bundlePlugin({ entry: BURNER })), plugin: 'burner' });
+    const echoOutcome = (e: SandboxEvent) => supervisor.deliver(supervisor.share(e), ['bench/alpha', 'bench/burner'])[0]!;
+    const noisy = await drive(echoOutcome, 1, ONE_AT_A_TIME);
+    await supervisor.unload('bench/burner');
+
     const pid = supervisor.hostPid!;
     const before = rssKb(pid);
     for (let i = 0; i < IDLE_ISOLATES; i++) await supervisor.load(spec(`bench/idle-${i}`, bundle));
@@ -102,6 +121,9 @@ export async function benchSandbox(): Promise<BenchRow[]> {
       withRatio({ name: 'sandboxed echo: events/s (one at a time)', value: sandboxedSerial.perSecond, unit: 'ev/s', baseline: directSerial.perSecond }),
       withRatio({ name: 'sandboxed echo: handler latency p50 (one at a time)', value: percentile(sandboxedSerial.latencies, 50), unit: 'ms', baseline: percentile(directSerial.latencies, 50) }),
       withRatio({ name: 'sandboxed echo: handler latency p99 (one at a time)', value: percentile(sandboxedSerial.latencies, 99), unit: 'ms', baseline: percentile(directSerial.latencies, 99) }),
+      withRatio({ name: `fan-out: events/s, each to ${FAN_OUT} plugins answering (baseline: to 1)`, value: fanned.perSecond, unit: 'ev/s', baseline: single.perSecond }),
+      withRatio({ name: 'noisy neighbour: echo p99, one at a time, beside a plugin burning 40 ms per event (baseline: alone)', value: percentile(noisy.latencies, 99), unit: 'ms', baseline: percentile(alone.latencies, 99) }),
+      withRatio({ name: 'noisy neighbour: echo p50 (baseline: alone)', value: percentile(noisy.latencies, 50), unit: 'ms', baseline: percentile(alone.latencies, 50) }),
       { name: `RSS per idle plugin isolate (${IDLE_ISOLATES} loaded)`, value: perIsolateMb, unit: 'MB' },
     ];
   } finally {

@@ -50,6 +50,8 @@ export class Runtime extends EventEmitter implements RuntimeView {
   readonly #log: Logger;
   readonly #grants: Record<string, BotCapabilities> = {};
   readonly #chat: ChatMessage[] = [];
+  /** replies and sends that did not go out, by instance id and error code */
+  readonly #sendFailures = new Map<string, Record<string, number>>();
   #simulator: Simulator | undefined;
   #supervisor: PluginSupervisor | undefined;
   #capabilities: PluginCapabilities | undefined;
@@ -97,8 +99,24 @@ export class Runtime extends EventEmitter implements RuntimeView {
     if (this.#stopRequested) return;
 
     this.#storage = new StorageBackends({ dataDir: config.dataDir, logger: this.#log.child({ part: 'storage' }) });
-    this.#capabilities = createCapabilityHandler({ bots: this.#grants, fetch: config.fetch, logger: this.#log.child({ part: 'capabilities' }) });
-    this.#supervisor = new PluginSupervisor({ ...this.#options.supervisor, onCall: this.#capabilities.handle, logger: this.#log.child({ part: 'plugin-host' }) });
+    this.#capabilities = createCapabilityHandler({
+      bots: this.#grants,
+      fetch: config.fetch,
+      logger: this.#log.child({ part: 'capabilities' }),
+      onSendFailed: ({ bot, plugin, code, message }) => {
+        this.metrics.replyFailed(bot, plugin, code);
+        const counts = this.#sendFailures.get(`${bot}/${plugin}`) ?? {};
+        counts[code] = (counts[code] ?? 0) + 1;
+        this.#sendFailures.set(`${bot}/${plugin}`, counts);
+        this.bots.get(bot)?.losses.lost('reply', plugin, code, message);
+      },
+    });
+    const supervisor = new PluginSupervisor({ ...this.#options.supervisor, onCall: this.#capabilities.handle, logger: this.#log.child({ part: 'plugin-host' }) });
+    this.#supervisor = supervisor;
+    this.metrics.watchBacklogs(() => supervisor.stats().map((s) => {
+      const slash = s.id.indexOf('/');
+      return { bot: s.id.slice(0, slash), plugin: s.id.slice(slash + 1), events: s.queued, bytes: s.queuedBytes };
+    }));
     this.#watchSupervisor(this.#supervisor);
     await this.#supervisor.start();
 
@@ -161,7 +179,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
   }
 
   /** Graceful: bots stop taking events and drain, shards close resumably, then everything else. */
-  async stop(options: { drainMs?: number } = {}): Promise<{ unfinished: number; received: number; handled: number }> {
+  async stop(options: { drainMs?: number } = {}): Promise<{ unfinished: number; received: number; handled: number; dropped: number }> {
     this.#stopRequested = true;
     // no reload may start while bots drain
     await this.#reloader?.stop();
@@ -184,6 +202,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
       unfinished: results.reduce((sum, r) => sum + r.unfinished, 0),
       received: counts.reduce((sum, c) => sum + c.received, 0),
       handled: counts.reduce((sum, c) => sum + c.handled, 0),
+      dropped: counts.reduce((sum, c) => sum + c.dropped, 0),
     };
   }
 
@@ -210,9 +229,10 @@ export class Runtime extends EventEmitter implements RuntimeView {
       const prefix = `${bot.config.name}/`;
       const plugins = bot.plugins.loaded.map((plugin): PluginView => {
         const s = stats.find((entry) => entry.id === `${prefix}${plugin.name}`);
-        if (!s) return { name: plugin.name, version: plugin.version, status: 'stopped', events: 0, errors: 0, cpuMs: 0, heapUsedBytes: 0, restarts: 0 };
+        const sendFailures = this.#sendFailures.get(`${prefix}${plugin.name}`) ?? {};
+        if (!s) return { name: plugin.name, version: plugin.version, status: 'stopped', events: 0, errors: 0, cpuMs: 0, heapUsedBytes: 0, restarts: 0, queued: 0, queuedBytes: 0, dropped: {}, sendFailures };
         const { id: _id, ...counters } = s;
-        return { name: plugin.name, ...counters };
+        return { name: plugin.name, ...counters, sendFailures };
       });
       return {
         name: bot.config.name,

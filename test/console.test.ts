@@ -63,8 +63,8 @@ class TestRuntimeView extends EventEmitter implements RuntimeView {
             { id: 1, count: 2, state: 'resuming', seq: 17, reconnects: 2 },
           ],
           plugins: [
-            { name: 'echo', version: 3, status: 'running', events: 120, errors: 0, cpuMs: 48.2, heapUsedBytes: 2_400_000, restarts: 0 },
-            { name: 'dice', version: 1, status: 'quarantined', events: 9, errors: 5, cpuMs: 1500, heapUsedBytes: 9_800_000, restarts: 3, lastError: 'CPU time limit (50 ms) exceeded in handler for AT_MESSAGE_CREATE' },
+            { name: 'echo', version: 3, status: 'running', events: 120, errors: 0, cpuMs: 48.2, heapUsedBytes: 2_400_000, restarts: 0, queued: 0, queuedBytes: 0, dropped: {}, sendFailures: {} },
+            { name: 'dice', version: 1, status: 'quarantined', events: 9, errors: 5, cpuMs: 1500, heapUsedBytes: 9_800_000, restarts: 3, queued: 0, queuedBytes: 0, dropped: { quarantined: 4, backlog_full: 2 }, sendFailures: { E_REPLY_WINDOW: 1 }, lastError: 'CPU time limit (50 ms) exceeded in handler for AT_MESSAGE_CREATE' },
           ],
         },
         {

@@ -21,7 +21,8 @@ import type { KeyValueStore } from '../plugins/storage/key-value-store.ts';
 import { LocalSessionManager } from '../sessions/local.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
 import { BotPlugins, type PluginFailure } from './bot-plugins.ts';
-import { Dispatcher } from './dispatcher.ts';
+import { Dispatcher, type DispatchCounts } from './dispatcher.ts';
+import { LossReporter } from './loss-reporter.ts';
 
 export type BotState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
@@ -67,6 +68,8 @@ const METRIC_STATE: Record<ShardState, MetricShardState> = {
 export class Bot extends EventEmitter<BotEvents> {
   readonly config: BotConfig;
   readonly plugins: BotPlugins;
+  /** events and replies this bot's plugins lost, said out loud (aggregated) */
+  readonly losses: LossReporter;
   readonly #options: BotOptions;
   readonly #log: Logger;
   readonly #dedupe = new EventDeduper();
@@ -87,11 +90,13 @@ export class Bot extends EventEmitter<BotEvents> {
     this.#options = options;
     this.#log = options.logger.child({ bot: options.config.name });
     this.plugins = new BotPlugins({ bot: options.config, supervisor: options.supervisor, capabilities: options.capabilities, displayRoot: options.displayRoot, logger: this.#log });
+    this.losses = new LossReporter({ logger: this.#log });
     this.#dispatcher = new Dispatcher({
       bot: options.config.name,
       plugins: this.plugins,
       supervisor: options.supervisor,
       capabilities: options.capabilities,
+      losses: this.losses,
       ...(options.metrics ? { metrics: options.metrics } : {}),
       onHandled: (dispatch) => this.emit('handled', dispatch),
     });
@@ -113,9 +118,9 @@ export class Bot extends EventEmitter<BotEvents> {
     return this.#sessions;
   }
 
-  /** unique events taken in, and those whose handlers all finished */
-  get counts(): { received: number; handled: number; inFlight: number } {
-    return { received: this.#received, handled: this.#dispatcher.handled, inFlight: this.#dispatcher.inFlight };
+  /** Unique events taken in and what became of them: `received = handled + dropped + inFlight`. */
+  get counts(): { received: number } & DispatchCounts {
+    return { received: this.#received, ...this.#dispatcher.counts };
   }
 
   /** Loads the plugins, then connects. Rejects (and the bot is `failed`) when the bot cannot run. */
@@ -164,6 +169,7 @@ export class Bot extends EventEmitter<BotEvents> {
     const unfinished = await this.#dispatcher.drain(options.drainMs ?? 10_000);
     if (unfinished > 0) this.#log.warn({ unfinished }, 'stopped with handlers still running');
     await this.#closeClient();
+    this.losses.close();
     this.#setState('stopped');
     return { unfinished };
   }

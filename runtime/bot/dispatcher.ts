@@ -1,36 +1,53 @@
 /**
  * Fans one deduplicated platform event out to the sandboxes of the plugins that subscribe to it.
- * Events are handed to the supervisor synchronously, in arrival order, so each plugin's serial
- * queue sees them in the order the transport delivered them.
+ * Events are handed to the supervisor synchronously, in arrival order, so each plugin's backlog
+ * sees them in the order the transport delivered them. Every delivery ends handled (the handler
+ * ran, even if it threw) or dropped with a reason, and every drop is counted and reported.
  */
 import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
 import type { RuntimeMetrics } from '../metrics/metrics.ts';
 import type { PluginCapabilities } from '../plugins/capabilities/index.ts';
-import type { DispatchOutcome, SandboxEvent } from '../plugins/instance.ts';
+import type { DispatchOutcome, DropReason } from '../plugins/instance.ts';
 import type { PluginSupervisor } from '../plugins/sandbox/supervisor.ts';
 import type { BotPlugins } from './bot-plugins.ts';
+import type { LossReporter } from './loss-reporter.ts';
 
 export interface DispatcherOptions {
   bot: string;
   plugins: BotPlugins;
   supervisor: PluginSupervisor;
   capabilities: PluginCapabilities;
+  losses: LossReporter;
   metrics?: RuntimeMetrics;
   onHandled?: (dispatch: GatewayDispatch, outcomes: DispatchOutcome[]) => void;
+}
+
+/** What happened to the events a bot took in. `received = handled + dropped + inFlight`. */
+export interface DispatchCounts {
+  /** every subscribed plugin handled it (or none subscribes) */
+  handled: number;
+  /** at least one subscribed plugin did not handle it */
+  dropped: number;
+  inFlight: number;
+  /** plugin deliveries that were dropped, by reason */
+  droppedDeliveries: Partial<Record<DropReason, number>>;
 }
 
 export class Dispatcher {
   readonly #options: DispatcherOptions;
   readonly #inFlight = new Set<Promise<void>>();
+  readonly #prefix: number;
   #handled = 0;
+  #dropped = 0;
+  readonly #droppedDeliveries: Partial<Record<DropReason, number>> = {};
 
   constructor(options: DispatcherOptions) {
     this.#options = options;
+    this.#prefix = options.bot.length + 1;
   }
 
-  /** events whose handlers have all finished */
-  get handled(): number {
-    return this.#handled;
+  get counts(): DispatchCounts {
+    return { handled: this.#handled, dropped: this.#dropped, inFlight: this.#inFlight.size, droppedDeliveries: { ...this.#droppedDeliveries } };
   }
 
   get inFlight(): number {
@@ -46,12 +63,13 @@ export class Dispatcher {
     }
     const id = dispatch.id ?? '';
     const ref = capabilities.events.register({ bot, type: dispatch.t, id, data: dispatch.d, receivedAt: dispatch.receivedAt });
-    const event: SandboxEvent = { ref, type: dispatch.t, id, data: dispatch.d, transport: dispatch.transport, ...(dispatch.shard !== undefined ? { shard: dispatch.shard } : {}) };
-    const outcomes = targets.map((instanceId) => supervisor.dispatch(instanceId, event));
-    const done = Promise.all(outcomes).then(async (results) => {
-      this.#record(results);
+    const event = supervisor.share({ ref, type: dispatch.t, id, data: dispatch.d, transport: dispatch.transport, ...(dispatch.shard !== undefined ? { shard: dispatch.shard } : {}) });
+    const done = Promise.all(supervisor.deliver(event, targets)).then(async (results) => {
+      let dropped = false;
+      for (const outcome of results) if (this.#record(outcome)) dropped = true;
       await capabilities.finishEvent(ref);
-      this.#handled += 1;
+      if (dropped) this.#dropped += 1;
+      else this.#handled += 1;
       this.#options.onHandled?.(dispatch, results);
     });
     this.#inFlight.add(done);
@@ -71,12 +89,16 @@ export class Dispatcher {
     return this.#inFlight.size;
   }
 
-  #record(results: DispatchOutcome[]): void {
-    const metrics = this.#options.metrics;
-    if (!metrics) return;
-    for (const outcome of results) {
-      const plugin = outcome.instanceId.slice(this.#options.bot.length + 1);
-      metrics.handlerFinished(this.#options.bot, plugin, outcome.status, (outcome.wallMs ?? 0) / 1000);
-    }
+  /** true when the plugin did not handle the event */
+  #record(outcome: DispatchOutcome): boolean {
+    const { bot, metrics, losses } = this.#options;
+    const plugin = outcome.instanceId.slice(this.#prefix);
+    if (outcome.wallMs !== undefined) metrics?.handlerFinished(bot, plugin, outcome.status, outcome.wallMs / 1000);
+    if (outcome.status === 'ok' || outcome.status === 'error') return false;
+    const reason: DropReason = outcome.reason ?? 'disposed';
+    this.#droppedDeliveries[reason] = (this.#droppedDeliveries[reason] ?? 0) + 1;
+    metrics?.eventDropped(bot, plugin, reason);
+    losses.lost('event', plugin, reason, outcome.error?.split('\n')[0]);
+    return true;
   }
 }

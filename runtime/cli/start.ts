@@ -29,8 +29,9 @@ export async function startCommand(args: string[]): Promise<number> {
 
   const signal = await stopping;
   logger.info({ signal }, 'shutting down: finishing handlers, closing shards resumably');
-  const { unfinished, received, handled } = await runtime.stop();
-  logger.info({ received, handled, unfinished }, 'stopped');
+  const { unfinished, received, handled, dropped } = await runtime.stop();
+  // dropped: events at least one plugin did not handle (reasons: logged, /metrics qqbot_events_dropped_total)
+  logger.info({ received, handled, dropped, unfinished }, 'stopped');
   logger.flush();
   return 0;
 }

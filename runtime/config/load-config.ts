@@ -77,6 +77,7 @@ interface RawBot {
   plugins?: Record<string, unknown> | null;
   fetchHosts?: string[];
   requestTimeoutMs?: number;
+  pluginQueueBytes?: number;
 }
 
 interface RawConfig {
@@ -130,6 +131,7 @@ function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number)
       ...(bot.plugins !== undefined && bot.plugins !== null ? { plugins: bot.plugins } : {}),
       ...(bot.fetchHosts !== undefined ? { fetchHosts: bot.fetchHosts } : {}),
       requestTimeoutMs: bot.requestTimeoutMs ?? 10_000,
+      ...(bot.pluginQueueBytes !== undefined ? { pluginQueueBytes: bot.pluginQueueBytes } : {}),
       location: at(node?.range?.[0]),
     };
   });

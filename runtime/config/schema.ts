@@ -85,6 +85,7 @@ const bot = {
     },
     fetchHosts: { type: 'array', items: { type: 'string', minLength: 1 }, 'x-expected': 'a list of host names' },
     requestTimeoutMs: { type: 'integer', minimum: 100, 'x-expected': 'milliseconds (integer ≥ 100)' },
+    pluginQueueBytes: { type: 'integer', minimum: 65536, maximum: 536870912, 'x-expected': 'bytes (integer from 65536 to 536870912)' },
   },
 };
 

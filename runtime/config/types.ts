@@ -40,6 +40,11 @@ export interface BotConfig {
   /** operator allow-list intersected with each plugin's `fetchHosts` */
   fetchHosts?: string[];
   requestTimeoutMs: number;
+  /**
+   * bytes of events that may wait for each plugin of this bot before more are dropped (a plugin's
+   * manifest `limits.queueBytes` wins); default 32 MiB
+   */
+  pluginQueueBytes?: number;
   location: SourceLocation;
 }
 

@@ -22,6 +22,13 @@ export interface PluginView {
   cpuMs: number;
   heapUsedBytes: number;
   restarts: number;
+  /** events waiting in the plugin's backlog, and their size */
+  queued: number;
+  queuedBytes: number;
+  /** events the plugin did not handle, by reason */
+  dropped: Record<string, number>;
+  /** replies and sends that did not go out, by error code */
+  sendFailures: Record<string, number>;
   lastError?: string;
 }
 

@@ -43,6 +43,9 @@ export class RuntimeMetrics {
   readonly #pluginRestarts: Counter<'bot' | 'plugin' | 'reason'>;
   readonly #pluginQuarantines: Counter<'bot' | 'plugin'>;
   readonly #pluginReloads: Counter<'bot' | 'plugin' | 'result'>;
+  readonly #eventsDropped: Counter<'bot' | 'plugin' | 'reason'>;
+  readonly #repliesFailed: Counter<'bot' | 'plugin' | 'reason'>;
+  #backlogs: () => Array<{ bot: string; plugin: string; events: number; bytes: number }> = () => [];
 
   constructor(options: RuntimeMetricsOptions = {}) {
     const registers = [new Registry()];
@@ -113,12 +116,60 @@ export class RuntimeMetrics {
       labelNames: ['bot', 'plugin'],
       registers,
     });
+    this.#eventsDropped = new Counter({
+      name: 'qqbot_events_dropped_total',
+      help: 'Events a plugin did not handle, by reason (backlog_full, host_crashed, quarantined, timeout, cpu, memory, deadline, unloaded, stopped, …).',
+      labelNames: ['bot', 'plugin', 'reason'],
+      registers,
+    });
+    this.#repliesFailed = new Counter({
+      name: 'qqbot_replies_failed_total',
+      help: 'Replies and sends plugins asked for that did not go out, by error code (E_REPLY_WINDOW, E_OPENAPI, …).',
+      labelNames: ['bot', 'plugin', 'reason'],
+      registers,
+    });
+    const backlogs = () => this.#backlogs();
+    new Gauge({
+      name: 'qqbot_plugin_backlog_events',
+      help: 'Events waiting for a plugin instance (its backlog is bounded in bytes, queueBytes).',
+      labelNames: ['bot', 'plugin'],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of backlogs()) this.set({ bot: b.bot, plugin: b.plugin }, b.events);
+      },
+    });
+    new Gauge({
+      name: 'qqbot_plugin_backlog_bytes',
+      help: 'Bytes of event JSON waiting for a plugin instance.',
+      labelNames: ['bot', 'plugin'],
+      registers,
+      collect() {
+        this.reset();
+        for (const b of backlogs()) this.set({ bot: b.bot, plugin: b.plugin }, b.bytes);
+      },
+    });
     this.#pluginReloads = new Counter({
       name: 'qqbot_plugin_reloads_total',
       help: 'Hot reloads by result (ok: new version live; failed: old version kept).',
       labelNames: ['bot', 'plugin', 'result'],
       registers,
     });
+  }
+
+  /** An event one plugin did not handle, and why (every event ends handled or here). */
+  eventDropped(bot: string, plugin: string, reason: string): void {
+    this.#eventsDropped.inc({ bot, plugin, reason });
+  }
+
+  /** A reply or send a plugin asked for that did not go out, by error code. */
+  replyFailed(bot: string, plugin: string, reason: string): void {
+    this.#repliesFailed.inc({ bot, plugin, reason });
+  }
+
+  /** Where the backlog gauges read from, at scrape time. */
+  watchBacklogs(read: () => Array<{ bot: string; plugin: string; events: number; bytes: number }>): void {
+    this.#backlogs = read;
   }
 
   eventReceived(bot: string, type: string, transport: 'websocket' | 'webhook' | (string & {})): void {

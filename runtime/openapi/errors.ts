@@ -14,7 +14,9 @@ export type OpenAPIErrorCode =
   /** the caller's AbortSignal fired */
   | 'E_OPENAPI_ABORTED'
   /** the client was closed while the request was queued or in flight */
-  | 'E_OPENAPI_CLOSED';
+  | 'E_OPENAPI_CLOSED'
+  /** the request could not start before its deadline (a passive reply's window) and was not sent */
+  | 'E_OPENAPI_DEADLINE';
 
 export interface OpenAPIErrorDetails {
   method: string;
@@ -81,6 +83,9 @@ function describe(code: OpenAPIErrorCode, d: OpenAPIErrorDetails, reason: string
       break;
     case 'E_OPENAPI_CLOSED':
       text = `${head} was cancelled: the OpenAPI client is closed`;
+      break;
+    case 'E_OPENAPI_DEADLINE':
+      text = `${head} was not sent: it could not start before its deadline${reason ? ` (${reason})` : ''}`;
       break;
   }
   return d.traceId ? `${text} [trace ${d.traceId}]` : text;

@@ -8,5 +8,5 @@ export {
 export type {
   AuditAccepted, HttpMethod, QueryValue, RateLimitedEvent, RequestErrorEvent, RequestOptions, ResponseEvent, RestEvents,
 } from './rest.ts';
-export { routeKey, routeTemplate } from './rate-limiter.ts';
+export { routeKey, routeTemplate } from './route-queues.ts';
 export type * from './types.ts';

@@ -1,25 +1,23 @@
 /**
- * One AbortSignal per HTTP request that fires on its timeout or on any of the given signals.
- * Listeners are removed by `dispose()`: long-lived signals (the client's close signal) would
- * otherwise collect one listener per request, which `AbortSignal.any` did leak on some Node lines.
+ * One AbortSignal per HTTP request that fires on its timeout, on the caller's signal, or when the
+ * client closes (`abort()`, called by the client for every live request: a listener per request on
+ * one long-lived close signal would pile up under a burst).
  */
 export class RequestSignal {
   readonly #controller = new AbortController();
-  readonly #sources: AbortSignal[];
+  readonly #caller: AbortSignal | undefined;
   readonly #timer: NodeJS.Timeout;
   readonly #abort = (): void => this.#controller.abort();
   #timedOut = false;
 
-  constructor(timeoutMs: number, sources: (AbortSignal | undefined)[]) {
-    this.#sources = sources.filter((s): s is AbortSignal => s !== undefined);
+  constructor(timeoutMs: number, caller: AbortSignal | undefined) {
+    this.#caller = caller;
     this.#timer = setTimeout(() => {
       this.#timedOut = true;
       this.#controller.abort();
     }, timeoutMs);
-    for (const source of this.#sources) {
-      if (source.aborted) this.#controller.abort();
-      else source.addEventListener('abort', this.#abort, { once: true });
-    }
+    if (caller?.aborted) this.#controller.abort();
+    else caller?.addEventListener('abort', this.#abort, { once: true });
   }
 
   get signal(): AbortSignal {
@@ -31,8 +29,12 @@ export class RequestSignal {
     return this.#timedOut;
   }
 
+  abort(): void {
+    this.#controller.abort();
+  }
+
   dispose(): void {
     clearTimeout(this.#timer);
-    for (const source of this.#sources) source.removeEventListener('abort', this.#abort);
+    this.#caller?.removeEventListener('abort', this.#abort);
   }
 }

@@ -5,7 +5,7 @@ import { Pool } from 'undici';
 import { silentLogger, type Logger } from '../logging/logger.ts';
 import { OpenAPIError, scrubCredentials, type OpenAPIErrorCode } from './errors.ts';
 import { RequestSignal } from './request-signal.ts';
-import { RateLimiter, majorKey, routeKey, type AttemptOutcome } from './rate-limiter.ts';
+import { RouteQueues, majorKey, routeKey, type AttemptOutcome, type SendRate } from './route-queues.ts';
 import type { TokenSource } from './token-source.ts';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -21,6 +21,8 @@ export interface RequestOptions {
   /** overrides the client's timeout for this request (message sends never go below 5 s) */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** epoch ms after which the request must not be sent (a passive reply's window): it fails with E_OPENAPI_DEADLINE */
+  deadline?: number;
 }
 
 export interface RestOptions {
@@ -35,6 +37,11 @@ export interface RestOptions {
   connections?: number;
   /** extra attempts for GET/HEAD after a network error, timeout or 5xx; @defaultValue 2 */
   retries?: number;
+  /**
+   * messages one guild channel may be sent per window before the client waits (§14: 5 per second;
+   * the platform refuses the sixth with 20028); `false` turns pacing off. @defaultValue 5 per 1000 ms
+   */
+  channelSendRate?: SendRate | false;
 }
 
 export interface ResponseEvent {
@@ -131,8 +138,10 @@ export class Rest extends EventEmitter<RestEvents> {
   readonly #retries: number;
   readonly #logger: Logger;
   readonly #pool: Pool;
-  readonly #limiter: RateLimiter;
+  readonly #queues: RouteQueues;
   readonly #closing = new AbortController();
+  /** requests on the wire and retry waits, cut short by close() */
+  readonly #live = new Set<{ abort(): void }>();
 
   constructor(options: RestOptions) {
     super();
@@ -150,7 +159,8 @@ export class Rest extends EventEmitter<RestEvents> {
       keepAliveTimeout: 30_000,
       keepAliveMaxTimeout: 60_000,
     });
-    this.#limiter = new RateLimiter({
+    this.#queues = new RouteQueues({
+      sendRate: options.channelSendRate ?? { messages: 5, perMs: 1000 },
       onRateLimited: (info) => {
         this.#logger.warn({ route: info.route, waitMs: info.waitMs, hits: info.hits }, 'rate limited; route paused');
         this.emit('rateLimited', info);
@@ -167,11 +177,15 @@ export class Rest extends EventEmitter<RestEvents> {
     const route = routeKey(method, bare);
     const details = { method, path: bare, route };
     if (!bare.startsWith('/')) throw new TypeError(`OpenAPI path must start with "/": ${bare}`);
-    return this.#limiter.schedule<T>(route, () => this.#attempt<T>(method, path, route, options), {
+    const major = majorKey(method, bare);
+    return this.#queues.schedule<T>(route, () => this.#attempt<T>(method, path, route, options), {
       ...(options.signal ? { signal: options.signal } : {}),
-      major: majorKey(method, bare),
+      major,
+      pace: method === 'POST' && major?.startsWith('/channels/') && bare.endsWith('/messages') ? major : undefined,
+      deadline: options.deadline,
       closedError: () => new OpenAPIError('E_OPENAPI_CLOSED', details),
       abortedError: () => new OpenAPIError('E_OPENAPI_ABORTED', details),
+      deadlineError: (waitedMs) => new OpenAPIError('E_OPENAPI_DEADLINE', details, { reason: `queued ${Math.round(waitedMs)} ms behind this route's pacing and rate limits` }),
     });
   }
 
@@ -179,7 +193,8 @@ export class Rest extends EventEmitter<RestEvents> {
   async close(): Promise<void> {
     if (this.#closing.signal.aborted) return;
     this.#closing.abort();
-    this.#limiter.close();
+    for (const live of this.#live) live.abort();
+    this.#queues.close();
     await this.#pool.destroy().catch(() => {});
   }
 
@@ -289,7 +304,9 @@ export class Rest extends EventEmitter<RestEvents> {
     }
 
     const timeoutMs = this.#timeoutFor(method, details.path, options);
-    const requestSignal = new RequestSignal(timeoutMs, [this.#closing.signal, options.signal]);
+    const requestSignal = new RequestSignal(timeoutMs, options.signal);
+    if (this.#closing.signal.aborted) requestSignal.abort();
+    this.#live.add(requestSignal);
     try {
       const res = await this.#pool.request({
         method,
@@ -307,6 +324,7 @@ export class Rest extends EventEmitter<RestEvents> {
       const reason = err instanceof Error ? ((err as { code?: string }).code ?? err.message) : String(err);
       throw new OpenAPIError('E_OPENAPI_NETWORK', details, { reason: scrubCredentials(reason, credentialsIn(auth)), cause: err });
     } finally {
+      this.#live.delete(requestSignal);
       requestSignal.dispose();
     }
   }
@@ -327,16 +345,19 @@ export class Rest extends EventEmitter<RestEvents> {
   async #backoff(attempt: number, details: ErrorContext, callerSignal: AbortSignal | undefined): Promise<void> {
     const base = Math.min(5000, 250 * 2 ** (attempt - 1));
     const ms = Math.round(base / 2 + Math.random() * (base / 2));
-    const signals = [this.#closing.signal, ...(callerSignal ? [callerSignal] : [])];
-    if (!signals.some((s) => s.aborted)) {
+    if (!this.#closing.signal.aborted && !callerSignal?.aborted) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, ms);
+        const wake = { abort: done };
+        this.#live.add(wake);
+        callerSignal?.addEventListener('abort', done, { once: true });
+        const live = this.#live;
         function done(): void {
           clearTimeout(timer);
-          for (const signal of signals) signal.removeEventListener('abort', done);
+          live.delete(wake);
+          callerSignal?.removeEventListener('abort', done);
           resolve();
         }
-        for (const signal of signals) signal.addEventListener('abort', done, { once: true });
       });
     }
     if (this.#closing.signal.aborted) throw new OpenAPIError('E_OPENAPI_CLOSED', details);

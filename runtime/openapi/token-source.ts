@@ -156,7 +156,8 @@ export class AccessTokenSource implements TokenSource {
     const fail = (message: string, extra: { status?: number; platformCode?: number; retryable: boolean }, cause?: unknown): TokenError =>
       new TokenError(scrubCredentials(message, [secret]), { appId: this.#appId, endpoint, ...extra }, cause === undefined ? undefined : { cause });
 
-    const requestSignal = new RequestSignal(this.#timeoutMs, [this.#closing.signal]);
+    // one token request at a time (single flight): one listener on the close signal is no pile-up
+    const requestSignal = new RequestSignal(this.#timeoutMs, this.#closing.signal);
     const started = Date.now();
     let status: number;
     let text: string;

@@ -5,7 +5,7 @@ import { resolveLimits } from './manifest.ts';
 
 /** One plugin on one bot, from its validated manifest, its config section and its bundle. */
 export function buildInstanceSpec(input: {
-  bot: { name: string; appId: string };
+  bot: { name: string; appId: string; pluginQueueBytes?: number | undefined };
   plugin: string;
   version: number;
   manifest: PluginManifest;
@@ -24,6 +24,6 @@ export function buildInstanceSpec(input: {
     config: input.config,
     permissions: manifest.permissions ?? [],
     events: manifest.events,
-    limits: resolveLimits(manifest),
+    limits: { ...resolveLimits(manifest), ...(manifest.limits?.queueBytes === undefined && bot.pluginQueueBytes !== undefined ? { queueBytes: bot.pluginQueueBytes } : {}) },
   };
 }

@@ -11,29 +11,29 @@ const SWEEP_ABOVE = 10_000;
  */
 export class ChannelSendWindow {
   readonly #rate: ChannelSendRate;
-  /** channel id → times of its last `messages` accepted sends, oldest first */
+  /** bot + channel → times of the last `messages` sends accepted there, oldest first */
   readonly #sent = new Map<string, number[]>();
 
   constructor(rate: ChannelSendRate) {
     this.#rate = rate;
   }
 
-  /** Throws the platform's 20028 when the channel is at its rate. */
-  check(channelId: string, now = performance.now()): void {
-    const times = this.#sent.get(channelId);
+  /** Throws the platform's 20028 when the bot is at its rate in this channel (`key`: bot and channel). */
+  check(key: string, now = performance.now()): void {
+    const times = this.#sent.get(key);
     const { messages, perMs } = this.#rate;
     if (times && times.length >= messages && now - times[0]! < perMs) {
-      throw new PlatformError(429, CODES.channelRateLimited, `channel ${channelId} is over its write rate (${messages} messages per ${perMs} ms)`);
+      throw new PlatformError(429, CODES.channelRateLimited, `channel ${key.slice(key.indexOf(':') + 1)} is over its write rate (${messages} messages per ${perMs} ms)`);
     }
   }
 
   /** Counts a send the platform accepted. */
-  record(channelId: string, now = performance.now()): void {
-    let times = this.#sent.get(channelId);
+  record(key: string, now = performance.now()): void {
+    let times = this.#sent.get(key);
     if (!times) {
       if (this.#sent.size >= SWEEP_ABOVE) this.#sweep(now);
       times = [];
-      this.#sent.set(channelId, times);
+      this.#sent.set(key, times);
     }
     times.push(now);
     if (times.length > this.#rate.messages) times.shift();

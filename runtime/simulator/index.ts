@@ -53,6 +53,8 @@ export interface Simulator {
   /** Dispatches any event type as-is to `appId` (every bot when undefined). */
   dispatchEvent(appId: string | undefined, t: string, d: unknown): { event_id: string };
   outbox(since?: number): OutboxEntry[];
+  /** urls, bots, proactive counts, OpenAPI requests in flight (now and most at once) */
+  info(): Record<string, unknown>;
   sessions(): SessionInfo[];
   sessionLog(): SessionLogEntry[];
   fault(input: FaultInput): void;
@@ -93,6 +95,8 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
   readonly #bots: Map<string, SimulatorBot>;
   readonly #botUsers: Map<string, User>;
   readonly #streams = new Set<ServerResponse>();
+  /** OpenAPI requests being answered now, and the most at once: shows whether a client runs them concurrently */
+  readonly #apiInFlight = { now: 0, max: 0 };
   #nextEventId: number;
   #port = 0;
   #closed: Promise<void> | undefined;
@@ -285,6 +289,8 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
       heartbeatIntervalMs: this.#options.heartbeatIntervalMs,
       proactive: this.#options.proactive,
       proactiveCounts: this.#proactive.counts(),
+      apiInFlight: { ...this.#apiInFlight },
+      refusedForChannelRate: this.#openapi.refusedForRate,
     };
   }
 
@@ -398,6 +404,8 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
     if (url.pathname.startsWith('/_simulator')) return this.#onControl(req, res, url, method);
     const traceId = randomBytes(16).toString('hex');
     res.setHeader('X-Tps-trace-ID', traceId);
+    this.#apiInFlight.now++;
+    this.#apiInFlight.max = Math.max(this.#apiInFlight.max, this.#apiInFlight.now);
     try {
       const body = await readJson(req, res, method, (status, message) => new PlatformError(status, CODES.invalidParameter, message));
       if (url.pathname === '/app/getAppAccessToken') {
@@ -407,6 +415,7 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
       }
       const auth = req.headers.authorization;
       const answer = this.#openapi.handle(method, url.pathname, url.searchParams, auth, body);
+      if (this.#options.apiLatencyMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#options.apiLatencyMs));
       for (const [k, v] of Object.entries(answer.headers ?? {})) res.setHeader(k, v);
       if (answer.status === 204 || answer.body === undefined) {
         res.writeHead(answer.status).end();
@@ -417,6 +426,8 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
       if (!(err instanceof PlatformError)) throw err;
       for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
       sendJson(res, err.status, err.body(traceId));
+    } finally {
+      this.#apiInFlight.now--;
     }
   }
 

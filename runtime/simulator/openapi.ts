@@ -44,6 +44,8 @@ export class OpenApi {
   readonly #onOutbox: (entry: OutboxEntry) => void;
   readonly #rateLimits = new Map<string, RateLimitFault>();
   readonly #channelRate: ChannelSendWindow | undefined;
+  /** sends refused with 20028 because their channel was over its rate */
+  refusedForRate = 0;
   /** channel and DM messages by id, for GET /channels/{id}/messages/{id} */
   readonly #messages = new Map<string, Record<string, unknown>>();
 
@@ -260,10 +262,17 @@ export class OpenApi {
     checkContent(scene, body, (fileInfo) => this.#ledger.upload(fileInfo), bot.appId);
     // checked before the reply bookkeeping: a refused send uses up no reply of the message
     const channelRate = scene === 'guild' ? this.#channelRate : undefined;
-    channelRate?.check(targetId);
+    // the platform's rule is per bot: two bots in one channel each have their own 5 per second
+    const rateKey = `${bot.appId}:${targetId}`;
+    try {
+      channelRate?.check(rateKey);
+    } catch (err) {
+      this.refusedForRate++;
+      throw err;
+    }
     const { passive, answeredAt } = this.#ledger.admit(bot.appId, scene, targetId, body);
     if (!passive) this.#proactive.admit({ appId: bot.appId, scene, target: targetId, ...(typeof channelFields?.guild_id === 'string' && scene === 'guild' ? { guildId: channelFields.guild_id } : {}) });
-    channelRate?.record(targetId);
+    channelRate?.record(rateKey);
     return this.#record(bot, scene, target, targetId, body, route, passive, channelFields, answeredAt);
   }
 

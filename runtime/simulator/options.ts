@@ -59,6 +59,8 @@ export interface SimulatorOptions {
    * @defaultValue { messages: 5, perMs: 1000 }
    */
   channelSendRate?: ChannelSendRate | false;
+  /** the OpenAPI answers after this long (the platform's latency), so concurrency shows. @defaultValue 0 */
+  apiLatencyMs?: number;
   /** state from `Simulator.exportState()` of a previous instance: sessions stay resumable across a restart */
   state?: SimulatorState;
   /** log the bots' simulator credentials at start (for the CLI); embedders may turn it off. @defaultValue true */
@@ -116,6 +118,7 @@ export interface ResolvedOptions {
   maxFrameBytes: number;
   replyWindowMs: Record<ReplyScene, number>;
   channelSendRate: ChannelSendRate | false;
+  apiLatencyMs: number;
   webhookMaxAttempts: number;
   proactive: ProactiveMode;
   proactiveQuotas: ProactiveQuotas;
@@ -172,6 +175,7 @@ export function resolveOptions(options: SimulatorOptions): ResolvedOptions {
     maxFrameBytes: positiveInt('maxFrameBytes', options.maxFrameBytes, 16384),
     replyWindowMs: { c2c: 60 * 60_000, group: 5 * 60_000, guild: 5 * 60_000, direct: 5 * 60_000, ...options.replyWindowMs },
     webhookMaxAttempts: positiveInt('webhookMaxAttempts', options.webhookMaxAttempts, 5),
+    apiLatencyMs: nonNegativeInt('apiLatencyMs', options.apiLatencyMs, 0),
     channelSendRate: options.channelSendRate === false ? false : {
       messages: positiveInt('channelSendRate.messages', options.channelSendRate?.messages, 5),
       perMs: positiveInt('channelSendRate.perMs', options.channelSendRate?.perMs, 1000),

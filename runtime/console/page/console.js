@@ -61,7 +61,8 @@ function shardRow(bot, s) {
 
 function pluginRow(bot, p) {
   const bad = p.status === 'quarantined' || p.status === 'failed';
-  const failing = bad || p.status === 'restarting' || p.errors > 0;
+  const lost = Object.values(p.dropped || {}).some((n) => n > 0) || Object.values(p.sendFailures || {}).some((n) => n > 0);
+  const failing = bad || p.status === 'restarting' || p.errors > 0 || lost;
   const rowCls = bad ? 'row-bad' : failing ? 'row-warn' : '';
   const badge = p.status === 'running' ? 'ok' : bad ? 'bad' : 'warn';
   const err = p.lastError ? `<div class="last-error" title="${esc(p.lastError)}">${esc(p.lastError)}</div>` : '';
@@ -74,7 +75,18 @@ function pluginRow(bot, p) {
     <td class="num">${fmtMs(p.cpuMs)}</td>
     <td class="num">${fmtBytes(p.heapUsedBytes)}</td>
     <td class="num${p.restarts > 0 ? ' warn-text' : ''}">${esc(p.restarts)}</td>
+    <td class="num" title="${esc(fmtBytes(p.queuedBytes))}">${esc(p.queued)}</td>
+    ${lossCell(p.dropped, 'data-dropped')}
+    ${lossCell(p.sendFailures, 'data-send-failures')}
   </tr>`;
+}
+
+/** A total with its breakdown by reason in the tooltip: never silent about what was lost. */
+function lossCell(byReason, attr) {
+  const entries = Object.entries(byReason || {});
+  const total = entries.reduce((sum, [, n]) => sum + n, 0);
+  const title = entries.map(([reason, n]) => `${reason}: ${n}`).join('\n');
+  return `<td class="num${total > 0 ? ' bad-text' : ''}" ${attr}="${total}" title="${esc(title)}">${esc(total)}</td>`;
 }
 
 function botCard(bot) {
@@ -85,7 +97,7 @@ function botCard(bot) {
        <tbody>${bot.shards.map((s) => shardRow(bot, s)).join('')}</tbody></table></div>`
     : `<p class="empty">${bot.transport === 'webhook' ? 'Events arrive by webhook: no shards.' : 'No shards yet.'}</p>`;
   const plugins = bot.plugins.length
-    ? `<div class="table-wrap"><table class="grid plugins"><thead><tr><th>Plugin</th><th class="num">Version</th><th>Status</th><th class="num">Events</th><th class="num">Errors</th><th class="num">CPU</th><th class="num">Heap</th><th class="num">Restarts</th></tr></thead>
+    ? `<div class="table-wrap"><table class="grid plugins"><thead><tr><th>Plugin</th><th class="num">Version</th><th>Status</th><th class="num">Events</th><th class="num">Errors</th><th class="num">CPU</th><th class="num">Heap</th><th class="num">Restarts</th><th class="num">Queued</th><th class="num" title="events the plugin did not handle">Dropped</th><th class="num" title="replies that did not go out">Unsent</th></tr></thead>
        <tbody>${bot.plugins.map((p) => pluginRow(bot, p)).join('')}</tbody></table></div>`
     : '<p class="empty">No plugins enabled.</p>';
   return `<article class="bot card" data-bot="${esc(bot.name)}" data-state="${esc(bot.state)}">

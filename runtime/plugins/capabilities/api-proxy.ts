@@ -5,7 +5,7 @@
  */
 import { API_METHODS } from 'qqbot-sdk-types';
 import { buildApiRequest, isApiMethod, type HttpMethod } from './api-routes.ts';
-import { CapabilityError, isPlatformError } from './capability-error.ts';
+import { CapabilityError, isPlatformError, isUnsent, passiveWindowClosed } from './capability-error.ts';
 import type { ReplyReservation } from './reply-router.ts';
 import { auditFromError, toSendResult } from './send-result.ts';
 
@@ -17,7 +17,8 @@ import { auditFromError, toSendResult } from './send-result.ts';
 export type ApiRequester = (
   method: HttpMethod,
   path: string,
-  options?: { body?: unknown; query?: Record<string, string | number | boolean> },
+  /** `deadline`: epoch ms after which the request must not be sent (a passive reply's window) */
+  options?: { body?: unknown; query?: Record<string, string | number | boolean>; deadline?: number },
 ) => Promise<unknown>;
 
 /** Reserves a passive-reply slot when a send body names a known event (ReplyRouter.reserveDirect). */
@@ -28,15 +29,21 @@ export function permissionFor(method: string): string | undefined {
   return isApiMethod(method) ? API_METHODS[method] : undefined;
 }
 
-export async function callApi(request: ApiRequester, method: string, args: unknown, passive?: PassiveReplies): Promise<unknown> {
+/**
+ * `budget` is charged for every call but passive replies (a send naming an event this bot got):
+ * those are bounded by the platform's rules per message, which the reservation enforces.
+ */
+export async function callApi(request: ApiRequester, method: string, args: unknown, passive?: PassiveReplies, budget?: () => void): Promise<unknown> {
   if (!isApiMethod(method)) throw new CapabilityError('E_UNKNOWN_CAPABILITY', `api.${method.slice(0, 64)} does not exist`);
   const req = buildApiRequest(method, args);
   const isSend = method.startsWith('send');
   const body = req.body as Record<string, unknown> | undefined;
   const reservation = isSend && body !== undefined ? passive?.(body, `api.${method}`) : undefined;
-  const options: { body?: unknown; query?: Record<string, string | number | boolean> } = {};
+  if (!reservation) budget?.();
+  const options: { body?: unknown; query?: Record<string, string | number | boolean>; deadline?: number } = {};
   if (body !== undefined) options.body = reservation ? { ...body, msg_seq: reservation.seq } : body;
   if (req.query !== undefined) options.query = req.query;
+  if (reservation) options.deadline = reservation.deadline;
   try {
     const response = await request(req.method, req.path, options);
     if (isSend) return toSendResult(response);
@@ -44,7 +51,7 @@ export async function callApi(request: ApiRequester, method: string, args: unkno
   } catch (error) {
     const audit = isSend ? auditFromError(error) : undefined;
     if (audit) return audit;
-    if (isPlatformError(error)) reservation?.release();
-    throw error;
+    if (isPlatformError(error) || isUnsent(error)) reservation?.release();
+    throw passiveWindowClosed(error, `api.${method}`) ?? error;
   }
 }

@@ -31,6 +31,21 @@ export function isPlatformError(error: unknown): error is PlatformErrorLike & Er
   return error instanceof Error && typeof (error as PlatformErrorLike).status === 'number';
 }
 
+/** The client gave up before sending: the request never reached the platform. */
+export function isUnsent(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return code === 'E_OPENAPI_DEADLINE' || code === 'E_OPENAPI_CLOSED' || code === 'E_OPENAPI_ABORTED';
+}
+
+/**
+ * A passive reply that waited in the send queue (the channel's pacing, a rate limit) until its
+ * window closed: said as the window, not as a client failure, since that is what the plugin can act on.
+ */
+export function passiveWindowClosed(error: unknown, what: string): CapabilityError | undefined {
+  if ((error as { code?: unknown } | undefined)?.code !== 'E_OPENAPI_DEADLINE') return undefined;
+  return new CapabilityError('E_REPLY_WINDOW', `${what}: the passive reply window closed while the reply waited to be sent (${(error as Error).message})`);
+}
+
 export function platformCodeOf(error: PlatformErrorLike): number | undefined {
   if (typeof error.platformCode === 'number') return error.platformCode;
   if (typeof error.code === 'number') return error.code;

@@ -35,12 +35,14 @@ export interface BotCapabilities {
 export interface CapabilityOptions {
   bots: Record<string, BotCapabilities>;
   events?: EventRegistry;
-  /** bucket (permission name or `ack`) → limit; merged over DEFAULT_RATE_LIMITS */
+  /** bucket (permission name) → limit; merged over DEFAULT_RATE_LIMITS */
   rateLimits?: Record<string, RateLimit>;
   storageCaps?: Partial<StorageCaps>;
   /** ctx.fetch bounds; `allowPrivateAddresses` is the operator's escape hatch for local setups and tests */
   fetch?: Partial<Pick<FetchPolicy, 'maxResponseBytes' | 'timeoutMs' | 'maxRedirects' | 'lookup' | 'allowPrivateAddresses'>>;
   logger?: Logger;
+  /** a reply or send a plugin asked for did not go out (`code`: the error code it got) */
+  onSendFailed?: (failure: { bot: string; plugin: string; capability: string; code: string; message: string }) => void;
 }
 
 export interface InstanceGrant {
@@ -90,17 +92,17 @@ export function createCapabilityHandler(options: CapabilityOptions): PluginCapab
       const permission = permissionFor(method);
       if (permission === undefined) throw new CapabilityError('E_UNKNOWN_CAPABILITY', `api.${method.slice(0, 64)} does not exist`);
       demand(grant, permission, capability);
-      throttle(grant, permission, capability);
-      return callApi(bot.request, method, payload, (body, what) => router.reserveDirect(grant.bot, body, what));
+      // A passive reply is bounded by the events the bot gets and the platform's rules per message;
+      // the per-plugin budget is for what is not (proactive sends, reads, management).
+      return callApi(bot.request, method, payload, (body, what) => router.reserveDirect(grant.bot, body, what), () => throttle(grant, permission, capability));
     }
     const p = (typeof payload === 'object' && payload !== null ? payload : {}) as Record<string, unknown>;
     switch (capability) {
       case 'reply':
         demand(grant, 'messages.send', 'event.reply');
-        throttle(grant, 'messages.send', 'event.reply');
         return router.reply(grant.bot, bot.request, p.ref, p.body);
       case 'ack':
-        throttle(grant, 'ack', 'event.ack');
+        // one per interaction (E_ALREADY_ACKED after that): bounded by the events themselves
         await router.ack(grant.bot, bot.request, p.ref, p.code);
         return null;
       case 'fetch':
@@ -133,6 +135,10 @@ export function createCapabilityHandler(options: CapabilityOptions): PluginCapab
       if (!result.ok && result.error.code === 'E_INTERNAL') {
         logger.error({ plugin: grant.id, capability, err: error }, 'capability failed inside the host');
       }
+      if (!result.ok && isSend(capability)) {
+        const reason = typeof result.error.platformCode === 'number' ? `${result.error.code}_${result.error.platformCode}` : result.error.code;
+        options.onSendFailed?.({ bot: grant.bot, plugin: grant.plugin, capability, code: reason, message: result.error.message });
+      }
       return result;
     }
   };
@@ -161,4 +167,9 @@ export function createCapabilityHandler(options: CapabilityOptions): PluginCapab
       }
     },
   };
+}
+
+/** Capabilities that put a message in front of users. */
+function isSend(capability: string): boolean {
+  return capability === 'reply' || capability.startsWith('api.send');
 }

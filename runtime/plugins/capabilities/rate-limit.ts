@@ -11,9 +11,12 @@ export interface RateLimit {
 }
 
 /**
- * Bucket names: a permission (`messages.send`, `members.manage`, `net.fetch`, `storage`, …) or `ack`.
- * These stop a runaway plugin, not a busy one: the platform's own limits are per channel/group and
- * are honoured by the OpenAPI client's per-route queues, and passive replies by the reply router.
+ * Bucket names: a permission (`messages.send`, `members.manage`, `net.fetch`, `storage`, …). These
+ * stop a runaway plugin, not a busy one, so passive replies (`event.reply`, and `api.send*` naming an
+ * event the bot received) and interaction acks are not counted here at all: they are bounded by the
+ * events the bot gets, the platform's rules per message (enforced by the reply router), the channel
+ * pacing of the OpenAPI client, and the pending-call cap of each sandbox. `messages.send` counts the
+ * rest: proactive sends, which the platform itself allows only a few of per day.
  */
 export const DEFAULT_RATE_LIMITS: Readonly<Record<string, RateLimit>> = {
   'messages.send': { capacity: 1000, perSecond: 500 },
@@ -25,7 +28,6 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<string, RateLimit>> = {
   'roles.manage': { capacity: 10, perSecond: 2 },
   'net.fetch': { capacity: 20, perSecond: 5 },
   storage: { capacity: 500, perSecond: 200 },
-  ack: { capacity: 200, perSecond: 100 },
 };
 
 export class TokenBucket {

@@ -7,7 +7,7 @@
 import { Ajv } from 'ajv';
 import type { SendResult } from 'qqbot-sdk-types';
 import type { ApiRequester } from './api-proxy.ts';
-import { CapabilityError, isPlatformError } from './capability-error.ts';
+import { CapabilityError, isPlatformError, isUnsent, passiveWindowClosed } from './capability-error.ts';
 import { firstError, MESSAGE_BODY_SCHEMA, withMsgType } from './api-routes.ts';
 import type { EventRecord, EventRegistry, ReplyThread } from './event-registry.ts';
 import { isReplyRoute, type PassiveSource } from './reply-route.ts';
@@ -18,6 +18,8 @@ const validateBody = new Ajv({ strict: false }).compile(MESSAGE_BODY_SCHEMA);
 /** One reply slot taken from a thread: its msg_seq, and how to give the slot back. */
 export interface ReplyReservation {
   seq: number;
+  /** epoch ms the passive window closes: a send still waiting then is not sent */
+  deadline: number;
   /** the platform refused the send: it did not use up one of the message's replies (the seq stays burnt) */
   release(): void;
 }
@@ -38,12 +40,12 @@ export class ReplyRouter {
     const reservation = this.#reserve(record.thread, route, record.type, 'event.reply');
     const payload = { ...withMsgType(message), [route.idField]: route.sourceId, msg_seq: reservation.seq };
     try {
-      return toSendResult(await request('POST', route.path, { body: payload }));
+      return toSendResult(await request('POST', route.path, { body: payload, deadline: reservation.deadline }));
     } catch (error) {
       const audit = auditFromError(error);
       if (audit) return audit;
-      if (isPlatformError(error)) reservation.release();
-      throw error;
+      if (isPlatformError(error) || isUnsent(error)) reservation.release();
+      throw passiveWindowClosed(error, 'event.reply') ?? error;
     }
   }
 
@@ -103,6 +105,8 @@ export class ReplyRouter {
     let released = false;
     return {
       seq: thread.seq,
+      // the registry may keep its own clock: what is left of the window, on the client's clock
+      deadline: Date.now() + (thread.openedAt + source.windowMs - this.#events.now()),
       release: () => {
         if (!released) thread.replies -= 1;
         released = true;

@@ -351,10 +351,12 @@ export class PluginSandbox {
     const done = (result: EntryResult): EntryResult => {
       this.#current = undefined;
       const cost = this.#cpuNow() - before;
-      this.#charge(event, cost);
-      this.#placeEntries(cost);
+      // a failure is judged first: a timeout spent collecting garbage at the memory limit is that
+      // limit's doing, even when it also took the event past its CPU budget
       if (!result.ok) this.#onEntryFailure(result);
       else this.#strikes = 0;
+      this.#charge(event, cost);
+      this.#placeEntries(cost);
       this.#inFlightEntries--;
       if (!async) this.#checkIdle();
       return result;

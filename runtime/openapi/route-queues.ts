@@ -1,9 +1,12 @@
 /**
  * Per-route request queues. Each route (method + path with its major parameter kept, see
- * {@link routeKey}) runs one request at a time in FIFO order; a rate-limited request pauses its
- * route and goes again first, so nothing is dropped and order holds. Other routes keep going, except
- * that a channel-wide limit (20028) pauses every write route of that channel. Modelled on
- * discord.js's SequentialHandler.
+ * {@link routeKey}) runs one request at a time in FIFO order, so messages into one channel, group
+ * or user keep their order; different routes run concurrently. A rate-limited request pauses its
+ * route and goes again first, so nothing is dropped and order holds; a channel-wide limit (20028)
+ * pauses every write route of that channel. Sends into a guild channel are paced to the platform's
+ * rate before it has to refuse them (§14: 5 per second), and a request that could no longer meet
+ * its deadline (a passive reply's window) fails instead of going late. Modelled on discord.js's
+ * SequentialHandler.
  */
 
 /** What one attempt at a queued request came to. */
@@ -33,20 +36,70 @@ export interface RateLimitedInfo {
   hits: number;
 }
 
-export interface RateLimiterOptions {
+export interface RouteQueuesOptions {
   onRateLimited?: (info: RateLimitedInfo) => void;
   /** wait after the `hits`-th consecutive rate limit without a hint; @defaultValue 1 s doubling to 30 s, jittered */
   backoffMs?: (hits: number) => number;
+  /** sends per window that a paced key (a guild channel) may make; `false`: no pacing */
+  sendRate?: SendRate | false;
+}
+
+/** At most `messages` sends per `perMs` on one key. */
+export interface SendRate {
+  messages: number;
+  perMs: number;
 }
 
 export interface ScheduleOptions {
   signal?: AbortSignal;
   /** {@link majorKey} of a write request: it also waits out limits put on its channel/group/user */
   major?: string | undefined;
+  /** paced with `sendRate` under this key (a guild channel's message sends) */
+  pace?: string | undefined;
+  /** epoch ms after which the request must not start (a passive reply's window) */
+  deadline?: number | undefined;
   /** the rejection when the limiter closes before the request ran */
   closedError: () => Error;
   /** the rejection when `signal` fires while the request waits its turn */
   abortedError: () => Error;
+  /** the rejection when the request could not start before `deadline` */
+  deadlineError?: (waitedMs: number) => Error;
+}
+
+/**
+ * Sliding windows of recent sends per key. The window is widened by a margin: the platform counts
+ * arrivals, and two sends a window apart here can arrive closer together there.
+ */
+export class SendWindows {
+  readonly #rate: SendRate;
+  readonly #windowMs: number;
+  readonly #sent = new Map<string, number[]>();
+
+  constructor(rate: SendRate) {
+    this.#rate = rate;
+    this.#windowMs = rate.perMs + Math.max(50, Math.round(rate.perMs * 0.1));
+  }
+
+  /** 0 when a send on `key` may go now (and it is counted); else the ms until one may. */
+  take(key: string, now = Date.now()): number {
+    let times = this.#sent.get(key);
+    if (!times) {
+      if (this.#sent.size > 10_000) this.#sweep(now);
+      times = [];
+      this.#sent.set(key, times);
+    }
+    if (times.length >= this.#rate.messages) {
+      const wait = times[0]! + this.#windowMs - now;
+      if (wait > 0) return wait;
+      times.shift();
+    }
+    times.push(now);
+    return 0;
+  }
+
+  #sweep(now: number): void {
+    for (const [key, times] of this.#sent) if (now - times.at(-1)! > this.#windowMs) this.#sent.delete(key);
+  }
 }
 
 interface Task {
@@ -55,8 +108,12 @@ interface Task {
   reject: (err: unknown) => void;
   signal: AbortSignal | undefined;
   major: string | undefined;
+  pace: string | undefined;
+  deadline: number | undefined;
+  queuedAt: number;
   closedError: () => Error;
   abortedError: () => Error;
+  deadlineError: ((waitedMs: number) => Error) | undefined;
   onAbort: (() => void) | undefined;
   running: boolean;
   /** consecutive rate limits of this request */
@@ -110,9 +167,10 @@ export function majorKey(method: string, path: string): string | undefined {
   return undefined;
 }
 
-export class RateLimiter {
-  readonly #options: RateLimiterOptions;
+export class RouteQueues {
+  readonly #options: RouteQueuesOptions;
   readonly #buckets = new Map<string, Bucket>();
+  readonly #paced: SendWindows | undefined;
   /**
    * Route or `major <key>` → epoch ms before which it must not send. Kept here, not in the bucket:
    * an idle bucket is dropped, and the pause must outlive it (a quota exhausted by the last request
@@ -121,8 +179,9 @@ export class RateLimiter {
   readonly #restUntil = new Map<string, number>();
   #closed = false;
 
-  constructor(options: RateLimiterOptions) {
+  constructor(options: RouteQueuesOptions) {
     this.#options = options;
+    this.#paced = options.sendRate ? new SendWindows(options.sendRate) : undefined;
   }
 
   /** Queue `attempt` on `route`; it runs again (after the pause) as long as it reports a rate limit. */
@@ -134,6 +193,7 @@ export class RateLimiter {
       const created: Bucket = new Bucket(route, this.#options, {
         restMs: (major) => this.#restMs(route, major),
         rest: (ms, major) => this.#rest(major === undefined ? route : `major ${major}`, ms),
+        pace: (key) => this.#paced?.take(key) ?? 0,
         idle: () => {
           if (this.#buckets.get(route) === created) this.#buckets.delete(route);
         },
@@ -179,12 +239,14 @@ interface BucketHooks {
   restMs(major: string | undefined): number;
   /** make the route, or every write on `major`, rest `ms` */
   rest(ms: number, major?: string): void;
+  /** 0 when a send paced under `key` may go now (it is counted); else the ms to wait */
+  pace(key: string): number;
   idle(): void;
 }
 
 class Bucket {
   readonly #route: string;
-  readonly #options: RateLimiterOptions;
+  readonly #options: RouteQueuesOptions;
   readonly #hooks: BucketHooks;
   readonly #queue: Task[] = [];
   #draining = false;
@@ -192,7 +254,7 @@ class Bucket {
   #pause: { timer: NodeJS.Timeout; wake: () => void } | undefined;
   #closed = false;
 
-  constructor(route: string, options: RateLimiterOptions, hooks: BucketHooks) {
+  constructor(route: string, options: RouteQueuesOptions, hooks: BucketHooks) {
     this.#route = route;
     this.#options = options;
     this.#hooks = hooks;
@@ -207,8 +269,12 @@ class Bucket {
         reject,
         signal,
         major: options.major,
+        pace: options.pace,
+        deadline: options.deadline,
+        queuedAt: Date.now(),
         closedError: options.closedError,
         abortedError: options.abortedError,
+        deadlineError: options.deadlineError,
         onAbort: undefined,
         running: false,
         limited: 0,
@@ -246,9 +312,16 @@ class Bucket {
       while (!this.#closed && this.#queue.length > 0) {
         const task = this.#queue[0]!;
         const restMs = this.#hooks.restMs(task.major);
+        if (this.#pastDeadline(task, Math.max(0, restMs))) continue;
         if (restMs > 0) {
           // the head may be aborted meanwhile; look at the queue again after the pause
           await this.#sleep(restMs);
+          continue;
+        }
+        const paceMs = task.pace === undefined ? 0 : this.#hooks.pace(task.pace);
+        if (paceMs > 0) {
+          if (this.#pastDeadline(task, paceMs)) continue;
+          await this.#sleep(paceMs);
           continue;
         }
         task.running = true;
@@ -294,6 +367,14 @@ class Bucket {
       this.#draining = false;
       if (this.#queue.length === 0 || this.#closed) this.#hooks.idle();
     }
+  }
+
+  /** Fails the head if it cannot start before its deadline, even after waiting `waitMs`. */
+  #pastDeadline(task: Task, waitMs: number): boolean {
+    if (task.deadline === undefined || Date.now() + waitMs < task.deadline) return false;
+    this.#remove(task);
+    this.#settle(task, false, task.deadlineError?.(Date.now() - task.queuedAt) ?? task.closedError());
+    return true;
   }
 
   #remove(task: Task): void {
