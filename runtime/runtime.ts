@@ -353,7 +353,8 @@ export class Runtime extends EventEmitter implements RuntimeView {
       this.#log.error({ bot, plugin, reason }, 'plugin quarantined');
       this.#live({ bot, kind: 'error', text: `${plugin} quarantined: ${reason}` });
     });
-    supervisor.on('host-crashed', ({ reason }: { reason: string }) => {
+    supervisor.on('host-crashed', ({ reason, kind }) => {
+      this.metrics.hostCrashed(kind);
       this.#log.error({ reason }, 'plugin host crashed; restarting it');
       this.#live({ kind: 'error', text: `plugin host crashed: ${reason}` });
     });

@@ -35,7 +35,7 @@ interface Started {
   logs: Array<Record<string, unknown>>;
 }
 
-async function start(pluginsDir: string, botYaml: string, simulator: RuntimeOptions['simulator'] = {}): Promise<Started> {
+async function start(pluginsDir: string, botYaml: string, simulator: RuntimeOptions['simulator'] = {}, supervisor: RuntimeOptions['supervisor'] = {}): Promise<Started> {
   const dir = mkdtempSync(join(tmpdir(), 'qqbot-delivery-'));
   writeFileSync(join(dir, 'bot.yaml'), `pluginsDir: ${pluginsDir}\ndataDir: ${join(dir, 'data')}\n${botYaml}`);
   const logs: Array<Record<string, unknown>> = [];
@@ -52,6 +52,7 @@ async function start(pluginsDir: string, botYaml: string, simulator: RuntimeOpti
     metricsServer: false,
     watch: false,
     simulator,
+    supervisor,
   });
   await runtime.start();
   return { runtime, sim: runtime.simulator!, logs };
@@ -153,6 +154,42 @@ test('sends keep to the platform: 20 replies into one channel go at ≤ 5/s with
     assert.equal(bot.counts.dropped, 0);
     const metrics = await runtime.metrics.text();
     assert.equal(sample(metrics, 'qqbot_api_requests_total', { bot: 'polite', route: 'POST /channels/:id/messages', status: '429' }), 3, 'the three limits were met, each retried');
+  } finally {
+    await runtime.stop();
+  }
+});
+
+test('kill -9 of the plugin host at ~300 messages/s: every event is answered or counted as dropped, and the restart shows in /metrics and on the console', async () => {
+  const { runtime, sim } = await start(FIXTURE_PLUGINS, 'bots:\n  - { name: hardy, appId: "1020000001", endpoint: simulator, plugins: { alpha: {} } }\n', {}, { restartBackoffMs: { min: 100, max: 1000 } });
+  try {
+    const bot = runtime.bots.get('hardy')!;
+    const ids: string[] = [];
+    const started = Date.now();
+    let killed = false;
+    while (Date.now() - started < 3000) {
+      for (let i = 0; i < 3; i++) ids.push(sim.postMessage({ kind: 'c2c', content: `m${ids.length}`, user: { id: `U${ids.length % 50}` } }).id);
+      if (!killed && Date.now() - started > 1000) {
+        process.kill(runtime.supervisor.hostPid!, 'SIGKILL');
+        killed = true;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await until('every event to end', () => bot.counts.received === ids.length && bot.counts.inFlight === 0);
+    const replies = repliesByMessage(sim.outbox());
+    const answered = ids.filter((id) => replies.has(id)).length;
+    const dropped = Object.values(bot.counts.droppedDeliveries).reduce((sum, n) => sum + n, 0);
+    console.log(`# host killed at ~300 msg/s: posted ${ids.length}, answered ${answered}, dropped ${JSON.stringify(bot.counts.droppedDeliveries)}`);
+    assert.equal(answered + dropped, ids.length, `in = answered + dropped (${answered} + ${JSON.stringify(bot.counts.droppedDeliveries)})`);
+    assert.ok(ids.every((id) => (replies.get(id)?.length ?? 0) <= 1), 'nothing answered twice');
+    assert.ok(answered > ids.length / 2, 'most were answered: what waited for the host was delivered after its restart');
+    const metrics = await runtime.metrics.text();
+    assert.ok(sample(metrics, 'qqbot_plugin_restarts_total', { bot: 'hardy', plugin: 'alpha' }) >= 1, 'the restart is counted');
+    assert.ok(sample(metrics, 'qqbot_plugin_host_crashes_total', { kind: 'exited' }) >= 1, 'the crash is counted');
+    const view = runtime.snapshot().bots[0]!.plugins.find((p) => p.name === 'alpha')!;
+    assert.ok(view.restarts >= 1, 'the console shows the restart');
+    for (const [reason, n] of Object.entries(bot.counts.droppedDeliveries)) {
+      assert.equal(sample(metrics, 'qqbot_events_dropped_total', { bot: 'hardy', plugin: 'alpha', reason }), n);
+    }
   } finally {
     await runtime.stop();
   }

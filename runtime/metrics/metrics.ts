@@ -42,10 +42,12 @@ export class RuntimeMetrics {
   readonly #reconnects: Counter<'bot' | 'shard' | 'reason'>;
   readonly #pluginRestarts: Counter<'bot' | 'plugin' | 'reason'>;
   readonly #pluginQuarantines: Counter<'bot' | 'plugin'>;
+  readonly #hostCrashes: Counter<'kind'>;
   readonly #pluginReloads: Counter<'bot' | 'plugin' | 'result'>;
   readonly #eventsDropped: Counter<'bot' | 'plugin' | 'reason'>;
   readonly #repliesFailed: Counter<'bot' | 'plugin' | 'reason'>;
   #backlogs: () => Array<{ bot: string; plugin: string; events: number; bytes: number }> = () => [];
+  readonly #children = new Map<object, Map<string, unknown>>();
 
   constructor(options: RuntimeMetricsOptions = {}) {
     const registers = [new Registry()];
@@ -149,6 +151,12 @@ export class RuntimeMetrics {
         for (const b of backlogs()) this.set({ bot: b.bot, plugin: b.plugin }, b.bytes);
       },
     });
+    this.#hostCrashes = new Counter({
+      name: 'qqbot_plugin_host_crashes_total',
+      help: 'Plugin-host process crashes by kind (catastrophic V8 error, stuck, exited or killed); every plugin it ran is restarted.',
+      labelNames: ['kind'],
+      registers,
+    });
     this.#pluginReloads = new Counter({
       name: 'qqbot_plugin_reloads_total',
       help: 'Hot reloads by result (ok: new version live; failed: old version kept).',
@@ -173,7 +181,7 @@ export class RuntimeMetrics {
   }
 
   eventReceived(bot: string, type: string, transport: 'websocket' | 'webhook' | (string & {})): void {
-    this.#events.inc({ bot, type, transport });
+    this.#child(this.#events, bot, type, transport).inc();
   }
 
   eventDeduplicated(bot: string): void {
@@ -181,13 +189,32 @@ export class RuntimeMetrics {
   }
 
   handlerFinished(bot: string, plugin: string, status: HandlerStatus, seconds: number): void {
-    this.#handlerSeconds.observe({ bot, plugin, status }, seconds);
+    this.#child(this.#handlerSeconds, bot, plugin, status).observe(seconds);
   }
 
   /** `status` is the HTTP status, or a word such as 'error' when the request got no response. */
   apiCall(bot: string, route: string, status: number | string, seconds: number): void {
-    this.#apiCalls.inc({ bot, route, status: String(status) });
-    this.#apiSeconds.observe({ bot, route }, seconds);
+    this.#child(this.#apiCalls, bot, route, String(status)).inc();
+    this.#child(this.#apiSeconds, bot, route).observe(seconds);
+  }
+
+  /**
+   * The labelled child of a metric, kept: these are called per event and per request, and prom-client
+   * hashes the label set on every plain `inc`/`observe`. Label values come in `labelNames` order.
+   */
+  #child<C>(metric: { labels(...values: string[]): C }, ...values: string[]): C {
+    let children = this.#children.get(metric);
+    if (!children) {
+      children = new Map();
+      this.#children.set(metric, children);
+    }
+    const key = values.join('\u0000');
+    let child = children.get(key) as C | undefined;
+    if (!child) {
+      child = metric.labels(...values);
+      children.set(key, child);
+    }
+    return child;
   }
 
   rateLimitWait(bot: string, route: string, seconds: number): void {
@@ -205,6 +232,10 @@ export class RuntimeMetrics {
 
   pluginRestart(bot: string, plugin: string, reason: string): void {
     this.#pluginRestarts.inc({ bot, plugin, reason });
+  }
+
+  hostCrashed(kind: string): void {
+    this.#hostCrashes.inc({ kind });
   }
 
   pluginQuarantined(bot: string, plugin: string): void {

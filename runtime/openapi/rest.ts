@@ -234,7 +234,7 @@ export class Rest extends EventEmitter<RestEvents> {
       const errCode = isRecord(body) && typeof body.err_code === 'number' ? body.err_code : undefined;
       const traceId = headerValue(res.headers['x-tps-trace-id']) ?? (isRecord(body) && typeof body.trace_id === 'string' ? body.trace_id : undefined);
       this.emit('response', { route, method, status: res.status, durationMs, ...(platformCode !== undefined ? { platformCode } : {}), ...(traceId ? { traceId } : {}) });
-      this.#logger.debug({ route, status: res.status, durationMs: Math.round(durationMs), platformCode, traceId }, 'openapi response');
+      if (this.#logger.isLevelEnabled('debug')) this.#logger.debug({ route, status: res.status, durationMs: Math.round(durationMs), platformCode, traceId }, 'openapi response');
 
       const failure = () =>
         new OpenAPIError('E_OPENAPI', {

@@ -401,10 +401,19 @@ class Bucket {
   }
 }
 
+const templates = new Map<string, string>();
+
 /** A route key with every parameter folded (`POST /channels/:id/messages`): a bounded metric label. */
 export function routeTemplate(route: string): string {
-  return route
-    .split('/')
-    .map((seg, i) => (i === 0 || seg === '' || LITERAL_SEGMENTS.has(seg) || seg.startsWith(':') ? seg : ':id'))
-    .join('/');
+  let template = templates.get(route);
+  if (template === undefined) {
+    template = route
+      .split('/')
+      .map((seg, i) => (i === 0 || seg === '' || LITERAL_SEGMENTS.has(seg) || seg.startsWith(':') ? seg : ':id'))
+      .join('/');
+    // one entry per channel/group/user a bot talks to: bounded, but not by much
+    if (templates.size >= 10_000) templates.clear();
+    templates.set(route, template);
+  }
+  return template;
 }

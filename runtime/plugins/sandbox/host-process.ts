@@ -103,16 +103,24 @@ async function unload(id: string, graceMs: number): Promise<void> {
   await slot.unload(graceMs);
 }
 
-function settle(cid: number, ok: boolean, json: string): void {
-  const call = calls.get(cid);
-  if (!call) return;
-  calls.delete(cid);
-  call.sandbox.settle(call.callId, ok, json);
+/** Results that came in one batch go into each sandbox in one entry. */
+function settle(results: ReadonlyArray<Extract<ToHost, { op: 'result' }>>): void {
+  const bySandbox = new Map<PluginSandbox, Array<{ callId: number; ok: boolean; json: string }>>();
+  for (const { cid, ok, json } of results) {
+    const call = calls.get(cid);
+    if (!call) continue;
+    calls.delete(cid);
+    const list = bySandbox.get(call.sandbox);
+    if (list) list.push({ callId: call.callId, ok, json });
+    else bySandbox.set(call.sandbox, [{ callId: call.callId, ok, json }]);
+  }
+  for (const [sandbox, list] of bySandbox) sandbox.settle(list);
 }
 
 process.on('message', (raw: unknown) => {
   // Event JSON is defined once per batch and referenced by that batch's deliveries.
   let events: Map<number, { json: string; type: string }> | undefined;
+  const results: Array<Extract<ToHost, { op: 'result' }>> = [];
   for (const message of messagesOf<ToHost>(raw)) {
     switch (message.op) {
       case 'event':
@@ -127,7 +135,7 @@ process.on('message', (raw: unknown) => {
         break;
       }
       case 'result':
-        settle(message.cid, message.ok, message.json);
+        results.push(message);
         break;
       case 'load':
         if (!stopping) void load(message.rid, message.spec);
@@ -146,6 +154,7 @@ process.on('message', (raw: unknown) => {
         break;
     }
   }
+  if (results.length > 0) settle(results);
 });
 
 // The main process going away (or closing the channel) ends the host: isolates die with it.

@@ -29,6 +29,7 @@ export class InstanceSlot {
   #current: PluginSandbox;
   #queue: Queued[] = [];
   #pumping = false;
+  #pumpQueued = false;
   /** events entered whose handlers (async tail included) have not finished */
   #active = 0;
   #swap: PendingSwap | undefined;
@@ -57,7 +58,14 @@ export class InstanceSlot {
   dispatch(rid: number, json: string, type: string): void {
     if (this.#closed) return this.#answer(rid, { ...this.#status('unloaded', 'unloaded', 'E_UNLOADED'), requeue: true }, this.#current);
     this.#queue.push({ rid, json, type });
-    void this.#pump();
+    // after the rest of this IPC batch is queued too: the pump can take them into one entry
+    if (!this.#pumpQueued) {
+      this.#pumpQueued = true;
+      queueMicrotask(() => {
+        this.#pumpQueued = false;
+        void this.#pump();
+      });
+    }
   }
 
   /** Queues `next` to take over between two events; `settled` says whether it went live. */
@@ -137,17 +145,19 @@ export class InstanceSlot {
         }
         // Backpressure instead of failure: a burst waits in the bounded queue rather than piling
         // async handlers up against the pending-call cap.
-        if (this.#active >= this.#current.spec.limits.concurrentEvents) return;
-        const item = this.#queue.shift();
-        if (!item) return;
+        const room = this.#current.spec.limits.concurrentEvents - this.#active;
+        if (room <= 0 || this.#queue.length === 0) return;
         const sandbox = this.#current;
-        const handle = sandbox.dispatch(item.json, item.type, item.rid);
-        this.#active += 1;
-        void handle.outcome.then((o) => {
-          this.#active -= 1;
-          this.#answer(item.rid, o, sandbox);
-          void this.#pump();
-        });
+        const items = this.#queue.splice(0, Math.min(room, sandbox.batchLimit));
+        const handle = sandbox.dispatch(items);
+        this.#active += items.length;
+        for (const [i, outcome] of handle.outcomes.entries()) {
+          void outcome.then((o) => {
+            this.#active -= 1;
+            this.#answer(items[i]!.rid, o, sandbox);
+            void this.#pump();
+          });
+        }
         await handle.entered;
       }
     } finally {

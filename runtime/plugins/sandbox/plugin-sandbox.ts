@@ -21,7 +21,7 @@ import { SandboxTimers } from './sandbox-timers.ts';
 import { createStackMapper, type StackMapper } from './stack-mapper.ts';
 
 export interface SandboxHooks {
-  /** a capability call the plugin made; answer with `sandbox.settle(callId, ok, json)` */
+  /** a capability call the plugin made; answer with `sandbox.settle([{ callId, ok, json }])` */
   call(sandbox: PluginSandbox, callId: number, capability: string, json: string, eventRid: number | undefined): void;
   log(level: LogLevel, args: string[]): void;
   pluginError(stack: string): void;
@@ -34,9 +34,10 @@ export interface SandboxHooks {
 }
 
 export interface DispatchHandle {
-  /** the dispatch entry has run: the next event may enter */
+  /** the dispatch entry has run: the next events may enter */
   entered: Promise<void>;
-  outcome: Promise<DispatchOutcome>;
+  /** one per event, in order */
+  outcomes: Array<Promise<DispatchOutcome>>;
 }
 
 /** The load failed (bad code or setup threw); `location` is the plugin's own file:line. */
@@ -71,9 +72,12 @@ const HEAP_SAMPLE_MS = 1000;
 const HEAP_SAMPLE_EVENTS = 256;
 /** An entry costing more CPU than this moves the plugin off the host's thread at once. */
 const SYNC_ENTRY_MAX_NS = 2_000_000n;
-/** Average entry CPU (ns) above which the plugin leaves the host's thread, and below which it returns. */
+/** Average CPU per event (ns) above which the plugin leaves the host's thread, and below which it returns. */
 const SYNC_LEAVE_AVG_NS = 1_000_000;
 const SYNC_RETURN_AVG_NS = 250_000;
+/** An entry on the host's thread takes as many events as fit this much CPU, at most MAX_BATCH. */
+const BATCH_BUDGET_NS = 1_000_000;
+const MAX_BATCH = 16;
 /** The design's cap on an onUnload/snapshot hand-off (sandbox-isolation.md §8). */
 const SNAPSHOT_MAX_CHARS = 256 * 1024;
 const MB = 1024 * 1024;
@@ -114,7 +118,8 @@ export class PluginSandbox {
   #entries = new Map<string, Entry>();
   /** where entries run: the host's thread, or isolated-vm's pool (always during load) */
   #onHostThread = false;
-  #entryCostNs = 0;
+  /** average CPU an event costs an entry (EWMA, ns) */
+  #eventCostNs = 0;
   /** async entries queued or running: the chain they run in */
   #chain: Promise<unknown> = Promise.resolve();
   #asyncEntries = 0;
@@ -144,7 +149,7 @@ export class PluginSandbox {
       onCatastrophicError: (message) => hooks.catastrophic(message),
     });
     this.#timers = new SandboxTimers(spec.limits.timers ?? DEFAULT_LIMITS.timers, async (id) => {
-      const r = await this.#apply('timer', [id], this.spec.limits.entryTimeoutMs, undefined);
+      const r = await this.#apply('timer', [id], this.spec.limits.entryTimeoutMs, []);
       if (!r.ok && r.failure === 'plugin') this.#reportError(r.message);
     });
     this.#tails = new DeadlineQueue((state) => this.#deadline(state), (state) => state.finished);
@@ -180,7 +185,7 @@ export class PluginSandbox {
     const timeout = spec.limits.loadTimeoutMs;
     const context = await this.#isolate.createContext();
     const jail = context.global;
-    await jail.set('__qqbotHostCall', new ivm.Callback((id: unknown, cap: unknown, json: unknown) => this.#hostCall(id, cap, json)));
+    await jail.set('__qqbotHostCall', new ivm.Callback((id: unknown, cap: unknown, json: unknown, seq: unknown) => this.#hostCall(id, cap, json, seq)));
     await jail.set('__qqbotHostReport', new ivm.Callback((kind: unknown, json: unknown) => this.#hostReport(kind, json), { ignored: true }));
     await jail.set('__qqbotInit', JSON.stringify({ bot: spec.bot, config: spec.config ?? {}, apiMethods: Object.keys(API_METHODS), payloadBytes: spec.limits.payloadBytes }));
     jail.release();
@@ -201,12 +206,12 @@ export class PluginSandbox {
     try {
       // `void 0` makes the completion value a primitive whatever the bundle ends with.
       const bundle = await this.#isolate.compileScript(`${spec.code}\n;void 0;`, { filename: bundleFilename(spec) });
-      const ran = await this.#enterAsync(() => bundle.run(context, { timeout }), timeout, setup);
+      const ran = await this.#enterAsync(() => bundle.run(context, { timeout }), timeout, [setup]);
       bundle.release();
       if (!ran.ok) throw this.#loadFailure(ran.message, ran.failure);
 
       if (!setup.finished) {
-        const entered = await this.#apply('setup', [setup.seq], timeout, setup);
+        const entered = await this.#apply('setup', [setup.seq], timeout, [setup]);
         if (!entered.ok) this.#finish(setup, entered.failure === 'timeout' ? 'timeout' : 'error', entered.message, entered.failure === 'timeout' ? 'timeout' : undefined);
       }
       const outcome = await finished;
@@ -222,36 +227,64 @@ export class PluginSandbox {
     return new SandboxLoadFailure(kind === 'plugin' || kind === 'error' ? headline : `${kind}: ${headline}`, this.#mapper.firstLocation(text), mapped);
   }
 
-  /** `json`: the event as the main process made it (parsed only inside the isolate). */
-  dispatch(json: string, type: string, rid?: number): DispatchHandle {
-    const state = this.#openEvent(rid, type, false);
-    const outcome = new Promise<DispatchOutcome>((resolve) => (state.resolve = resolve));
-    if (this.#dead) {
-      this.#finish(state, 'unloaded', 'E_DISPOSED', 'disposed');
-      return { entered: Promise.resolve(), outcome };
-    }
-    this.#tails.push(state, state.startedAt + this.spec.limits.asyncTailMs);
-    const entered = this.#apply('dispatch', [state.seq, json], this.spec.limits.entryTimeoutMs, state).then((r) => {
-      if (!r.ok) {
-        if (r.failure === 'timeout') this.#finish(state, 'timeout', 'E_TIMEOUT: handler exceeded entryTimeoutMs', 'timeout');
-        else if (r.failure === 'plugin') this.#reportError(r.message);
-      }
-      if (!this.#dead && (++this.#eventsSinceSample >= HEAP_SAMPLE_EVENTS || performance.now() - this.#heapSampledAt >= HEAP_SAMPLE_MS)) this.#sampleHeap();
-    });
-    return { entered, outcome };
+  /**
+   * Events that may go into one entry now: several for a cheap plugin on the host's thread (an
+   * entry's fixed cost, ~15–50 µs with its timeout, is then shared), one otherwise.
+   */
+  get batchLimit(): number {
+    if (!this.#onHostThread) return 1;
+    return Math.max(1, Math.min(MAX_BATCH, Math.floor(BATCH_BUDGET_NS / Math.max(this.#eventCostNs, 1000))));
   }
 
-  /** `json`: the call's value, or its error envelope. */
-  settle(callId: number, ok: boolean, json: string): void {
-    const call = this.#pending.get(callId);
-    if (!call || call.settling || this.#dead) return;
-    call.settling = true;
-    const event = call.event && !call.event.finished ? call.event : undefined;
-    call.event?.calls.delete(callId);
-    // The call counts against pendingCalls until the plugin has actually seen its result.
-    void this.#apply('settle', [callId, ok, json], this.spec.limits.entryTimeoutMs, event, () => this.#pending.delete(callId)).then((r) => {
+  /** `items[].json`: each event as the main process made it (parsed only inside the isolate). */
+  dispatch(items: ReadonlyArray<{ json: string; type: string; rid: number | undefined }>): DispatchHandle {
+    const states = items.map((item) => this.#openEvent(item.rid, item.type, false));
+    const outcomes = states.map((state) => new Promise<DispatchOutcome>((resolve) => (state.resolve = resolve)));
+    if (this.#dead) {
+      for (const state of states) this.#finish(state, 'unloaded', 'E_DISPOSED', 'disposed');
+      return { entered: Promise.resolve(), outcomes };
+    }
+    for (const state of states) this.#tails.push(state, state.startedAt + this.spec.limits.asyncTailMs);
+    const args = [states.map((s) => s.seq), items.map((i) => i.json)];
+    const entered = this.#apply('dispatch', args, this.spec.limits.entryTimeoutMs, states).then((r) => {
+      if (!r.ok) {
+        if (r.failure === 'timeout') for (const state of states) this.#finish(state, 'timeout', 'E_TIMEOUT: handler exceeded entryTimeoutMs', 'timeout');
+        else if (r.failure === 'plugin') this.#reportError(r.message);
+      }
+      this.#eventsSinceSample += states.length;
+      if (!this.#dead && (this.#eventsSinceSample >= HEAP_SAMPLE_EVENTS || performance.now() - this.#heapSampledAt >= HEAP_SAMPLE_MS)) this.#sampleHeap();
+    });
+    return { entered, outcomes };
+  }
+
+  /** Results of calls the plugin made; `json`: the value, or the error envelope. One entry for all of them. */
+  settle(results: ReadonlyArray<{ callId: number; ok: boolean; json: string }>): void {
+    if (this.#dead) return;
+    const ids: number[] = [];
+    const oks: boolean[] = [];
+    const jsons: string[] = [];
+    const seqs: number[] = [];
+    const events = new Set<EventState>();
+    for (const { callId, ok, json } of results) {
+      const call = this.#pending.get(callId);
+      if (!call || call.settling) continue;
+      call.settling = true;
+      const event = call.event && !call.event.finished ? call.event : undefined;
+      call.event?.calls.delete(callId);
+      if (event) events.add(event);
+      ids.push(callId);
+      oks.push(ok);
+      jsons.push(json);
+      seqs.push(event?.seq ?? 0);
+    }
+    if (ids.length === 0) return;
+    const served = [...events];
+    // The calls count against pendingCalls until the plugin has actually seen their results.
+    void this.#apply('settle', [ids, oks, jsons, seqs], this.spec.limits.entryTimeoutMs, served, () => {
+      for (const id of ids) this.#pending.delete(id);
+    }).then((r) => {
       if (!r.ok && r.failure === 'plugin') this.#reportError(r.message);
-      if (!r.ok && r.failure === 'timeout' && event) this.#finish(event, 'timeout', 'E_TIMEOUT: continuation exceeded entryTimeoutMs', 'timeout');
+      if (!r.ok && r.failure === 'timeout') for (const event of served) this.#finish(event, 'timeout', 'E_TIMEOUT: continuation exceeded entryTimeoutMs', 'timeout');
       this.#checkIdle();
     });
   }
@@ -259,7 +292,7 @@ export class PluginSandbox {
   /** JSON state from the plugin's `snapshot()`, or undefined when it has none or it failed. */
   async snapshot(): Promise<string | undefined> {
     if (this.#dead) return undefined;
-    const r = await this.#apply('snapshot', [], this.spec.limits.entryTimeoutMs, undefined);
+    const r = await this.#apply('snapshot', [], this.spec.limits.entryTimeoutMs, []);
     if (!r.ok) {
       if (r.failure === 'plugin') this.#reportError(`snapshot failed: ${r.message}`);
       return undefined;
@@ -273,7 +306,7 @@ export class PluginSandbox {
   }
 
   async restore(state: string): Promise<void> {
-    const r = await this.#apply('restore', [state], this.spec.limits.entryTimeoutMs, undefined);
+    const r = await this.#apply('restore', [state], this.spec.limits.entryTimeoutMs, []);
     if (!r.ok && r.failure === 'plugin') this.#reportError(`restore failed: ${r.message}`);
   }
 
@@ -312,28 +345,28 @@ export class PluginSandbox {
    * host's thread when the plugin is cheap and no async entry is pending, else in the async chain.
    * `begin` runs right before the entry does, whichever way it runs.
    */
-  #apply(name: string, args: unknown[], timeout: number, event: EventState | undefined, begin?: () => void): Promise<EntryResult> {
+  #apply(name: string, args: unknown[], timeout: number, events: readonly EventState[], begin?: () => void): Promise<EntryResult> {
     if (this.#onHostThread && this.#asyncEntries === 0 && !this.#dead) {
       begin?.();
       const ref = this.#entries.get(name);
       return Promise.resolve(this.#run(() => {
         if (!ref) throw new Error('Isolate is disposed');
         return ref.applySync(undefined, args, { arguments: { copy: true }, timeout });
-      }, event, false, timeout));
+      }, events, false, timeout));
     }
     return this.#enterAsync(() => {
       const ref = this.#entries.get(name);
       if (!ref) throw new Error('Isolate is disposed');
       return ref.apply(undefined, args, { arguments: { copy: true }, timeout });
-    }, timeout, event, begin);
+    }, timeout, events, begin);
   }
 
-  #enterAsync(run: () => Promise<unknown>, timeout: number, event: EventState | undefined, begin?: () => void): Promise<EntryResult> {
+  #enterAsync(run: () => Promise<unknown>, timeout: number, events: readonly EventState[], begin?: () => void): Promise<EntryResult> {
     this.#asyncEntries++;
     const next = this.#chain.then(async (): Promise<EntryResult> => {
       begin?.();
       if (this.#dead) return { ok: false, failure: 'disposed', message: 'Isolate is disposed' };
-      return this.#run(run, event, true, timeout);
+      return this.#run(run, events, true, timeout);
     });
     this.#chain = next.then(() => undefined, () => undefined);
     return next.finally(() => {
@@ -342,11 +375,11 @@ export class PluginSandbox {
     });
   }
 
-  #run(run: () => unknown, event: EventState | undefined, async: true, timeout: number): Promise<EntryResult>;
-  #run(run: () => unknown, event: EventState | undefined, async: false, timeout: number): EntryResult;
-  #run(run: () => unknown, event: EventState | undefined, async: boolean, timeout: number): EntryResult | Promise<EntryResult> {
+  #run(run: () => unknown, events: readonly EventState[], async: true, timeout: number): Promise<EntryResult>;
+  #run(run: () => unknown, events: readonly EventState[], async: false, timeout: number): EntryResult;
+  #run(run: () => unknown, events: readonly EventState[], async: boolean, timeout: number): EntryResult | Promise<EntryResult> {
     this.#inFlightEntries++;
-    this.#current = event;
+    this.#current = events[0];
     const before = this.#cpuNow();
     const done = (result: EntryResult): EntryResult => {
       this.#current = undefined;
@@ -355,8 +388,11 @@ export class PluginSandbox {
       // limit's doing, even when it also took the event past its CPU budget
       if (!result.ok) this.#onEntryFailure(result);
       else this.#strikes = 0;
-      this.#charge(event, cost);
-      this.#placeEntries(cost);
+      // an entry serving several events charges each an equal share
+      const share = events.length > 1 ? cost / BigInt(events.length) : cost;
+      if (events.length === 0) this.#charge(undefined, cost);
+      for (const event of events) this.#charge(event, share);
+      this.#placeEntries(cost, Math.max(1, events.length));
       this.#inFlightEntries--;
       if (!async) this.#checkIdle();
       return result;
@@ -377,11 +413,11 @@ export class PluginSandbox {
   }
 
   /** Cheap entries run on the host's thread, costly ones on the pool (see the header comment). */
-  #placeEntries(costNs: bigint): void {
-    const cost = Number(costNs);
-    this.#entryCostNs = this.#entryCostNs === 0 ? cost : this.#entryCostNs * 0.8 + cost * 0.2;
-    if (this.#onHostThread && (costNs > SYNC_ENTRY_MAX_NS || this.#entryCostNs > SYNC_LEAVE_AVG_NS)) this.#onHostThread = false;
-    else if (!this.#onHostThread && this.#entryCostNs < SYNC_RETURN_AVG_NS) this.#onHostThread = true;
+  #placeEntries(costNs: bigint, events: number): void {
+    const perEvent = Number(costNs) / events;
+    this.#eventCostNs = this.#eventCostNs === 0 ? perEvent : this.#eventCostNs * 0.8 + perEvent * 0.2;
+    if (this.#onHostThread && (costNs > SYNC_ENTRY_MAX_NS || this.#eventCostNs > SYNC_LEAVE_AVG_NS)) this.#onHostThread = false;
+    else if (!this.#onHostThread && this.#eventCostNs < SYNC_RETURN_AVG_NS) this.#onHostThread = true;
   }
 
   #cpuNow(): bigint {
@@ -485,8 +521,8 @@ export class PluginSandbox {
 
   /** Async tail over: the event's pending calls settle with E_DEADLINE inside the plugin. */
   #deadline(state: EventState): void {
-    const error = JSON.stringify({ code: 'E_DEADLINE', message: 'the event\'s async tail ran out of time' });
-    for (const callId of [...state.calls]) this.settle(callId, false, error);
+    const json = JSON.stringify({ code: 'E_DEADLINE', message: 'the event\'s async tail ran out of time' });
+    this.settle([...state.calls].map((callId) => ({ callId, ok: false, json })));
     this.#finish(state, 'timeout', `E_DEADLINE: handler did not finish within ${this.spec.limits.asyncTailMs} ms`, 'deadline');
   }
 
@@ -505,7 +541,7 @@ export class PluginSandbox {
 
   // ---- host functions (run on the Node thread while the isolate waits) ------------------------
 
-  #hostCall(id: unknown, capability: unknown, json: unknown): string | null {
+  #hostCall(id: unknown, capability: unknown, json: unknown, seq?: unknown): string | null {
     if (this.#dead) return 'E_DISPOSED';
     if (typeof id !== 'number' || typeof capability !== 'string' || typeof json !== 'string') return 'E_CAPABILITY';
     switch (capability) {
@@ -533,7 +569,10 @@ export class PluginSandbox {
     if (!isCapability(capability)) return 'E_CAPABILITY';
     if (this.#pending.size >= this.spec.limits.pendingCalls) return 'E_PENDING_LIMIT';
     if (Buffer.byteLength(json) > this.spec.limits.payloadBytes) return 'E_PAYLOAD';
-    const event = this.#current && !this.#current.finished && !this.#current.isSetup ? this.#current : undefined;
+    // the prelude says which event the calling code serves; the entry's own event otherwise
+    const named = typeof seq === 'number' && seq > 0 ? this.#events.get(seq) : undefined;
+    const candidate = named ?? this.#current;
+    const event = candidate && !candidate.finished && !candidate.isSetup ? candidate : undefined;
     this.#pending.set(id, { event, settling: false });
     event?.calls.add(id);
     // Leave the callback at once: the isolate waits while we are in here.

@@ -5,12 +5,13 @@
  * with it only breaks itself, and the host treats everything coming out as untrusted JSON.
  *
  * Host contract (see plugin-sandbox.ts):
- *   __qqbotHostCall(id, capability, payloadJSON) -> null | refusal code   (sync Callback)
+ *   __qqbotHostCall(id, capability, payloadJSON, eventSeq) -> null | refusal code   (sync Callback)
  *   __qqbotHostReport(kind, detailJSON)                                  (ignored Callback)
  *   __qqbotInit: JSON { bot, config, apiMethods: string[], payloadBytes }
  * Internal capabilities: `$done` (id = seq, payload = error | null), `$timer` ({ ms, repeat }),
- * `$clearTimer`. Entries: setup(seq), dispatch(seq, eventJSON), settle(id, ok, valueJSON),
- * timer(id), snapshot() -> JSON string | '', restore(stateJSON).
+ * `$clearTimer`. Entries: setup(seq), dispatch(seqs[], eventJSONs[]), settle(ids[], oks[],
+ * valueJSONs[], eventSeqs[]), timer(id), snapshot() -> JSON string | '', restore(stateJSON).
+ * `eventSeq` is the event the calling code serves (0: none), so calls are attributed to it.
  */
 export const PRELUDE_FILENAME = 'qqbot:prelude';
 
@@ -72,6 +73,20 @@ export const PRELUDE_SOURCE = String.raw`(function () {
 
   const pending = new Map();
   let nextCall = 1;
+  // The event (seq) the code now running serves: calls are attributed to it. Entries may carry
+  // several events; each is run in its own microtask step, after the previous one's microtasks.
+  let current = 0;
+  const resolvedPromise = Promise.resolve();
+  const queueStep = (fn) => resolvedPromise.then(fn);
+  function eachStep(count, each) {
+    let i = 0;
+    const step = () => {
+      if (i >= count) { current = 0; return; }
+      each(i++);
+      queueStep(step);
+    };
+    step();
+  }
 
   // Cycles and oversized strings are found before JSON.stringify, without calling getters (stringify
   // reads each property once): V8 14 (Node 26) spends ~60 ms building a circular-structure TypeError,
@@ -121,7 +136,7 @@ export const PRELUDE_SOURCE = String.raw`(function () {
     }
     if (typeof json !== 'string') json = 'null';
     const id = nextCall++;
-    const refusal = hostCall(id, capability, json);
+    const refusal = hostCall(id, capability, json, current);
     if (refusal !== null) return Promise.reject(makeError({ code: refusal, message: capability + ': ' + (MessageFor[refusal] || refusal) }));
     return new Promise((resolve, reject) => { pending.set(id, { resolve, reject }); });
   }
@@ -232,31 +247,39 @@ export const PRELUDE_SOURCE = String.raw`(function () {
 
   return {
     setup(seq) {
+      current = seq;
       const mod = g.__plugin;
       const fn = mod && mod.default;
       if (typeof fn !== 'function') { done(seq, new TypeError('the plugin has no default export function')); return; }
       runAll([fn], ctx).then(() => done(seq, null), (e) => done(seq, e));
     },
-    dispatch(seq, json) {
-      const e = parse(json);
-      const ref = e.ref;
-      const event = freeze({
-        type: e.type,
-        id: e.id,
-        data: deepFreeze(e.data),
-        shard: e.shard,
-        transport: e.transport,
-        reply: (body) => call('reply', { ref, body }),
-        ack: (code) => call('ack', { ref, code: code === undefined ? 0 : code }).then(() => undefined),
+    dispatch(seqs, jsons) {
+      eachStep(seqs.length, (k) => {
+        const seq = seqs[k];
+        current = seq;
+        const e = parse(jsons[k]);
+        const ref = e.ref;
+        const event = freeze({
+          type: e.type,
+          id: e.id,
+          data: deepFreeze(e.data),
+          shard: e.shard,
+          transport: e.transport,
+          reply: (body) => call('reply', { ref, body }),
+          ack: (code) => call('ack', { ref, code: code === undefined ? 0 : code }).then(() => undefined),
+        });
+        runAll(handlers.get(e.type) || [], event).then(() => done(seq, null), (err) => done(seq, err));
       });
-      runAll(handlers.get(e.type) || [], event).then(() => done(seq, null), (err) => done(seq, err));
     },
-    settle(id, ok, json) {
-      const p = pending.get(id);
-      if (!p) return;
-      pending.delete(id);
-      const value = parse(json);
-      if (ok) p.resolve(value); else p.reject(makeError(value));
+    settle(ids, oks, jsons, seqs) {
+      eachStep(ids.length, (k) => {
+        const p = pending.get(ids[k]);
+        if (!p) return;
+        pending.delete(ids[k]);
+        current = seqs[k];
+        const value = parse(jsons[k]);
+        if (oks[k]) p.resolve(value); else p.reject(makeError(value));
+      });
     },
     timer(id) {
       const t = timers.get(id);

@@ -60,7 +60,8 @@ export interface SupervisorEvents {
   restarted: [entry: { instanceId: string; reason: string }];
   quarantined: [entry: { instanceId: string; reason: string }];
   'host-spawned': [entry: { pid: number }];
-  'host-crashed': [entry: { reason: string; culprit?: string }];
+  /** `kind`: a bounded label (catastrophic V8 error, stopped answering, exited or killed) */
+  'host-crashed': [entry: { reason: string; kind: 'catastrophic' | 'stuck' | 'exited'; culprit?: string }];
   'host-restarted': [];
 }
 
@@ -103,6 +104,7 @@ export class PluginSupervisor extends EventEmitter<SupervisorEvents> {
   #upWaiters: Array<(ok: boolean) => void> = [];
   #stopping = false;
   #hostRestart: NodeJS.Timeout | undefined;
+  #lastCrash: string | undefined;
   #nextEid = 1;
   #nextRid = 1;
   readonly #requests = new PendingRequests<Answer, string | undefined>();
@@ -290,8 +292,10 @@ export class PluginSupervisor extends EventEmitter<SupervisorEvents> {
       : exit.stuck
         ? `plugin host stopped answering (no heartbeat for ${this.#heartbeatTimeoutMs} ms)`
         : `plugin host exited (${exit.signal ?? `code ${exit.code}`})`;
+    const kind = exit.lastWords ? 'catastrophic' : exit.stuck ? 'stuck' : 'exited';
+    this.#lastCrash = reason;
     this.#logger.error({ reason, culprit }, 'plugin host crashed');
-    this.emit('host-crashed', culprit ? { reason, culprit } : { reason });
+    this.emit('host-crashed', culprit ? { reason, kind, culprit } : { reason, kind });
     this.#requests.failAll(new Error(reason));
 
     // Deliveries that had no side effect go back to their backlogs, ahead of what waits there;
@@ -345,7 +349,11 @@ export class PluginSupervisor extends EventEmitter<SupervisorEvents> {
       if (!reply || reply.op !== 'loaded' || !reply.ok) {
         const detail = reply?.op === 'loaded' && !reply.ok ? `: ${reply.message}` : '';
         this.#onFailed(rec.spec.id, rec.spec.version, `reload after host restart failed${detail}`);
+        return;
       }
+      // every plugin of a crashed host was restarted, whoever caused it
+      rec.restarts++;
+      this.emit('restarted', { instanceId: rec.spec.id, reason: `the plugin host restarted (${this.#lastCrash ?? 'crash'})` });
     }));
     if (this.#stopping || host !== this.#host || !host.alive) return;
     // Up only now: an event must not reach the new host before its plugin is back.
