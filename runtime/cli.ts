@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { QQBotError } from './errors.ts';
+import { VERSION } from './version.ts';
 
 const HELP = `qqbot — run QQ bots with sandboxed, hot-reloaded plugins
 
@@ -30,8 +30,7 @@ export async function main(argv: string[]): Promise<number> {
     return name === undefined ? 1 : 0;
   }
   if (name === '--version' || name === '-v') {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-    process.stdout.write(`${pkg.version}\n`);
+    process.stdout.write(`${VERSION}\n`);
     return 0;
   }
   const load = commands[name];

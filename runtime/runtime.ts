@@ -4,7 +4,6 @@
  * metrics endpoint. It is also the console's view of the world.
  */
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import type { RuntimeConfig } from './config/types.ts';
 import type { BotView, ChatInput, ChatMessage, LiveEntry, PluginView, RuntimeView } from './console/runtime-view.ts';
 import { startConsole } from './console/server.ts';
@@ -20,8 +19,8 @@ import { Bot } from './bot/bot.ts';
 import { enabledPluginNames, isEnabled } from './bot/bot-plugins.ts';
 import { StorageBackends } from './bot/storage-backends.ts';
 import { ReloadCoordinator } from './plugins/reload-coordinator.ts';
+import { VERSION } from './version.ts';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 const CHAT_HISTORY = 500;
 
 export interface RuntimeOptions {

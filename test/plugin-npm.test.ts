@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { API_METHODS } from 'qqbot-sdk-types';
+import { API_METHODS } from '../sdk-types/api.ts';
 import { startSimulator, type Simulator, type OutboxEntry } from '../runtime/simulator/index.ts';
 import { Secret } from '../runtime/config/secret.ts';
 import { OpenAPIClient, LegacyTokenSource } from '../runtime/openapi/index.ts';

@@ -8,7 +8,8 @@ import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ivm from 'isolated-vm';
-import { EVENT_TYPES, type EventMap } from 'qqbot-sdk-types';
+import type { EventMap } from 'qqbot-sdk-types';
+import { EVENT_TYPES } from '../sdk-types/event-types.ts';
 import { PluginConfigError, PluginManifestError, readPluginManifest, resolveLimits, resolvePluginConfig, validateManifest } from '../runtime/plugins/manifest.ts';
 import { discoverPlugins, PluginNotFoundError, selectPlugins } from '../runtime/plugins/discovery.ts';
 import { bundlePlugin, PluginBuildError } from '../runtime/plugins/bundler.ts';
@@ -281,12 +282,12 @@ describe('bundler', () => {
       /qqbot-plugin-sharer\/index\.js:1:\d+: "\.\.\/\.\.\/lib\/suffix\.ts" is outside the plugin's folder \(lib\/suffix\.ts\); a plugin installed from npm/);
   });
 
-  test('a syntax error and the host-only sdk test helper fail the build with their locations', async () => {
+  test('a syntax error and the host-only test helper fail the build with their locations', async () => {
     const dir = join(root, 'bundle-syntax', 'plugins', 'oops');
     await writePlugin(dir, { name: 'oops', qqbot: { events: ['AT_MESSAGE_CREATE'] } }, { 'index.ts': 'export default function setup( {\n' });
     await assert.rejects(bundlePlugin({ entry: join(dir, 'index.ts'), displayRoot: join(root, 'bundle-syntax', 'plugins') }), /oops\/index\.ts:2:1: Expected identifier/);
     const dir2 = join(root, 'bundle-syntax', 'plugins', 'tester');
-    await writePlugin(dir2, { name: 'tester', qqbot: { events: ['AT_MESSAGE_CREATE'] } }, { 'index.ts': "import { createTestHarness } from 'qqbot-sdk-types/testing';\nexport default createTestHarness;\n" });
-    await assert.rejects(bundlePlugin({ entry: join(dir2, 'index.ts'), displayRoot: join(root, 'bundle-syntax', 'plugins') }), /tester\/index\.ts:1:\d+: "qqbot-sdk-types\/testing" is not available inside a plugin/);
+    await writePlugin(dir2, { name: 'tester', qqbot: { events: ['AT_MESSAGE_CREATE'] } }, { 'index.ts': "import { createTestHarness } from 'qqbot-runtime/testing';\nexport default createTestHarness;\n" });
+    await assert.rejects(bundlePlugin({ entry: join(dir2, 'index.ts'), displayRoot: join(root, 'bundle-syntax', 'plugins') }), /tester\/index\.ts:1:\d+: "qqbot-runtime\/testing" is not available inside a plugin/);
   });
 });

@@ -5,7 +5,8 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { PLUGIN_MANIFEST_SCHEMA, type PluginManifest } from 'qqbot-sdk-types';
+import type { PluginManifest } from 'qqbot-sdk-types';
+import { PLUGIN_MANIFEST_SCHEMA } from '../../sdk-types/manifest-schema.ts';
 import { QQBotError } from '../errors.ts';
 import { DEFAULT_LIMITS, MAX_LIMITS, type PluginLimits } from './instance.ts';
 

@@ -5,6 +5,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
 import { silentLogger, type Logger } from '../../logging/logger.ts';
@@ -70,7 +71,8 @@ interface Buffered {
 
 type Reply = Extract<FromHost, { rid: number }>;
 
-const HOST_ENTRY = fileURLToPath(new URL('./host-process.ts', import.meta.url));
+// .ts in a checkout, .js when installed from npm: the same extension as this module
+const HOST_ENTRY = fileURLToPath(new URL(`./host-process${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
 const PROJECT_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 /** Only what Node needs: the host must not inherit tokens from the environment. */
 const ENV_ALLOW = ['PATH', 'HOME', 'TMPDIR', 'TMP', 'TEMP', 'LANG', 'TZ', 'NODE_ENV', 'SYSTEMROOT'];

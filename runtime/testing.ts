@@ -14,16 +14,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { LookupFunction } from 'node:net';
-import type { EventMap, EventType } from './events.ts';
-import { OpenAPIError } from '../runtime/openapi/errors.ts';
-import { bundlePlugin } from '../runtime/plugins/bundler.ts';
-import { readPluginManifest, resolvePluginConfig } from '../runtime/plugins/manifest.ts';
-import { buildInstanceSpec } from '../runtime/plugins/instance-spec.ts';
-import { createCapabilityHandler, type ApiRequester, type PluginCapabilities } from '../runtime/plugins/capabilities/index.ts';
-import type { RateLimit } from '../runtime/plugins/capabilities/rate-limit.ts';
-import { FileKeyValueStore } from '../runtime/plugins/storage/file-store.ts';
-import type { DispatchOutcome, PluginInstanceSpec } from '../runtime/plugins/instance.ts';
-import { PluginSupervisor } from '../runtime/plugins/sandbox/supervisor.ts';
+import type { EventMap, EventType } from 'qqbot-sdk-types';
+import { OpenAPIError } from './openapi/errors.ts';
+import { bundlePlugin } from './plugins/bundler.ts';
+import { readPluginManifest, resolvePluginConfig } from './plugins/manifest.ts';
+import { buildInstanceSpec } from './plugins/instance-spec.ts';
+import { createCapabilityHandler, type ApiRequester, type PluginCapabilities } from './plugins/capabilities/index.ts';
+import type { RateLimit } from './plugins/capabilities/rate-limit.ts';
+import { FileKeyValueStore } from './plugins/storage/file-store.ts';
+import type { DispatchOutcome, PluginInstanceSpec } from './plugins/instance.ts';
+import { PluginSupervisor } from './plugins/sandbox/supervisor.ts';
 
 export interface TestHarnessOptions {
   /** the plugin's folder (with its package.json) */
