@@ -6,6 +6,7 @@
  */
 import ivm from 'isolated-vm';
 import { API_METHODS } from '../../../sdk-types/api.ts';
+import { EVENT_TYPES } from '../../../sdk-types/event-types.ts';
 import { DEFAULT_LIMITS, type CallResult, type DispatchOutcome, type PluginInstanceSpec, type SandboxEvent } from '../instance.ts';
 import type { FailureKind, LogLevel } from './ipc.ts';
 import { classifyIvmError } from './ivm-failure.ts';
@@ -158,7 +159,7 @@ export class PluginSandbox {
     const jail = context.global;
     await jail.set('__qqbotHostCall', new ivm.Callback((id: unknown, cap: unknown, json: unknown) => this.#hostCall(id, cap, json)));
     await jail.set('__qqbotHostReport', new ivm.Callback((kind: unknown, json: unknown) => this.#hostReport(kind, json), { ignored: true }));
-    await jail.set('__qqbotInit', JSON.stringify({ bot: spec.bot, config: spec.config ?? {}, apiMethods: Object.keys(API_METHODS) }));
+    await jail.set('__qqbotInit', JSON.stringify({ bot: spec.bot, config: spec.config ?? {}, apiMethods: Object.keys(API_METHODS), eventTypes: EVENT_TYPES, events: spec.events }));
     jail.release();
 
     const prelude = await this.#isolate.compileScript(PRELUDE_SOURCE, { filename: PRELUDE_FILENAME });

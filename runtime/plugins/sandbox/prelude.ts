@@ -7,7 +7,7 @@
  * Host contract (see plugin-sandbox.ts):
  *   __qqbotHostCall(id, capability, payloadJSON) -> null | refusal code   (sync Callback)
  *   __qqbotHostReport(kind, detailJSON)                                  (ignored Callback)
- *   __qqbotInit: JSON { bot, config, apiMethods: string[] }
+ *   __qqbotInit: JSON { bot, config, apiMethods: string[], eventTypes: string[], events: string[] (the manifest's) }
  * Internal capabilities: `$done` (id = seq, payload = error | null), `$timer` ({ ms, repeat }),
  * `$clearTimer`. Entries: setup(seq), dispatch(seq, eventJSON), settle(id, ok, valueJSON),
  * timer(id), snapshot() -> JSON string | '', restore(stateJSON).
@@ -175,6 +175,8 @@ export const PRELUDE_SOURCE = String.raw`(function () {
   g.clearInterval = clearTimer;
 
   const handlers = new Map();
+  const knownEvents = new Set(init.eventTypes);
+  const declaredEvents = new Set(init.events);
   const api = {};
   for (const name of init.apiMethods) api[name] = (...args) => call('api.' + name, args);
   freeze(api);
@@ -192,6 +194,9 @@ export const PRELUDE_SOURCE = String.raw`(function () {
     }),
     on(type, handler) {
       if (typeof type !== 'string' || typeof handler !== 'function') throw new TypeError('ctx.on(type: string, handler: function)');
+      // Here, not in the host or the test helper, so that both see the same refusal and warning.
+      if (!knownEvents.has(type)) throw new TypeError('ctx.on(' + stringify(type.slice(0, 64)) + '): no such event type; valid: ' + init.eventTypes.join(', '));
+      if (!declaredEvents.has(type)) log('warn', ['ctx.on(' + stringify(type) + '): ' + type + ' is not in package.json qqbot.events, so this handler never runs; add it there to receive it']);
       const list = handlers.get(type) || [];
       list.push(handler);
       handlers.set(type, list);
