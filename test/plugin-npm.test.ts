@@ -96,7 +96,7 @@ test('an npm-packed plugin is installed, discovered, enabled by package name, an
   const sections = botYaml.bots.main.plugins;
   const [plugin] = selectPlugins(discovered.plugins, Object.keys(sections));
   assert.equal(plugin, found);
-  const config = resolvePluginConfig(plugin!, sections['qqbot-plugin-greeter'], 'bot.yaml: bots.main.plugins.qqbot-plugin-greeter');
+  const config = resolvePluginConfig(plugin!, sections['qqbot-plugin-greeter'], { path: 'bots.main.plugins.qqbot-plugin-greeter' });
 
   // 5. bundle and run it in the sandbox, capabilities backed by the simulator's OpenAPI
   const bundle = await bundlePlugin({ entry: plugin!.main, displayRoot: project });

@@ -113,20 +113,24 @@ describe('manifest', () => {
     }
   });
 
-  test('plugin config: defaults applied, the bot.yaml section validated, errors name plugin and field', () => {
+  test('plugin config: defaults applied, the bot.yaml section validated, errors name file:line:col, the key and the plugin', () => {
     const plugin = { name: 'dice', manifest: goodManifest as never };
     assert.deepEqual(resolvePluginConfig(plugin, undefined), { maxDice: 10, prefix: '/roll' });
     assert.deepEqual(resolvePluginConfig(plugin, { maxDice: 3 }), { maxDice: 3, prefix: '/roll' });
     const section = { maxDice: 3 };
     resolvePluginConfig(plugin, section);
     assert.deepEqual(section, { maxDice: 3 }, 'the caller\'s object is not mutated');
-    assert.throws(() => resolvePluginConfig(plugin, { maxDice: 'many' }, 'bot.yaml: bots.main.plugins.dice'), (error: unknown) => {
+    const positions: Record<string, { file: string; line: number; col: number }> = { '': { file: 'bot.yaml', line: 7, col: 7 }, maxDice: { file: 'bot.yaml', line: 8, col: 9 } };
+    const site = { path: 'bots.main.plugins.dice', locate: (field: string) => positions[field] };
+    assert.throws(() => resolvePluginConfig(plugin, { maxDice: 'many' }, site), (error: unknown) => {
       assert.ok(error instanceof PluginConfigError);
       assert.equal(error.code, 'E_PLUGIN_CONFIG');
-      assert.equal(error.message, 'plugin "dice": bot.yaml: bots.main.plugins.dice: maxDice: must be integer');
+      assert.equal(error.message, 'bot.yaml:8:9: bots.main.plugins.dice.maxDice: must be integer (config of plugin "dice")');
       return true;
     });
-    assert.throws(() => resolvePluginConfig(plugin, { colour: 'red' }), /plugin "dice": .*colour|additional/);
+    // an unknown key is named, and placed at its own line when known, else at the section
+    assert.throws(() => resolvePluginConfig(plugin, { colour: 'red' }, site), /: bot\.yaml:7:7: bots\.main\.plugins\.dice\.colour: unknown key "colour"/);
+    assert.throws(() => resolvePluginConfig(plugin, { colour: 'red' }), /: config\.colour: unknown key "colour" \(config of plugin "dice"\)/);
   });
 });
 

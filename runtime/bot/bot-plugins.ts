@@ -10,7 +10,7 @@ import { bundlePlugin } from '../plugins/bundler.ts';
 import type { PluginCapabilities } from '../plugins/capabilities/index.ts';
 import type { DiscoveredPlugin } from '../plugins/discovery.ts';
 import { buildInstanceSpec } from '../plugins/instance-spec.ts';
-import { readPluginManifest, resolvePluginConfig } from '../plugins/manifest.ts';
+import { readPluginManifest, resolvePluginConfig, type ConfigSite } from '../plugins/manifest.ts';
 import type { PluginSupervisor } from '../plugins/sandbox/supervisor.ts';
 
 /** The plugin names bot.yaml enables for a bot (a `false` section disables), or undefined: every plugin folder. */
@@ -22,6 +22,15 @@ export function enabledPluginNames(bot: BotConfig): string[] | undefined {
 export function isEnabled(bot: BotConfig, plugin: DiscoveredPlugin): boolean {
   const names = enabledPluginNames(bot);
   return names === undefined ? plugin.source === 'folder' : names.some((name) => name === plugin.name || name === plugin.packageName);
+}
+
+/** Where bot.yaml configures a plugin of a bot: for errors with file:line:col and the key. */
+export function pluginConfigSite(bot: BotConfig, key: string): ConfigSite {
+  return {
+    path: `bots.${bot.name}.plugins.${key}`,
+    // a plugin the bot runs without listing it (no plugins list) is placed at the bot
+    locate: (field) => bot.pluginLocations[field ? `${key}.${field}` : key] ?? (field ? undefined : bot.location),
+  };
 }
 
 export interface LoadedPlugin {
@@ -95,8 +104,7 @@ export class BotPlugins {
     const manifest = await readPluginManifest(dir, { plugin: name, displayFile: shownPackage });
     // bot.yaml may name the plugin by folder or by package name
     const key = bot.plugins && !(name in bot.plugins) && plugin.packageName in bot.plugins ? plugin.packageName : name;
-    const section = bot.plugins?.[key];
-    const config = resolvePluginConfig({ name, manifest: manifest.manifest }, section === true ? undefined : section, `${relative(displayRoot, bot.location.file)}: bots.${bot.name}.plugins.${key}`);
+    const config = resolvePluginConfig({ name, manifest: manifest.manifest }, bot.plugins?.[key], pluginConfigSite(bot, key));
     const bundle = await bundlePlugin({ entry: manifest.main, displayRoot });
     const previous = this.#loaded.get(name);
     const spec = buildInstanceSpec({ bot, plugin: name, version: (previous?.version ?? 0) + 1, manifest: manifest.manifest, config, bundle });

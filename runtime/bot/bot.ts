@@ -126,7 +126,7 @@ export class Bot extends EventEmitter<BotEvents> {
       const failures = await this.plugins.loadAll(plugins);
       if (this.#state !== 'starting') return failures;
       for (const failure of failures) this.#log.error({ plugin: failure.plugin, err: failure.error.message }, 'plugin not loaded');
-      this.#intents = mergeIntents(this.plugins.subscriptions(), this.config.intents).intents;
+      this.#intents = this.#startIntents(failures);
       this.#accepting = true;
       await this.#startTransport();
       if (this.#state !== 'starting') return failures;
@@ -138,6 +138,17 @@ export class Bot extends EventEmitter<BotEvents> {
       if (this.#state === 'stopping' || this.#state === 'stopped') return [];
       await this.#fail(error as Error);
       throw error;
+    }
+  }
+
+  /** The intents to identify with; with nothing to receive because plugins failed, those failures are the error. */
+  #startIntents(failures: PluginFailure[]): number {
+    try {
+      return mergeIntents(this.plugins.subscriptions(), this.config.intents).intents;
+    } catch (error) {
+      if (failures.length === 0 || (error as QQBotError).code !== 'E_EMPTY_INTENTS') throw error;
+      const lines = failures.map((f) => `  plugin ${f.plugin}: ${f.error.message.split('\n').join('\n    ')}`);
+      throw new BotStartError('E_PLUGINS_FAILED', `no enabled plugin could be loaded, so the bot would receive nothing:\n${lines.join('\n')}`, { plugins: failures.map((f) => f.plugin) });
     }
   }
 

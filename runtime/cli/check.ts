@@ -1,7 +1,7 @@
 import { relative } from 'node:path';
 import { loadConfig } from '../config/index.ts';
 import { describeIntents, mergeIntents, PRIVATE_DOMAIN_INTENTS } from '../gateway/intents.ts';
-import { enabledPluginNames, isEnabled } from '../bot/bot-plugins.ts';
+import { enabledPluginNames, isEnabled, pluginConfigSite } from '../bot/bot-plugins.ts';
 import { redactUrl } from '../bot/storage-backends.ts';
 import { bundlePlugin } from '../plugins/bundler.ts';
 import { discoverPlugins, type DiscoveredPlugin } from '../plugins/discovery.ts';
@@ -32,7 +32,7 @@ export async function checkCommand(args: string[]): Promise<number> {
         continue;
       }
       try {
-        resolvePluginConfig({ name, manifest: plugin.manifest }, bot.plugins?.[name] === true ? undefined : bot.plugins?.[name], `bots.${bot.name}.plugins.${name}`);
+        resolvePluginConfig({ name, manifest: plugin.manifest }, bot.plugins?.[name], pluginConfigSite(bot, name));
       } catch (error) {
         problems.push((error as Error).message);
       }

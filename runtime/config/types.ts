@@ -41,6 +41,8 @@ export interface BotConfig {
   fetchHosts?: string[];
   requestTimeoutMs: number;
   location: SourceLocation;
+  /** where each key under `plugins` is, by path from there (`weather`, `weather.units`, `dice.faces[0]`) */
+  pluginLocations: Record<string, SourceLocation>;
 }
 
 export interface RuntimeConfig {
