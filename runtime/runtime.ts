@@ -12,7 +12,7 @@ import type { Logger } from './logging/logger.ts';
 import { RuntimeMetrics } from './metrics/metrics.ts';
 import { startMetricsServer } from './metrics/metrics-server.ts';
 import { createCapabilityHandler, type BotCapabilities, type PluginCapabilities } from './plugins/capabilities/index.ts';
-import { discoverPlugins, type DiscoveredPlugin } from './plugins/discovery.ts';
+import { discoverPlugins, findPlugin, type DiscoveredPlugin } from './plugins/discovery.ts';
 import { PluginSupervisor, type SupervisorOptions } from './plugins/sandbox/supervisor.ts';
 import { startSimulator, type OutboxEntry, type Simulator, type SimulatorOptions } from './simulator/index.ts';
 import { Bot } from './bot/bot.ts';
@@ -106,6 +106,10 @@ export class Runtime extends EventEmitter implements RuntimeView {
       this.#log.error({ plugin: problem.plugin, code: problem.code }, problem.message);
       this.#live({ kind: 'error', text: problem.message });
     }
+    for (const warning of discovery.warnings) {
+      this.#log.warn({ plugin: warning.plugin, code: warning.code }, warning.message);
+      this.#live({ kind: 'error', text: warning.message });
+    }
     this.#discovered = discovery.plugins;
     if (this.#stopRequested) return;
 
@@ -192,7 +196,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
     if (names === undefined) return this.#discovered.filter((p) => isEnabled(bot.config, p));
     const found: DiscoveredPlugin[] = [];
     for (const name of names) {
-      const plugin = this.#discovered.find((p) => p.name === name || p.packageName === name);
+      const plugin = findPlugin(this.#discovered, name);
       if (plugin) found.push(plugin);
       else {
         const message = `bot "${bot.config.name}" enables plugin "${name}", which was not found in ${this.config.pluginsDir} or node_modules`;

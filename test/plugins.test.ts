@@ -179,18 +179,33 @@ describe('discovery', () => {
     assert.deepEqual(selectPlugins(result.plugins, ['qqbot-plugin-greeter']).map((p) => p.name), ['greeter']);
   });
 
-  test('a folder name clashing with an npm package name is an error naming both paths', async () => {
+  test('a plugin folder and an installed package of the same name: the folder wins, with a warning naming both paths', async () => {
     const project = join(root, 'project-clash');
     const pluginsDir = join(project, 'plugins');
     await writePlugin(join(pluginsDir, 'qqbot-plugin-echo'), { name: 'my-echo', qqbot: { events: ['AT_MESSAGE_CREATE'] } });
     await writePlugin(join(project, 'node_modules', 'qqbot-plugin-echo'), { name: 'qqbot-plugin-echo', main: 'index.js', qqbot: { events: ['AT_MESSAGE_CREATE'] } }, { 'index.js': 'export default () => {}' });
     await writePlugin(join(pluginsDir, 'dice'), { name: 'dice', qqbot: { events: ['AT_MESSAGE_CREATE'] } });
+    // the same package name in a folder and in node_modules (the issue's plugins/weather case)
+    await writePlugin(join(pluginsDir, 'weather'), { name: 'qqbot-plugin-weather', qqbot: { events: ['AT_MESSAGE_CREATE'] } });
+    await writePlugin(join(project, 'node_modules', 'qqbot-plugin-weather'), { name: 'qqbot-plugin-weather', main: 'index.js', qqbot: { events: ['AT_MESSAGE_CREATE'] } }, { 'index.js': 'export default () => {}' });
     const result = await discoverPlugins({ pluginsDir, projectDir: project });
-    assert.deepEqual(result.plugins.map((p) => p.name), ['dice']);
-    const clash = result.problems.find((p) => p.code === 'E_PLUGIN_NAME_CLASH');
-    assert.ok(clash);
-    assert.ok(clash.message.includes(join(pluginsDir, 'qqbot-plugin-echo')), clash.message);
-    assert.ok(clash.message.includes(join(project, 'node_modules', 'qqbot-plugin-echo')), clash.message);
+    assert.deepEqual(result.problems, []);
+    assert.deepEqual(result.plugins.map((p) => `${p.name}:${p.source}`), ['dice:folder', 'qqbot-plugin-echo:folder', 'weather:folder']);
+    assert.deepEqual(result.warnings.map((w) => w.plugin), ['qqbot-plugin-echo', 'qqbot-plugin-weather']);
+    for (const warning of result.warnings) {
+      assert.equal(warning.code, 'W_PLUGIN_SHADOWED');
+      assert.ok(warning.message.includes(join(project, 'node_modules', warning.plugin)), warning.message);
+      assert.match(warning.message, /a plugin folder wins over a package of the same name/);
+    }
+    // bot.yaml naming either the folder or the package name gets the folder
+    assert.deepEqual(selectPlugins(result.plugins, ['qqbot-plugin-weather', 'qqbot-plugin-echo']).map((p) => p.dir), [join(pluginsDir, 'weather'), join(pluginsDir, 'qqbot-plugin-echo')]);
+
+    // two folders sharing a package name both load; only that shared name is refused, naming both
+    await writePlugin(join(pluginsDir, 'weather-copy'), { name: 'qqbot-plugin-weather', qqbot: { events: ['AT_MESSAGE_CREATE'] } });
+    const again = await discoverPlugins({ pluginsDir, projectDir: project });
+    assert.ok(again.plugins.some((p) => p.name === 'weather') && again.plugins.some((p) => p.name === 'weather-copy'));
+    assert.deepEqual(selectPlugins(again.plugins, ['weather-copy']).map((p) => p.name), ['weather-copy']);
+    assert.throws(() => selectPlugins(again.plugins, ['qqbot-plugin-weather']), /that is the package name of .*weather \(folder weather\) and .*weather-copy \(folder weather-copy\); enable one by its folder name/);
   });
 });
 

@@ -4,7 +4,7 @@ import { describeIntents, mergeIntents, PRIVATE_DOMAIN_INTENTS } from '../gatewa
 import { enabledPluginNames, isEnabled, pluginConfigSite } from '../bot/bot-plugins.ts';
 import { redactUrl } from '../bot/storage-backends.ts';
 import { bundlePlugin } from '../plugins/bundler.ts';
-import { discoverPlugins, type DiscoveredPlugin } from '../plugins/discovery.ts';
+import { discoverPlugins, findPlugin, type DiscoveredPlugin } from '../plugins/discovery.ts';
 import { resolvePluginConfig } from '../plugins/manifest.ts';
 
 /** Validates bot.yaml and the plugins it enables, and prints what each bot would run, without connecting. */
@@ -17,6 +17,7 @@ export async function checkCommand(args: string[]): Promise<number> {
 
   const discovery = await discoverPlugins({ pluginsDir: config.pluginsDir, projectDir: config.dir });
   for (const problem of discovery.problems) problems.push(problem.message);
+  const warnings = discovery.warnings.map((w) => w.message);
 
   for (const bot of config.bots) {
     const endpoint = bot.endpoint.kind === 'url' ? bot.endpoint.url : bot.endpoint.kind;
@@ -26,7 +27,7 @@ export async function checkCommand(args: string[]): Promise<number> {
     const names = enabledPluginNames(bot) ?? discovery.plugins.filter((p) => isEnabled(bot, p)).map((p) => p.name);
     const subscriptions: Array<{ plugin: string; events: string[] }> = [];
     for (const name of names) {
-      const plugin = discovery.plugins.find((p) => p.name === name || p.packageName === name);
+      const plugin = findPlugin(discovery.plugins, name);
       if (!plugin) {
         problems.push(`bot ${bot.name}: plugin "${name}" is enabled but was not found`);
         continue;
@@ -43,7 +44,7 @@ export async function checkCommand(args: string[]): Promise<number> {
       const merged = mergeIntents(subscriptions, bot.intents);
       for (const { plugin, events } of subscriptions) {
         const bits = merged.byPlugin[plugin] ?? 0;
-        const permissions = discovery.plugins.find((p) => p.name === plugin || p.packageName === plugin)?.manifest.permissions ?? [];
+        const permissions = findPlugin(discovery.plugins, plugin)?.manifest.permissions ?? [];
         out.push(`  plugin ${plugin}: ${events.join(', ')} → ${describeIntents(bits).join(' | ') || 'none'}; permissions: ${permissions.join(', ') || 'none'}`);
       }
       const privateBits = merged.intents & PRIVATE_DOMAIN_INTENTS;
@@ -54,6 +55,7 @@ export async function checkCommand(args: string[]): Promise<number> {
     }
   }
 
+  if (warnings.length > 0) out.push('', ...warnings.map((w) => `warning: ${w}`));
   process.stdout.write(`${out.join('\n')}\n`);
   if (problems.length > 0) {
     process.stderr.write(`\n${problems.length} problem(s):\n${problems.map((p) => `  ${p}`).join('\n')}\n`);

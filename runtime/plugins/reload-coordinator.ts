@@ -188,6 +188,11 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
       this.#log.error({ plugin: problem.plugin, code: problem.code }, problem.message);
       this.#options.live?.({ kind: 'error', text: problem.message });
     }
+    for (const warning of found.warnings) {
+      if (warning.plugin !== changed && !warning.paths.some((p) => resolve(p) === folder)) continue;
+      this.#log.warn({ plugin: warning.plugin, code: warning.code }, warning.message);
+      this.#options.live?.({ kind: 'error', text: warning.message });
+    }
     host.setDiscovered([...found.plugins, ...kept]);
 
     const loaded: string[] = [];
