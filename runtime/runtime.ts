@@ -18,6 +18,7 @@ import { startSimulator, type OutboxEntry, type Simulator, type SimulatorOptions
 import { Bot } from './bot/bot.ts';
 import { enabledPluginNames, isEnabled } from './bot/bot-plugins.ts';
 import { StorageBackends } from './bot/storage-backends.ts';
+import { approveCommand, grantsFile, readGrants, type GrantTable } from './plugins/grants.ts';
 import { ReloadCoordinator } from './plugins/reload-coordinator.ts';
 import { VERSION } from './version.ts';
 
@@ -54,6 +55,8 @@ export class Runtime extends EventEmitter implements RuntimeView {
   #capabilities: PluginCapabilities | undefined;
   #storage: StorageBackends | undefined;
   #discovered: DiscoveredPlugin[] = [];
+  /** plugin-grants.yaml as last read: what the operator granted each npm plugin */
+  #pluginGrants: GrantTable = {};
   #closers: Array<() => Promise<void>> = [];
   #reloader: ReloadCoordinator | undefined;
   #starting: Promise<void> | undefined;
@@ -111,6 +114,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
       this.#live({ kind: 'error', text: warning.message });
     }
     this.#discovered = discovery.plugins;
+    this.#readPluginGrants();
     if (this.#stopRequested) return;
 
     for (const botConfig of config.bots) {
@@ -124,6 +128,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
         storage: (storageConfig) => this.#storage!.open(storageConfig, botConfig.name),
         displayRoot: config.dir,
         logger: this.#log,
+        pluginGrants: () => this.#pluginGrants,
         metrics: this.metrics,
         ...(this.#simulator ? { simulatorUrl: this.#simulator.url, registerSimulatorWebhook: (appId: string, url: string) => this.#simulator!.registerWebhook(appId, url) } : {}),
         ...(this.#options.identifyWindowMs !== undefined ? { identifyWindowMs: this.#options.identifyWindowMs } : {}),
@@ -153,7 +158,13 @@ export class Runtime extends EventEmitter implements RuntimeView {
         setDiscovered: (plugins) => {
           this.#discovered = plugins;
         },
+        rereadGrants: () => {
+          this.#pluginGrants = readGrants(grantsFile(this.config.dir));
+          return this.#pluginGrants;
+        },
       },
+      packages: this.#pluginPackages(),
+      grantsFile: grantsFile(this.config.dir),
       logger: this.#log,
       metrics: this.metrics,
       live: (entry) => this.#live(entry),
@@ -190,6 +201,26 @@ export class Runtime extends EventEmitter implements RuntimeView {
     };
   }
 
+  /** A grants file that cannot be read grants nothing (npm plugins run without), and says so. */
+  #readPluginGrants(): void {
+    try {
+      this.#pluginGrants = readGrants(grantsFile(this.config.dir));
+    } catch (error) {
+      this.#pluginGrants = {};
+      this.#log.error({ err: (error as Error).message }, 'plugin grants not read: plugins from npm run without permissions');
+      this.#live({ kind: 'error', text: `plugin grants not read: ${(error as Error).message}` });
+    }
+  }
+
+  /** npm package names bot.yaml enables (installed or not yet): their node_modules folders are watched. */
+  #pluginPackages(): string[] {
+    const names = new Set(this.#discovered.filter((p) => p.source === 'npm').map((p) => p.name));
+    for (const bot of this.config.bots) {
+      for (const name of enabledPluginNames(bot) ?? []) if (findPlugin(this.#discovered, name)?.source !== 'folder') names.add(name);
+    }
+    return [...names];
+  }
+
   /** The plugins bot.yaml enables for a bot (all folder plugins when it lists none). */
   enabledPlugins(bot: Bot): DiscoveredPlugin[] {
     const names = enabledPluginNames(bot.config);
@@ -213,9 +244,10 @@ export class Runtime extends EventEmitter implements RuntimeView {
       const prefix = `${bot.config.name}/`;
       const plugins = bot.plugins.loaded.map((plugin): PluginView => {
         const s = stats.find((entry) => entry.id === `${prefix}${plugin.name}`);
-        if (!s) return { name: plugin.name, version: plugin.version, status: 'stopped', events: 0, errors: 0, cpuMs: 0, heapUsedBytes: 0, restarts: 0 };
+        const grants = { source: plugin.source, ...(plugin.pending.length > 0 ? { pending: [...plugin.pending], approve: approveCommand(plugin.name) } : {}) };
+        if (!s) return { name: plugin.name, version: plugin.version, status: 'stopped', events: 0, errors: 0, cpuMs: 0, heapUsedBytes: 0, restarts: 0, ...grants };
         const { id: _id, ...counters } = s;
-        return { name: plugin.name, ...counters };
+        return { name: plugin.name, ...counters, ...grants };
       });
       return {
         name: bot.config.name,

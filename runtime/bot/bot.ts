@@ -16,6 +16,7 @@ import type { RuntimeMetrics, ShardState as MetricShardState } from '../metrics/
 import { AccessTokenSource, LegacyTokenSource, OpenAPIClient, resolveEndpoints, routeTemplate, type TokenSource } from '../openapi/index.ts';
 import type { PluginCapabilities } from '../plugins/capabilities/index.ts';
 import type { DiscoveredPlugin } from '../plugins/discovery.ts';
+import type { GrantTable } from '../plugins/grants.ts';
 import type { PluginSupervisor } from '../plugins/sandbox/supervisor.ts';
 import type { KeyValueStore } from '../plugins/storage/key-value-store.ts';
 import { LocalSessionManager } from '../sessions/local.ts';
@@ -37,6 +38,8 @@ export interface BotOptions {
   storage: (config: StorageConfig) => Promise<KeyValueStore>;
   displayRoot: string;
   logger: Logger;
+  /** the operator's grants to npm plugins, read at each plugin load */
+  pluginGrants?: () => GrantTable;
   metrics?: RuntimeMetrics;
   /** base URL of the embedded simulator, for `endpoint: simulator` */
   simulatorUrl?: string;
@@ -86,7 +89,7 @@ export class Bot extends EventEmitter<BotEvents> {
     this.config = options.config;
     this.#options = options;
     this.#log = options.logger.child({ bot: options.config.name });
-    this.plugins = new BotPlugins({ bot: options.config, supervisor: options.supervisor, capabilities: options.capabilities, displayRoot: options.displayRoot, logger: this.#log });
+    this.plugins = new BotPlugins({ bot: options.config, supervisor: options.supervisor, capabilities: options.capabilities, displayRoot: options.displayRoot, logger: this.#log, ...(options.pluginGrants ? { grants: options.pluginGrants } : {}) });
     this.#dispatcher = new Dispatcher({
       bot: options.config.name,
       plugins: this.plugins,

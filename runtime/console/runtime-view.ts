@@ -23,6 +23,11 @@ export interface PluginView {
   heapUsedBytes: number;
   restarts: number;
   lastError?: string;
+  /** a plugin folder (the operator's code) or an installed npm package */
+  source: 'folder' | 'npm';
+  /** what an npm plugin asks for that the operator has not granted, and the command that grants it */
+  pending?: string[];
+  approve?: string;
 }
 
 export interface BotView {
