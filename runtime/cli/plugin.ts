@@ -28,7 +28,7 @@ interface Options {
   config: RuntimeConfig;
   bot?: string;
   yes: boolean;
-  out: (line?: string) => void;
+  out: (...lines: string[]) => void;
 }
 
 export async function pluginCommand(args: string[]): Promise<number> {
@@ -45,7 +45,7 @@ export async function pluginCommand(args: string[]): Promise<number> {
     config: loadConfig(values.config),
     ...(values.bot !== undefined ? { bot: values.bot } : {}),
     yes: values.yes,
-    out: (line = '') => process.stdout.write(`${line}\n`),
+    out: (...lines) => process.stdout.write(`${lines.join('\n')}\n`),
   };
   switch (action) {
     case 'add': return add(target, options);
@@ -150,7 +150,12 @@ async function install(dir: string, spec: string): Promise<{ name: string; insta
   const before = deps();
   const target = isPath(spec) ? resolve(spec) : spec;
   const named = isPath(spec) ? undefined : packageNameOf(spec);
-  const previousByName = named === undefined ? undefined : await readInstalled(dir, named).catch(() => undefined);
+  // what was installed before, to compare with (for a tarball, the name is known only afterwards)
+  const previous = new Map<string, LoadedManifest>();
+  for (const dep of named === undefined ? Object.keys(before) : [named]) {
+    const manifest = await readInstalled(dir, dep).catch(() => undefined);
+    if (manifest) previous.set(dep, manifest);
+  }
   await npm(dir, ['install', '--save', target]);
   const after = deps();
   const name = named ?? Object.keys(after).find((key) => after[key] !== before[key]) ?? Object.keys(after).find((key) => after[key]?.includes(basename(target)));
@@ -163,7 +168,8 @@ async function install(dir: string, spec: string): Promise<{ name: string; insta
     await npm(dir, ['uninstall', name]).catch(() => undefined);
     throw new QQBotError('E_PLUGIN_MANIFEST', `${name} is not a usable qqbot plugin, so it was uninstalled again:\n${error.message}`, { plugin: name });
   }
-  return { name, installed, ...(previousByName ? { previous: previousByName } : {}) };
+  const old = previous.get(name);
+  return { name, installed, ...(old ? { previous: old } : {}) };
 }
 
 async function readInstalled(dir: string, name: string): Promise<LoadedManifest> {

@@ -39,6 +39,8 @@ export function enablePlugin(file: string, bot: string, plugin: string, folderPl
   let list: YAMLMap;
   if (isMap(existing)) {
     list = existing;
+    // an empty `plugins: {}` becomes a block, one plugin a line; a written-out flow map keeps its style
+    if (list.items.length === 0) list.flow = false;
   } else {
     list = doc.createNode(Object.fromEntries(folderPlugins.map((name) => [name, {}])));
     node.set('plugins', list);
