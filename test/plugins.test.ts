@@ -4,7 +4,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ivm from 'isolated-vm';
@@ -14,6 +14,7 @@ import { PluginConfigError, PluginManifestError, readPluginManifest, resolveLimi
 import { discoverPlugins, PluginNotFoundError, selectPlugins } from '../runtime/plugins/discovery.ts';
 import { bundlePlugin, PluginBuildError } from '../runtime/plugins/bundler.ts';
 import { DEFAULT_LIMITS, MAX_LIMITS } from '../runtime/plugins/instance.ts';
+import { describePending, hasPending, readGrants, reviewGrant, writeGrant } from '../runtime/plugins/grants.ts';
 
 let root: string;
 
@@ -206,6 +207,48 @@ describe('discovery', () => {
     assert.ok(again.plugins.some((p) => p.name === 'weather') && again.plugins.some((p) => p.name === 'weather-copy'));
     assert.deepEqual(selectPlugins(again.plugins, ['weather-copy']).map((p) => p.name), ['weather-copy']);
     assert.throws(() => selectPlugins(again.plugins, ['qqbot-plugin-weather']), /that is the package name of .*weather \(folder weather\) and .*weather-copy \(folder weather-copy\); enable one by its folder name/);
+  });
+});
+
+describe('grants', () => {
+  const manifest = (permissions: string[], fetchHosts: string[] = []) => ({ events: ['AT_MESSAGE_CREATE'], permissions, fetchHosts }) as never;
+
+  test('an npm plugin runs on what was granted; the rest is pending; a folder plugin gets what it asks', () => {
+    const table = { 'qqbot-plugin-mod': { version: '1.0.0', permissions: ['messages.send', 'storage'], fetchHosts: ['a.example'] } };
+    const review = reviewGrant({ name: 'qqbot-plugin-mod', source: 'npm', manifest: manifest(['messages.send', 'members.manage'], ['a.example', 'b.example']) }, table);
+    assert.deepEqual(review.effective, { permissions: ['messages.send'], fetchHosts: ['a.example'] });
+    assert.deepEqual(review.pending, { permissions: ['members.manage'], fetchHosts: ['b.example'] });
+    assert.deepEqual(review.dropped, { permissions: ['storage'], fetchHosts: [] });
+    assert.equal(describePending(review), 'members.manage, fetch host b.example');
+    const never = reviewGrant({ name: 'qqbot-plugin-new', source: 'npm', manifest: manifest(['messages.send']) }, table);
+    assert.ok(never.unreviewed);
+    assert.deepEqual(never.effective.permissions, []);
+    const folder = reviewGrant({ name: 'mine', source: 'folder', manifest: manifest(['members.manage']) }, {});
+    assert.deepEqual(folder.effective.permissions, ['members.manage']);
+    assert.ok(!hasPending(folder));
+  });
+
+  test('the grants file: one line per grant, other entries and comments kept, errors with file:line:col', async () => {
+    const file = join(root, 'grants', 'plugin-grants.yaml');
+    await mkdir(join(root, 'grants'), { recursive: true });
+    await writeGrant(file, 'qqbot-plugin-a', { version: '1.0.0', permissions: ['storage', 'messages.send'], fetchHosts: [] });
+    await writeFile(file, `${await readFile(file, 'utf8')}# reviewed by ops, ticket 42\n`);
+    await writeGrant(file, '@scope/qqbot-plugin-b', { version: '2.0.0', permissions: ['net.fetch'], fetchHosts: ['api.example.com'] });
+    const text = await readFile(file, 'utf8');
+    assert.match(text, /qqbot-plugin-a:\n {2}version: 1\.0\.0\n {2}permissions:\n {4}- messages\.send\n {4}- storage\n {2}fetchHosts: \[\]\n/);
+    assert.match(text, /# reviewed by ops, ticket 42/);
+    assert.deepEqual(readGrants(file), {
+      'qqbot-plugin-a': { version: '1.0.0', permissions: ['messages.send', 'storage'], fetchHosts: [] },
+      '@scope/qqbot-plugin-b': { version: '2.0.0', permissions: ['net.fetch'], fetchHosts: ['api.example.com'] },
+    });
+    await writeGrant(file, 'qqbot-plugin-a', undefined);
+    assert.deepEqual(Object.keys(readGrants(file)), ['@scope/qqbot-plugin-b']);
+    assert.deepEqual(readGrants(join(root, 'grants', 'missing.yaml')), {});
+
+    await writeFile(file, 'qqbot-plugin-a:\n  version: 1.0.0\n  permissions: messages.send\n');
+    assert.throws(() => readGrants(file), /plugin-grants\.yaml:3:16: qqbot-plugin-a\.permissions: expected a list of strings/);
+    await writeFile(file, 'qqbot-plugin-a: [\n');
+    assert.throws(() => readGrants(file), (error: Error & { code?: string }) => error.code === 'E_GRANTS_FILE' && /plugin-grants\.yaml:\d+:\d+: /.test(error.message));
   });
 });
 

@@ -306,4 +306,14 @@ test('an operator adds the packed plugin with qqbot plugin add; upgrades to a ve
   bot!.kill('SIGTERM');
   await new Promise((resolve) => bot!.once('exit', resolve));
   assert.equal(bot!.exitCode, 0, lines.slice(-20).join('\n'));
+
+  // remove: off every bot, grants withdrawn, uninstalled; bot.yaml keeps its comments
+  const removed = await qqbot('plugin', 'remove', PLUGIN);
+  assert.equal(removed.code, 0, removed.stdout + removed.stderr);
+  assert.match(removed.stdout, /removed from bot\.yaml \(bots: demo\)/);
+  const after = await readFile(join(project, 'bot.yaml'), 'utf8');
+  assert.doesNotMatch(after, /qqbot-plugin-greeter/);
+  assert.match(after, /# plugins this bot runs/);
+  assert.doesNotMatch(await readFile(join(project, 'plugin-grants.yaml'), 'utf8'), /qqbot-plugin-greeter/);
+  assert.ok(!existsSync(join(project, 'node_modules', PLUGIN)));
 });
