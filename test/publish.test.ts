@@ -15,8 +15,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gunzipSync } from 'node:zlib';
-import { installTarballs, npm, npmEnv } from './support/offline-install.ts';
+import { installTarballs, npm, npmEnv, tarballFiles } from './support/offline-install.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TSC = join(ROOT, 'node_modules/typescript/bin/tsc');
@@ -36,20 +35,6 @@ function node(args: string[], cwd: string, env: NodeJS.ProcessEnv = npmEnv()): P
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
     });
   });
-}
-
-/** File names inside an npm tarball. */
-async function tarFiles(tgz: string): Promise<Map<string, string>> {
-  const tar = gunzipSync(await readFile(tgz));
-  const files = new Map<string, string>();
-  for (let offset = 0; offset + 512 <= tar.length;) {
-    const name = tar.subarray(offset, offset + 100).toString('utf8').replace(/\0.*$/s, '');
-    if (name === '') break;
-    const size = parseInt(tar.subarray(offset + 124, offset + 136).toString('utf8').replace(/\0.*$/s, '').trim() || '0', 8);
-    files.set(name.replace(/^package\//, ''), tar.subarray(offset + 512, offset + 512 + size).toString('utf8'));
-    offset += 512 + Math.ceil(size / 512) * 512;
-  }
-  return files;
 }
 
 async function pack(dir: string): Promise<string> {
@@ -132,7 +117,7 @@ after(async () => {
 });
 
 test('qqbot-sdk-types installs on its own: compiled .js + .d.ts, nothing from the runtime', async () => {
-  const files = await tarFiles(sdkTgz);
+  const files = tarballFiles(sdkTgz);
   const names = [...files.keys()].sort();
   assert.ok(names.includes('dist/index.js') && names.includes('dist/index.d.ts') && names.includes('dist/sandbox.d.ts'), names.join(' '));
   assert.deepEqual(names.filter((n) => n.endsWith('.ts') && !n.endsWith('.d.ts')), [], 'no TypeScript sources (Node strips no types under node_modules)');
@@ -142,10 +127,10 @@ test('qqbot-sdk-types installs on its own: compiled .js + .d.ts, nothing from th
   const manifest = JSON.parse(files.get('package.json')!) as { version: string; exports: Record<string, { types: string; default: string }> };
   assert.equal(manifest.exports['.']!.types, './dist/index.d.ts');
   // versions move in lockstep
-  const runtimeManifest = JSON.parse((await tarFiles(runtimeTgz)).get('package.json')!) as { version: string; dependencies: Record<string, string> };
+  const runtimeManifest = JSON.parse(tarballFiles(runtimeTgz).get('package.json')!) as { version: string; dependencies: Record<string, string> };
   assert.equal(manifest.version, runtimeManifest.version);
   assert.equal(runtimeManifest.dependencies['qqbot-sdk-types'], manifest.version);
-  assert.deepEqual([...(await tarFiles(runtimeTgz)).keys()].filter((n) => n.startsWith('runtime/')), [], 'the runtime ships dist/, not its sources');
+  assert.deepEqual([...tarballFiles(runtimeTgz).keys()].filter((n) => n.startsWith('runtime/')), [], 'the runtime ships dist/, not its sources');
 });
 
 test('a plugin author outside the repository: installed SDK and test helper, a plain tsconfig, a test in a real sandbox, npm pack', async () => {
@@ -175,7 +160,7 @@ test('a plugin author outside the repository: installed SDK and test helper, a p
 
   const tgz = await pack(author);
   assert.ok(tgz.endsWith(`${PLUGIN}-1.0.0.tgz`));
-  assert.deepEqual([...(await tarFiles(tgz)).keys()].sort(), ['index.ts', 'package.json']);
+  assert.deepEqual([...tarballFiles(tgz).keys()].sort(), ['index.ts', 'package.json']);
 });
 
 /** Runs `qqbot start` in the bot project; resolves once it prints the simulator's URL. */

@@ -8,7 +8,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
@@ -28,7 +28,7 @@ interface LockEntry {
   [key: string]: unknown;
 }
 
-/** npm with a private HOME-free config: offline, quiet, no audit; the shared cache. */
+/** npm offline and quiet, on the machine's cache; not reporting to an enclosing `node --test`. */
 export function npmEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const { NODE_TEST_CONTEXT: _, ...env } = process.env;
   return { ...env, npm_config_offline: 'true', npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false', ...extra };
@@ -38,17 +38,24 @@ export async function npm(args: string[], cwd: string, env: NodeJS.ProcessEnv = 
   return run('npm', args, { cwd, env, timeout: 300_000, maxBuffer: 16 * 1024 * 1024 });
 }
 
-/** Reads package/package.json out of an npm tarball (a gzipped tar). */
-export function tarballManifest(tgz: string): { name: string; version: string; dependencies?: Record<string, string>; [k: string]: unknown } {
+/** The files of an npm tarball (a gzipped tar), by path inside the package, as text. */
+export function tarballFiles(tgz: string): Map<string, string> {
   const tar = gunzipSync(readFileSync(tgz));
+  const files = new Map<string, string>();
   for (let offset = 0; offset + 512 <= tar.length;) {
     const name = tar.subarray(offset, offset + 100).toString('utf8').replace(/\0.*$/s, '');
-    const size = parseInt(tar.subarray(offset + 124, offset + 136).toString('utf8').replace(/\0.*$/s, '').trim() || '0', 8);
     if (name === '') break;
-    if (name === 'package/package.json') return JSON.parse(tar.subarray(offset + 512, offset + 512 + size).toString('utf8'));
+    const size = parseInt(tar.subarray(offset + 124, offset + 136).toString('utf8').replace(/\0.*$/s, '').trim() || '0', 8);
+    files.set(name.replace(/^package\//, ''), tar.subarray(offset + 512, offset + 512 + size).toString('utf8'));
     offset += 512 + Math.ceil(size / 512) * 512;
   }
-  throw new Error(`${tgz}: no package/package.json`);
+  return files;
+}
+
+export function tarballManifest(tgz: string): { name: string; version: string; dependencies?: Record<string, string>; [k: string]: unknown } {
+  const text = tarballFiles(tgz).get('package.json');
+  if (text === undefined) throw new Error(`${tgz}: no package/package.json`);
+  return JSON.parse(text);
 }
 
 /**
@@ -88,9 +95,4 @@ export async function installTarballs(dir: string, tarballs: string[], options: 
   const lock = { name: root.name, version: root.version, lockfileVersion: 3, requires: true, packages: { '': root, ...packages } };
   await writeFile(join(dir, 'package-lock.json'), `${JSON.stringify(lock, null, 2)}\n`);
   await npm(['install', '--offline', '--no-audit', '--no-fund'], dir);
-}
-
-/** The lockfile npm left, for assertions. */
-export async function readLock(dir: string): Promise<{ packages: Record<string, LockEntry> }> {
-  return JSON.parse(await readFile(join(dir, 'package-lock.json'), 'utf8'));
 }
