@@ -85,7 +85,7 @@ describe('dice', () => {
   });
 
   test('an invalid config section is refused before the plugin runs', async () => {
-    await assert.rejects(createTestHarness({ pluginDir: pluginDir('dice'), config: { maxDice: 0 } }), { code: 'E_PLUGIN_CONFIG', message: /plugin "dice": .*maxDice: must be >= 1/ });
+    await assert.rejects(createTestHarness({ pluginDir: pluginDir('dice'), config: { maxDice: 0 } }), { code: 'E_PLUGIN_CONFIG', message: /^config\.maxDice: must be >= 1 \(config of plugin "dice"\)$/ });
   });
 });
 
