@@ -12,7 +12,7 @@ import type { DiscoveredPlugin } from '../plugins/discovery.ts';
 import { buildInstanceSpec } from '../plugins/instance-spec.ts';
 import { readPluginManifest, resolvePluginConfig, type ConfigSite } from '../plugins/manifest.ts';
 import type { PluginSupervisor } from '../plugins/sandbox/supervisor.ts';
-import { approveCommand, describePending, hasPending, reviewGrant, type GrantTable } from '../plugins/grants.ts';
+import { approveCommand, describePending, grantItems, hasPending, reviewGrant, type GrantTable } from '../plugins/grants.ts';
 
 /** The plugin names bot.yaml enables for a bot (a `false` section disables), or undefined: every plugin folder. */
 export function enabledPluginNames(bot: BotConfig): string[] | undefined {
@@ -145,7 +145,7 @@ export class BotPlugins {
       inputs: [...bundle.inputs, `${dir}/package.json`],
       dir,
       source,
-      pending: hasPending(review) ? describePending(review).split(', ') : [],
+      pending: grantItems(review.pending),
       permissions: spec.permissions,
       fetchHosts: review.effective.fetchHosts,
       pendingPermissions: review.pending.permissions,

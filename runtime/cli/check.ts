@@ -5,7 +5,7 @@ import { enabledPluginNames, isEnabled, pluginConfigSite } from '../bot/bot-plug
 import { redactUrl } from '../bot/storage-backends.ts';
 import { bundlePlugin } from '../plugins/bundler.ts';
 import { discoverPlugins, findPlugin, type DiscoveredPlugin } from '../plugins/discovery.ts';
-import { approveCommand, describePending, grantsFile, hasPending, readGrants, reviewGrant, type GrantTable } from '../plugins/grants.ts';
+import { approveCommand, describePending, grantItems, grantsFile, hasPending, readGrants, reviewGrant, type GrantTable } from '../plugins/grants.ts';
 import { resolvePluginConfig } from '../plugins/manifest.ts';
 
 /** Validates bot.yaml and the plugins it enables, and prints what each bot would run, without connecting. */
@@ -78,7 +78,7 @@ export async function checkCommand(args: string[]): Promise<number> {
 function grantLines(plugin: DiscoveredPlugin, grants: GrantTable, reviewed: Set<string>, problems: string[]): string[] {
   const review = reviewGrant(plugin, grants);
   const granted = grants[plugin.name];
-  const lines = [`    installed from npm, ${plugin.version}; granted ${granted ? `at ${granted.version}: ${[...granted.permissions, ...granted.fetchHosts.map((h) => `fetch host ${h}`)].join(', ') || 'nothing'}` : 'nothing yet'}`];
+  const lines = [`    installed from npm, ${plugin.version}; granted ${granted ? `at ${granted.version}: ${grantItems(granted).join(', ') || 'nothing'}` : 'nothing yet'}`];
   for (const p of review.pending.permissions) lines.push(`    + ${p}  (asked for, not granted)`);
   for (const h of review.pending.fetchHosts) lines.push(`    + fetch host ${h}  (asked for, not granted)`);
   for (const p of review.dropped.permissions) lines.push(`    - ${p}  (granted, no longer asked for)`);

@@ -15,7 +15,7 @@ import type { RuntimeConfig } from '../config/types.ts';
 import { QQBotError } from '../errors.ts';
 import { describeIntents, mergeIntents } from '../gateway/intents.ts';
 import { discoverPlugins } from '../plugins/discovery.ts';
-import { approveCommand, grantFor, grantsFile, readGrants, reviewGrant, writeGrant, type PluginGrant } from '../plugins/grants.ts';
+import { approveCommand, grantFor, grantItems, grantsFile, readGrants, reviewGrant, writeGrant, type PluginGrant } from '../plugins/grants.ts';
 import { PluginManifestError, readPluginManifest, type LoadedManifest } from '../plugins/manifest.ts';
 
 const USAGE = `usage:
@@ -84,7 +84,7 @@ async function upgrade(spec: string, options: Options): Promise<number> {
   out(`upgraded ${name} ${old.version} → ${installed.version}`);
   out(...describeChange(old.manifest, installed.manifest));
   const review = reviewGrant({ name, source: 'npm', manifest: installed.manifest }, readGrants(grantsFile(config.dir)));
-  const pending = [...review.pending.permissions, ...review.pending.fetchHosts.map((h) => `fetch host ${h}`)];
+  const pending = grantItems(review.pending);
   if (pending.length === 0) {
     out('grants: unchanged, and enough for this version');
   } else if (options.yes) {
@@ -117,8 +117,8 @@ async function approve(name: string, options: Options): Promise<number> {
   const review = reviewGrant({ name, source: 'npm', manifest: installed.manifest }, readGrants(file));
   const grant = grantFor(installed.version, installed.manifest);
   await writeGrant(file, name, grant);
-  const added = [...review.pending.permissions, ...review.pending.fetchHosts.map((h) => `fetch host ${h}`)];
-  const withdrawn = [...review.dropped.permissions, ...review.dropped.fetchHosts.map((h) => `fetch host ${h}`)];
+  const added = grantItems(review.pending);
+  const withdrawn = grantItems(review.dropped);
   out(`granted ${name} ${installed.version}: ${describeGrant(grant) || 'nothing (it asks for no permission)'} (${shown(file)})`);
   if (added.length > 0) out(`  + ${added.join(', ')}`);
   if (withdrawn.length > 0) out(`  - ${withdrawn.join(', ')} (no longer asked for)`);
@@ -227,7 +227,7 @@ function describeChange(before: PluginManifest, after: PluginManifest): string[]
 }
 
 function describeGrant(grant: PluginGrant): string {
-  return [...grant.permissions, ...grant.fetchHosts.map((h) => `fetch host ${h}`)].join(', ');
+  return grantItems(grant).join(', ');
 }
 
 function safeIntents(events: readonly string[]): string | undefined {

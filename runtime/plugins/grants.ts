@@ -128,7 +128,12 @@ export function hasPending(review: GrantReview): boolean {
   return review.pending.permissions.length > 0 || review.pending.fetchHosts.length > 0;
 }
 
-/** "members.manage, net.fetch, fetch host api.example.com" */
+/** ["members.manage", "net.fetch", "fetch host api.example.com"] */
+export function grantItems(grant: { permissions: readonly string[]; fetchHosts: readonly string[] }): string[] {
+  return [...grant.permissions, ...grant.fetchHosts.map((h) => `fetch host ${h}`)];
+}
+
+/** "members.manage, fetch host api.example.com" */
 export function describePending(review: GrantReview): string {
-  return [...review.pending.permissions, ...review.pending.fetchHosts.map((h) => `fetch host ${h}`)].join(', ');
+  return grantItems(review.pending).join(', ');
 }

@@ -11,13 +11,13 @@ import { EventEmitter } from 'node:events';
 import { access, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { watch, type FSWatcher } from 'chokidar';
 import type { Bot } from '../bot/bot.ts';
 import { isEnabled } from '../bot/bot-plugins.ts';
 import type { LiveEntry } from '../console/runtime-view.ts';
 import type { QQBotError } from '../errors.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { RuntimeMetrics } from '../metrics/metrics.ts';
-import { watch, type FSWatcher } from 'chokidar';
 import { discoverPlugins, type DiscoveredPlugin } from './discovery.ts';
 import type { GrantTable } from './grants.ts';
 import { PluginWatcher, type PluginChange } from './watcher.ts';
@@ -128,7 +128,12 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
     }
     await this.#watcher.start();
     if (this.#options.grantsFile !== undefined) {
-      this.#grants = host.rereadGrants();
+      // a file that cannot be read now grants nothing (the runtime said so); its next change is applied
+      try {
+        this.#grants = host.rereadGrants();
+      } catch {
+        this.#grants = {};
+      }
       const grants = watch(this.#options.grantsFile, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 50, pollInterval: 10 } });
       grants.on('all', () => this.#enqueue({ plugin: GRANTS_CHANGE, paths: [this.#options.grantsFile!], structural: false }));
       grants.on('error', (error) => this.#log.warn({ err: (error as Error).message }, 'grants file watcher'));
