@@ -21,7 +21,7 @@ export const PLUGIN_MANIFEST_SCHEMA = {
         entryTimeoutMs: { type: 'integer', minimum: 1 },
         cpuPerEventMs: { type: 'integer', minimum: 1 },
         pendingCalls: { type: 'integer', minimum: 1 },
-        queuedEvents: { type: 'integer', minimum: 1 },
+        queueBytes: { type: 'integer', minimum: 65536 },
         concurrentEvents: { type: 'integer', minimum: 1 },
       },
     },

@@ -6,7 +6,8 @@ export interface PluginLimitsOverride {
   entryTimeoutMs?: number;
   cpuPerEventMs?: number;
   pendingCalls?: number;
-  queuedEvents?: number;
+  /** bytes of events that may wait for the plugin before more are dropped (default 32 MiB) */
+  queueBytes?: number;
   concurrentEvents?: number;
 }
 

@@ -157,7 +157,7 @@ test('a plugin that exhausts V8 (aborting the plugin host where V8 cannot unwind
     const sim = runtime.simulator!;
     let crashed = false;
     runtime.supervisor.once('host-crashed', () => (crashed = true));
-    const restarted = new Promise((resolve) => runtime.supervisor.once('host-restarted', resolve));
+    const restarted = new Promise<void>((resolve) => runtime.supervisor.once('host-restarted', () => resolve()));
     const before = sim.sessions().filter((s) => s.appId === '1020000001').map((s) => s.sessionId);
     const posted: string[] = [];
     const deadline = Date.now() + 120_000;

@@ -5,6 +5,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -161,8 +162,8 @@ class Harness {
     this.supervisor.on('log', (l) => this.logs.push(l));
     this.supervisor.on('host-spawned', ({ pid }: { pid: number }) => this.spawned.push(pid));
     this.supervisor.on('plugin-error', (e) => this.pluginErrors.push(e));
-    for (const name of ['restarted', 'quarantined', 'host-crashed', 'host-restarted']) {
-      this.supervisor.on(name, (payload: Record<string, unknown> = {}) => this.emitted.push({ name, payload }));
+    for (const name of ['restarted', 'quarantined', 'host-crashed', 'host-restarted'] as const) {
+      (this.supervisor as EventEmitter).on(name, (payload: Record<string, unknown> = {}) => this.emitted.push({ name, payload }));
     }
     live.add(this);
   }

@@ -261,6 +261,28 @@ describe('OpenAPI', () => {
     }
     assert.equal((await api(sim, 'GET', `/guilds/${guildId}`, auth)).status, 200);
   });
+
+  test('a guild channel takes 5 messages per second (§14): the 6th answers 429 with 20028 and uses no reply; another channel is not affected', async () => {
+    await withSim({ channelSendRate: { messages: 5, perMs: 300 } }, async (s) => {
+      const tok = `QQBot ${await token(s)}`;
+      const { ids } = s.postBurst({ kind: 'guild_at', count: 12, targets: 2 });
+      const channels: string[] = [];
+      for (const guild of ['7000000000', '7000000001']) channels.push((await api(s, 'GET', `/guilds/${guild}/channels`, tok)).body[0].id);
+      const send = (channel: string, msgId: string) => api(s, 'POST', `/channels/${channel}/messages`, tok, { content: 'r', msg_id: msgId });
+      // ids[0], ids[2], … went to the first channel
+      const first = ids.filter((_, i) => i % 2 === 0);
+      const results = [];
+      for (const msgId of first) results.push(await send(channels[0]!, msgId));
+      assert.deepEqual(results.map((r) => r.status), [200, 200, 200, 200, 200, 429]);
+      assert.equal(results[5]!.body.code, 20028);
+      assert.equal((await send(channels[1]!, ids[1]!)).status, 200, 'the other channel has its own budget');
+      await new Promise((resolve) => setTimeout(resolve, 320));
+      assert.equal((await send(channels[0]!, first[5]!)).status, 200, 'the refused message can be answered once the window moved on');
+      const answered = s.outbox().filter((e) => e.msg_id === first[5]);
+      assert.equal(answered.length, 1);
+      assert.equal(typeof answered[0]!.latencyMs, 'number');
+    });
+  });
 });
 
 describe('gateway', () => {
@@ -491,6 +513,8 @@ describe('control API', () => {
       ['POST', '/messages', { kind: 'guild_at', content: 'x', appId: 'nobody' }, 'appId'],
       ['POST', '/messages', { kind: 'c2c', content: 'x', user: { name: 'x' } }, 'user'],
       ['POST', '/messages', '{broken', 'body'],
+      ['POST', '/messages/burst', { kind: 'guild_at', count: 0 }, 'count'],
+      ['POST', '/messages/burst', { kind: 'group_at', count: 3, targets: 4 }, 'targets'],
       ['POST', '/events', { d: {} }, 't'],
       ['POST', '/events', { t: 'GUILD_MEMBER_ADD' }, 'd'],
       ['POST', '/faults', { kind: 'explode' }, 'kind'],
@@ -799,7 +823,8 @@ describe('proactive messages (§14)', () => {
   });
 
   test('quota: the platform numbers per scene, with the documented codes; a refused send uses no quota', async () => {
-    await withSim({ proactive: 'quota', proactiveQuotas: { dmPerDay: 3 } }, async (sim) => {
+    // quotas, not the per-channel rate, are under test here
+    await withSim({ proactive: 'quota', proactiveQuotas: { dmPerDay: 3 }, channelSendRate: false }, async (sim) => {
       const auth = `QQBot ${await token(sim)}`;
       const c2c = '/v2/users/SIMUSER00000000000000000000000001/messages';
       assert.deepEqual(await sendAll(sim, auth, c2c, { msg_type: 0 }, 5), [200, 200, 200, 200, 22009]);

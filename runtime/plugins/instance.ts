@@ -17,7 +17,11 @@ export interface PluginLimits {
   asyncTailMs: number;
   pendingCalls: number;
   payloadBytes: number;
-  queuedEvents: number;
+  /**
+   * bytes of event JSON that may wait for this instance (in the main process) before more are
+   * dropped with `backlog_full`; sized so a burst waits instead of being lost
+   */
+  queueBytes: number;
   /** events whose handlers run at once (awaiting calls or timers); more wait in the queue */
   concurrentEvents: number;
   /** host-managed timers (setTimeout/setInterval) alive at once; more are refused with E_TIMER_LIMIT */
@@ -34,7 +38,8 @@ export const DEFAULT_LIMITS: Required<PluginLimits> = {
   asyncTailMs: 30_000,
   pendingCalls: 64,
   payloadBytes: 64 * 1024,
-  queuedEvents: 1000,
+  // a 10,000-event burst of ~2 KB messages fits
+  queueBytes: 32 * 1024 * 1024,
   concurrentEvents: 16,
   timers: 256,
   backgroundCpuMs: 1000,
@@ -49,7 +54,7 @@ export const MAX_LIMITS: Required<PluginLimits> = {
   asyncTailMs: 120_000,
   pendingCalls: 512,
   payloadBytes: 1024 * 1024,
-  queuedEvents: 10_000,
+  queueBytes: 512 * 1024 * 1024,
   concurrentEvents: 256,
   timers: 4096,
   backgroundCpuMs: 5000,
@@ -95,11 +100,23 @@ export type CallResult = { ok: true; value: unknown } | { ok: false; error: { co
  */
 export type CapabilityHandler = (instanceId: string, capability: string, payload: unknown) => Promise<CallResult>;
 
+/**
+ * Why an event did not end as handled by a plugin (`qqbot_events_dropped_total{reason}`). `ok` and
+ * `error` (the plugin's handler threw) are handled; every other outcome carries one of these.
+ */
+export type DropReason =
+  | 'backlog_full' | 'payload_too_large' | 'host_crashed' | 'quarantined' | 'unloaded' | 'stopped'
+  | 'timeout' | 'deadline' | 'cpu' | 'memory' | 'disposed';
+
 export interface DispatchOutcome {
   instanceId: string;
   version: number;
   status: 'ok' | 'error' | 'timeout' | 'cpu' | 'memory' | 'dropped' | 'quarantined' | 'unloaded';
+  /** set for every status but `ok` and `error` */
+  reason?: DropReason;
   error?: string;
   cpuMs?: number;
   wallMs?: number;
+  /** never entered the isolate (the instance stopped first): safe to deliver again */
+  requeue?: boolean;
 }

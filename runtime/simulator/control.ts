@@ -11,6 +11,7 @@ import type { User, World } from './world.ts';
 export interface ControlTarget {
   info(): Record<string, unknown>;
   postMessageUnchecked(input: unknown): { id: string; event_id: string };
+  postBurstUnchecked(input: unknown): { ids: string[] };
   dispatchUnchecked(input: unknown): { event_id: string };
   outbox(since?: number): OutboxEntry[];
   sessions(): SessionInfo[];
@@ -54,6 +55,7 @@ export function controlRoutes(target: ControlTarget): RouteTable<Handler> {
   r.add('GET', '/_simulator', () => target.info());
   r.add('GET', '/_simulator/info', () => target.info());
   r.add('POST', '/_simulator/messages', ({ body }) => target.postMessageUnchecked(body));
+  r.add('POST', '/_simulator/messages/burst', ({ body }) => target.postBurstUnchecked(body));
   r.add('POST', '/_simulator/events', ({ body }) => target.dispatchUnchecked(body));
   r.add('GET', '/_simulator/outbox', ({ query }) => target.outbox(since(query)));
   r.add('POST', '/_simulator/faults', ({ body }) => ({ ok: true, ...target.faultUnchecked(body) }));

@@ -8,8 +8,8 @@ import { controlRoutes, type ControlTarget } from './control.ts';
 import { ControlInputError } from './errors.ts';
 import { parseFault, type FaultInput } from './faults.ts';
 import { Gateway, type SessionInfo } from './gateway.ts';
-import { MessageLedger } from './message-ledger.ts';
-import { buildMessageEvent, parsePostMessage, type PostMessageInput } from './message-events.ts';
+import { epochNow, MessageLedger } from './message-ledger.ts';
+import { BURST_GUILD_BASE, buildMessageEvent, parseBurst, parsePostMessage, type BurstInput, type PostMessageInput } from './message-events.ts';
 import { OpenApi } from './openapi.ts';
 import { resolveOptions, type ReplyScene, type ResolvedOptions, type SimulatorBot, type SimulatorOptions } from './options.ts';
 import { Outbox, type OutboxEntry } from './outbox.ts';
@@ -48,6 +48,8 @@ export interface Simulator {
   close(): Promise<void>;
   /** Injects a user message and dispatches it; throws ControlInputError on bad input. */
   postMessage(input: PostMessageInput): { id: string; event_id: string };
+  /** Injects `count` messages at once, spread over `targets` channels, groups or users. */
+  postBurst(input: Partial<BurstInput> & Pick<BurstInput, 'kind' | 'count'>): { ids: string[] };
   /** Dispatches any event type as-is to `appId` (every bot when undefined). */
   dispatchEvent(appId: string | undefined, t: string, d: unknown): { event_id: string };
   outbox(since?: number): OutboxEntry[];
@@ -181,10 +183,32 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
     const bot = this.#botFor(input.appId);
     const id = this.#world.newId(input.kind === 'group_at' || input.kind === 'c2c' ? 'ROBOT1.0_' : '08');
     const event = buildMessageEvent(this.#world, this.#botUser(bot.appId), input, id);
-    this.#ledger.recordInbound({ id, appId: bot.appId, scene: event.scene, target: event.target, at: Date.now(), kind: 'message' });
+    this.#ledger.recordInbound({ id, appId: bot.appId, scene: event.scene, target: event.target, at: epochNow(), kind: 'message' });
     if (event.scene === 'guild' || event.scene === 'direct') this.#openapi.rememberMessage(event.d);
     const { event_id } = this.#dispatch(bot.appId, event.t, event.d, false);
     return { id, event_id };
+  }
+
+  /**
+   * `count` user messages at once, spread round-robin over `targets` channels (guild kinds), groups or
+   * users: how a busy bot, or a resume replaying a backlog, is loaded. The ids are in posting order.
+   */
+  postBurst(input: Partial<BurstInput> & Pick<BurstInput, 'kind' | 'count'>): { ids: string[] } {
+    return this.postBurstUnchecked(input);
+  }
+
+  postBurstUnchecked(raw: unknown): { ids: string[] } {
+    const { kind, count, targets, content, appId } = parseBurst(raw);
+    const ids: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const slot = i % targets;
+      const where = kind === 'group_at' ? { group_openid: `BURST_G${slot}` }
+        : kind === 'c2c' ? { user: { id: `BURST_U${slot}` } }
+        : kind === 'direct' ? {}
+        : { guild_id: String(BURST_GUILD_BASE + slot) };
+      ids.push(this.postMessageUnchecked({ kind, content: `${content} ${i}`, ...where, ...(appId ? { appId } : {}) }).id);
+    }
+    return { ids };
   }
 
   dispatchEvent(appId: string | undefined, t: string, d: unknown): { event_id: string } {
@@ -320,7 +344,7 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
     } else if (/^(GUILD_MEMBER_|MESSAGE_REACTION_|FORUM_)/.test(t)) {
       scene = 'guild';
     }
-    if (scene) this.#ledger.recordInbound({ id: eventId, appId, scene, target, at: Date.now(), kind: 'event' });
+    if (scene) this.#ledger.recordInbound({ id: eventId, appId, scene, target, at: epochNow(), kind: 'event' });
     // a message event posted raw is as answerable as one from /_simulator/messages
     const messageScene: Record<string, ReplyScene> = { AT_MESSAGE_CREATE: 'guild', MESSAGE_CREATE: 'guild', DIRECT_MESSAGE_CREATE: 'direct', GROUP_AT_MESSAGE_CREATE: 'group', C2C_MESSAGE_CREATE: 'c2c' };
     const ms = messageScene[t];
@@ -328,7 +352,7 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
       const author = (o.author ?? {}) as Record<string, unknown>;
       const tgt = ms === 'guild' ? o.channel_id : ms === 'direct' ? o.guild_id : ms === 'group' ? o.group_openid ?? o.group_id : author.user_openid ?? author.id;
       if (typeof tgt === 'string') {
-        this.#ledger.recordInbound({ id: o.id, appId, scene: ms, target: tgt, at: Date.now(), kind: 'message' });
+        this.#ledger.recordInbound({ id: o.id, appId, scene: ms, target: tgt, at: epochNow(), kind: 'message' });
         if (ms === 'group') this.#world.addGroup(tgt);
         if (ms === 'c2c') this.#world.c2cUsers.add(tgt);
       }

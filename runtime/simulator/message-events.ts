@@ -17,6 +17,37 @@ export interface PostMessageInput {
   appId?: string;
 }
 
+/** `POST /_simulator/messages/burst`. */
+export interface BurstInput {
+  kind: PostMessageKind;
+  count: number;
+  /** distinct channels (a guild each), groups or users the messages are spread over */
+  targets: number;
+  /** each message is `${content} ${i}` */
+  content: string;
+  appId?: string;
+}
+
+/** Largest burst the control API takes in one call. */
+const MAX_BURST = 100_000;
+
+export function parseBurst(input: unknown): BurstInput {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new ControlInputError('body', 'expected a JSON object');
+  const o = input as Record<string, unknown>;
+  if (typeof o.kind !== 'string' || !(KINDS as readonly string[]).includes(o.kind)) throw new ControlInputError('kind', `kind must be one of ${KINDS.join(', ')}`);
+  const count = o.count;
+  if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > MAX_BURST) throw new ControlInputError('count', `count must be an integer from 1 to ${MAX_BURST}`);
+  const targets = o.targets ?? 1;
+  if (typeof targets !== 'number' || !Number.isInteger(targets) || targets < 1 || targets > count) throw new ControlInputError('targets', 'targets must be an integer from 1 to count');
+  const content = o.content ?? 'burst';
+  if (typeof content !== 'string') throw new ControlInputError('content', 'content must be a string');
+  if (o.appId !== undefined && (typeof o.appId !== 'string' || o.appId === '')) throw new ControlInputError('appId', 'appId must be a non-empty string');
+  return { kind: o.kind as PostMessageKind, count, targets, content, ...(typeof o.appId === 'string' ? { appId: o.appId } : {}) };
+}
+
+/** First guild id a burst spreads over (numeric, like the platform's). */
+export const BURST_GUILD_BASE = 7_000_000_000;
+
 export interface BuiltMessageEvent {
   t: string;
   d: Record<string, unknown>;

@@ -8,7 +8,7 @@ export interface InboundRecord {
   scene: ReplyScene;
   /** channel id, DM guild id, group openid or user openid; empty for events answerable anywhere in their scene */
   target: string;
-  /** epoch ms */
+  /** epoch ms (fractional: reply latencies are measured from it) */
   at: number;
   replies: number;
   kind: 'message' | 'event';
@@ -18,6 +18,11 @@ export interface SentRecord { id: string; appId: string; scene: ReplyScene; targ
 export interface UploadRecord { fileInfo: string; appId: string; scene: 'group' | 'c2c' }
 
 export interface LedgerSnapshot { inbound: InboundRecord[]; sent: SentRecord[]; seqs: string[]; uploads: UploadRecord[] }
+
+/** Epoch milliseconds with sub-millisecond precision (reply latencies are often under 1 ms). */
+export function epochNow(): number {
+  return performance.timeOrigin + performance.now();
+}
 
 /** Group/C2C allow five passive replies per message (§14). */
 const MAX_REPLIES = 5;
@@ -52,7 +57,7 @@ export class MessageLedger {
    * Checks a send against §14 and, when it passes, counts it. Returns whether it is passive.
    * Throws the platform's error otherwise.
    */
-  admit(appId: string, scene: ReplyScene, target: string, body: { msg_id?: unknown; event_id?: unknown; msg_seq?: unknown }, now = Date.now()): { passive: boolean } {
+  admit(appId: string, scene: ReplyScene, target: string, body: { msg_id?: unknown; event_id?: unknown; msg_seq?: unknown }, now = epochNow()): { passive: boolean; answeredAt?: number } {
     const refId = typeof body.msg_id === 'string' && body.msg_id ? body.msg_id : typeof body.event_id === 'string' && body.event_id ? body.event_id : undefined;
     if (body.msg_seq !== undefined && (typeof body.msg_seq !== 'number' || !Number.isInteger(body.msg_seq) || body.msg_seq < 0)) {
       throw new PlatformError(400, CODES.invalidParameter, 'msg_seq must be a non-negative integer');
@@ -73,7 +78,7 @@ export class MessageLedger {
       if (this.#seqs.size > MAX_RECORDS) this.#seqs.delete(this.#seqs.values().next().value as string);
     }
     record.replies++;
-    return { passive: true };
+    return { passive: true, answeredAt: record.at };
   }
 
   recordSent(record: SentRecord): void {

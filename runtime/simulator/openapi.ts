@@ -1,5 +1,6 @@
+import { ChannelSendWindow } from './channel-send-rate.ts';
 import type { Gateway } from './gateway.ts';
-import type { MessageLedger } from './message-ledger.ts';
+import { epochNow, type MessageLedger } from './message-ledger.ts';
 import type { ReplyScene, ResolvedOptions, SimulatorBot } from './options.ts';
 import type { Outbox, OutboxEntry } from './outbox.ts';
 import { CODES, PlatformError } from './platform-error.ts';
@@ -42,6 +43,7 @@ export class OpenApi {
   readonly #botUser: (appId: string) => User;
   readonly #onOutbox: (entry: OutboxEntry) => void;
   readonly #rateLimits = new Map<string, RateLimitFault>();
+  readonly #channelRate: ChannelSendWindow | undefined;
   /** channel and DM messages by id, for GET /channels/{id}/messages/{id} */
   readonly #messages = new Map<string, Record<string, unknown>>();
 
@@ -56,6 +58,7 @@ export class OpenApi {
     this.#proactive = init.proactive;
     this.#gateway = init.gateway;
     this.#options = init.options;
+    this.#channelRate = init.options.channelSendRate ? new ChannelSendWindow(init.options.channelSendRate) : undefined;
     this.#gatewayUrl = init.gatewayUrl;
     this.#botUser = init.botUser;
     this.#onOutbox = init.onOutbox;
@@ -255,16 +258,21 @@ export class OpenApi {
   #send(bot: SimulatorBot, scene: ReplyScene, target: Record<string, string>, targetId: string, rawBody: unknown, route: string, channelFields?: Record<string, unknown>): ApiResponse {
     const body = objectBody(rawBody);
     checkContent(scene, body, (fileInfo) => this.#ledger.upload(fileInfo), bot.appId);
-    const { passive } = this.#ledger.admit(bot.appId, scene, targetId, body);
+    // checked before the reply bookkeeping: a refused send uses up no reply of the message
+    const channelRate = scene === 'guild' ? this.#channelRate : undefined;
+    channelRate?.check(targetId);
+    const { passive, answeredAt } = this.#ledger.admit(bot.appId, scene, targetId, body);
     if (!passive) this.#proactive.admit({ appId: bot.appId, scene, target: targetId, ...(typeof channelFields?.guild_id === 'string' && scene === 'guild' ? { guildId: channelFields.guild_id } : {}) });
-    return this.#record(bot, scene, target, targetId, body, route, passive, channelFields);
+    channelRate?.record(targetId);
+    return this.#record(bot, scene, target, targetId, body, route, passive, channelFields, answeredAt);
   }
 
-  #record(bot: SimulatorBot, scene: ReplyScene, target: Record<string, string>, targetId: string, body: Record<string, unknown>, route: string, passive: boolean, channelFields?: Record<string, unknown>): ApiResponse {
+  #record(bot: SimulatorBot, scene: ReplyScene, target: Record<string, string>, targetId: string, body: Record<string, unknown>, route: string, passive: boolean, channelFields?: Record<string, unknown>, answeredAt?: number): ApiResponse {
     const id = this.#world.newId(scene === 'group' || scene === 'c2c' ? 'ROBOT1.0_' : '08');
     const timestamp = new Date().toISOString();
     const entry = this.#outbox.add({
       appId: bot.appId, scene, target, body, id, passive, route,
+      ...(answeredAt !== undefined ? { latencyMs: epochNow() - answeredAt } : {}),
       ...(typeof body.msg_id === 'string' ? { msg_id: body.msg_id } : {}),
       ...(typeof body.event_id === 'string' ? { event_id: body.event_id } : {}),
       ...(typeof body.msg_seq === 'number' ? { msg_seq: body.msg_seq } : {}),

@@ -53,6 +53,12 @@ export interface SimulatorOptions {
   proactiveQuotas?: Partial<ProactiveQuotas>;
   /** webhook delivery attempts per event before giving up. @defaultValue 5 */
   webhookMaxAttempts?: number;
+  /**
+   * Messages a bot may post into one guild channel within `perMs`, passive or not (§14: 5 per
+   * second); one more is refused with HTTP 429 and code 20028. `false` turns the rule off.
+   * @defaultValue { messages: 5, perMs: 1000 }
+   */
+  channelSendRate?: ChannelSendRate | false;
   /** state from `Simulator.exportState()` of a previous instance: sessions stay resumable across a restart */
   state?: SimulatorState;
   /** log the bots' simulator credentials at start (for the CLI); embedders may turn it off. @defaultValue true */
@@ -61,6 +67,11 @@ export interface SimulatorOptions {
 }
 
 export type ReplyScene = 'c2c' | 'group' | 'guild' | 'direct';
+
+export interface ChannelSendRate {
+  messages: number;
+  perMs: number;
+}
 
 export type ProactiveMode = 'allowed' | 'quota' | 'off';
 
@@ -104,6 +115,7 @@ export interface ResolvedOptions {
   resumeWindowMs: number;
   maxFrameBytes: number;
   replyWindowMs: Record<ReplyScene, number>;
+  channelSendRate: ChannelSendRate | false;
   webhookMaxAttempts: number;
   proactive: ProactiveMode;
   proactiveQuotas: ProactiveQuotas;
@@ -160,6 +172,10 @@ export function resolveOptions(options: SimulatorOptions): ResolvedOptions {
     maxFrameBytes: positiveInt('maxFrameBytes', options.maxFrameBytes, 16384),
     replyWindowMs: { c2c: 60 * 60_000, group: 5 * 60_000, guild: 5 * 60_000, direct: 5 * 60_000, ...options.replyWindowMs },
     webhookMaxAttempts: positiveInt('webhookMaxAttempts', options.webhookMaxAttempts, 5),
+    channelSendRate: options.channelSendRate === false ? false : {
+      messages: positiveInt('channelSendRate.messages', options.channelSendRate?.messages, 5),
+      perMs: positiveInt('channelSendRate.perMs', options.channelSendRate?.perMs, 1000),
+    },
     proactive,
     proactiveQuotas,
     printCredentials: options.printCredentials ?? true,

@@ -19,6 +19,8 @@ export interface OutboxEntry {
   msg_seq?: number;
   /** answered a msg_id/event_id (false: a proactive message, admitted by the `proactive` option) */
   passive: boolean;
+  /** passive sends: ms from when the platform pushed the answered message or event to this send */
+  latencyMs?: number;
   /** the OpenAPI route, e.g. `POST /v2/groups/{group_openid}/messages` */
   route: string;
   recalled?: boolean;

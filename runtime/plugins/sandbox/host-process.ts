@@ -1,43 +1,44 @@
 /**
  * Entry of the plugin-host child process (forked by the supervisor with `--no-node-snapshot`).
- * Owns every isolate; talks to the main process only through IPC messages. It holds no credentials:
- * the supervisor forks it with a scrubbed environment.
+ * Owns every isolate; talks to the main process only through batched IPC messages. It holds no
+ * credentials: the supervisor forks it with a scrubbed environment.
  */
 import { writeSync } from 'node:fs';
-import type { CallResult, DispatchOutcome, PluginInstanceSpec } from '../instance.ts';
-import { LAST_WORDS_FD, type FromHost, type LastWords, type ToHost } from './ipc.ts';
+import type { DispatchOutcome, PluginInstanceSpec } from '../instance.ts';
+import { Channel, messagesOf } from './channel.ts';
 import { InstanceSlot, type SwapResult } from './instance-slot.ts';
+import { LAST_WORDS_FD, type FromHost, type LastWords, type ToHost } from './ipc.ts';
 import { PluginSandbox, SandboxLoadFailure, type SandboxHooks } from './plugin-sandbox.ts';
 
 const HEARTBEAT_MS = Number(process.env.QQBOT_HOST_HEARTBEAT_MS ?? 500);
 const RETIRE_GRACE_MS = Number(process.env.QQBOT_HOST_RETIRE_GRACE_MS ?? 5000);
 
+const channel = new Channel<FromHost>(process);
 const slots = new Map<string, InstanceSlot>();
 const calls = new Map<number, { sandbox: PluginSandbox; callId: number }>();
 let nextCid = 1;
 let stopping = false;
 
-function send(message: FromHost): void {
-  if (process.connected) process.send?.(message);
-}
-
 function hooksFor(id: string, version: number): SandboxHooks {
   return {
-    call(sandbox, callId, capability, payload, eventRid) {
+    call(sandbox, callId, capability, json, eventRid) {
       const cid = nextCid++;
       calls.set(cid, { sandbox, callId });
-      const message: FromHost = { op: 'call', cid, id, capability, payload };
+      const message: FromHost = { op: 'call', cid, id, capability, json };
       if (eventRid !== undefined) message.eventRid = eventRid;
-      send(message);
+      channel.send(message);
     },
     log(level, args) {
-      send({ op: 'log', id, level, args });
+      channel.send({ op: 'log', id, level, args });
     },
     pluginError(error) {
-      send({ op: 'plugin-error', id, version, error });
+      channel.send({ op: 'plugin-error', id, version, error });
     },
     failed(sandbox) {
       slots.get(id)?.failed(sandbox);
+    },
+    heap(usedBytes) {
+      channel.send({ op: 'heap', id, usedBytes });
     },
     catastrophic(message) {
       // V8 has lost the isolate; the process cannot go on. Name the culprit synchronously, then abort.
@@ -58,7 +59,7 @@ function lost(sandbox: PluginSandbox): void {
   const slot = slots.get(id);
   if (slot?.current === sandbox) slots.delete(id);
   const failure = sandbox.failure ?? { reason: 'disposed' as const, message: 'isolate disposed' };
-  send({ op: 'failed', id, version, reason: failure.reason, message: failure.message });
+  channel.send({ op: 'failed', id, version, reason: failure.reason, message: failure.message });
 }
 
 async function load(rid: number, spec: PluginInstanceSpec): Promise<void> {
@@ -71,13 +72,13 @@ async function load(rid: number, spec: PluginInstanceSpec): Promise<void> {
     const message: FromHost = { op: 'loaded', rid, ok: false, message: err instanceof Error ? err.message : String(err) };
     if (failure?.location) message.location = failure.location;
     if (failure) message.stack = failure.mappedStack;
-    send(message);
+    channel.send(message);
     return;
   }
   // Sent in the tick the version goes live, so a 'failed' for it can never arrive first.
   const announce = (result: SwapResult): void => {
-    if (result.live) send({ op: 'loaded', rid, ok: true, version: spec.version, loadMs: performance.now() - started });
-    else send({ op: 'loaded', rid, ok: false, message: result.reason });
+    if (result.live) channel.send({ op: 'loaded', rid, ok: true, version: spec.version, loadMs: performance.now() - started });
+    else channel.send({ op: 'loaded', rid, ok: false, message: result.reason });
   };
   const existing = slots.get(spec.id);
   if (existing) {
@@ -91,8 +92,8 @@ async function load(rid: number, spec: PluginInstanceSpec): Promise<void> {
   }
 }
 
-function answer(rid: number, outcome: DispatchOutcome, sandbox: PluginSandbox): void {
-  send({ op: 'outcome', rid, outcome, heapUsedBytes: sandbox.heapUsedBytes });
+function answer(rid: number, outcome: DispatchOutcome): void {
+  channel.send({ op: 'outcome', rid, outcome });
 }
 
 async function unload(id: string, graceMs: number): Promise<void> {
@@ -102,39 +103,48 @@ async function unload(id: string, graceMs: number): Promise<void> {
   await slot.unload(graceMs);
 }
 
-function settle(cid: number, result: CallResult): void {
+function settle(cid: number, ok: boolean, json: string): void {
   const call = calls.get(cid);
   if (!call) return;
   calls.delete(cid);
-  call.sandbox.settle(call.callId, result);
+  call.sandbox.settle(call.callId, ok, json);
 }
 
 process.on('message', (raw: unknown) => {
-  const message = raw as ToHost;
-  switch (message.op) {
-    case 'load':
-      if (!stopping) void load(message.rid, message.spec);
-      break;
-    case 'unload':
-      void unload(message.id, RETIRE_GRACE_MS).then(() => send({ op: 'unloaded', rid: message.rid }));
-      break;
-    case 'dispatch': {
-      const slot = slots.get(message.id);
-      if (slot && !stopping) slot.dispatch(message.rid, message.event);
-      else send({ op: 'outcome', rid: message.rid, outcome: { instanceId: message.id, version: 0, status: 'unloaded', error: 'E_UNLOADED' } });
-      break;
+  // Event JSON is defined once per batch and referenced by that batch's deliveries.
+  let events: Map<number, { json: string; type: string }> | undefined;
+  for (const message of messagesOf<ToHost>(raw)) {
+    switch (message.op) {
+      case 'event':
+        (events ??= new Map()).set(message.eid, { json: message.json, type: message.type });
+        break;
+      case 'deliver': {
+        const event = events?.get(message.eid);
+        const slot = slots.get(message.id);
+        if (slot && event && !stopping) slot.dispatch(message.rid, event.json, event.type);
+        // no slot (the instance is restarting): it never entered, the main process keeps it
+        else answer(message.rid, { instanceId: message.id, version: 0, status: 'unloaded', reason: 'unloaded', error: 'E_UNLOADED', requeue: true });
+        break;
+      }
+      case 'result':
+        settle(message.cid, message.ok, message.json);
+        break;
+      case 'load':
+        if (!stopping) void load(message.rid, message.spec);
+        break;
+      case 'unload':
+        void unload(message.id, RETIRE_GRACE_MS).then(() => channel.send({ op: 'unloaded', rid: message.rid }));
+        break;
+      case 'stop':
+        stopping = true;
+        void Promise.all([...slots.keys()].map((id) => unload(id, message.graceMs))).then(() => {
+          channel.send({ op: 'stopped', rid: message.rid });
+          channel.flush();
+          clearInterval(heartbeat);
+          process.disconnect?.();
+        });
+        break;
     }
-    case 'result':
-      settle(message.cid, message.result);
-      break;
-    case 'stop':
-      stopping = true;
-      void Promise.all([...slots.keys()].map((id) => unload(id, message.graceMs))).then(() => {
-        send({ op: 'stopped', rid: message.rid });
-        clearInterval(heartbeat);
-        process.disconnect?.();
-      });
-      break;
   }
 });
 
@@ -145,5 +155,8 @@ process.on('disconnect', () => {
   process.exit(0);
 });
 
-const heartbeat = setInterval(() => send({ op: 'heartbeat' }), HEARTBEAT_MS);
-send({ op: 'ready' });
+// Sent directly, not batched: a heartbeat says this thread is free right now.
+const heartbeat = setInterval(() => {
+  if (process.connected) process.send?.([{ op: 'heartbeat' } satisfies FromHost]);
+}, HEARTBEAT_MS);
+channel.send({ op: 'ready' });

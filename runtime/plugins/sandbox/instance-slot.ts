@@ -4,12 +4,14 @@
  * new version; the old one drains and is disposed. A new version goes live only if it is still
  * alive at the moment of the switch (after the state hand-off); otherwise the old one keeps serving.
  */
-import type { DispatchOutcome, SandboxEvent } from '../instance.ts';
+import type { DispatchOutcome, DropReason } from '../instance.ts';
 import type { PluginSandbox } from './plugin-sandbox.ts';
 
 interface Queued {
   rid: number;
-  event: SandboxEvent;
+  /** the event as the main process made it */
+  json: string;
+  type: string;
 }
 
 /** How a swap ended; `settled` is called in the same tick as the switch, so nothing can overtake it. */
@@ -51,12 +53,10 @@ export class InstanceSlot {
     return this.#current;
   }
 
-  dispatch(rid: number, event: SandboxEvent): void {
-    if (this.#closed) return this.#answer(rid, this.#status('unloaded', 'E_UNLOADED'), this.#current);
-    if (this.#queue.length >= this.#current.spec.limits.queuedEvents) {
-      return this.#answer(rid, this.#status('dropped', 'E_QUEUE_FULL: queuedEvents reached'), this.#current);
-    }
-    this.#queue.push({ rid, event });
+  /** The main process bounds what it sends (a window per instance): this queue stays short. */
+  dispatch(rid: number, json: string, type: string): void {
+    if (this.#closed) return this.#answer(rid, { ...this.#status('unloaded', 'unloaded', 'E_UNLOADED'), requeue: true }, this.#current);
+    this.#queue.push({ rid, json, type });
     void this.#pump();
   }
 
@@ -88,20 +88,24 @@ export class InstanceSlot {
   }
 
   async unload(graceMs: number): Promise<void> {
-    this.#close('unloaded', 'E_UNLOADED');
+    this.#close('unloaded', 'unloaded', 'E_UNLOADED');
     await Promise.all([this.#current.retire(graceMs), ...this.#retiring]);
   }
 
   #lose(sandbox: PluginSandbox): void {
     const failure = sandbox.failure;
-    this.#close('dropped', `E_RESTARTING: ${failure?.reason ?? 'disposed'}`);
+    // reported before the queue is handed back: the main process must know not to send it here again
     this.#lost(sandbox);
+    this.#close('dropped', 'disposed', `E_RESTARTING: ${failure?.reason ?? 'disposed'}`);
   }
 
-  /** Answers what is queued and cancels a waiting swap; nothing enters this slot afterwards. */
-  #close(status: DispatchOutcome['status'], error: string): void {
+  /**
+   * Answers what is queued — it never entered the isolate, so the main process may deliver it again —
+   * and cancels a waiting swap; nothing enters this slot afterwards.
+   */
+  #close(status: DispatchOutcome['status'], reason: DropReason, error: string): void {
     this.#closed = true;
-    for (const q of this.#queue.splice(0)) this.#answer(q.rid, this.#status(status, error), this.#current);
+    for (const q of this.#queue.splice(0)) this.#answer(q.rid, { ...this.#status(status, reason, error), requeue: true }, this.#current);
     const swap = this.#swap;
     this.#swap = undefined;
     if (swap) {
@@ -110,8 +114,8 @@ export class InstanceSlot {
     }
   }
 
-  #status(status: DispatchOutcome['status'], error: string): DispatchOutcome {
-    return { instanceId: this.id, version: this.#current.spec.version, status, error };
+  #status(status: DispatchOutcome['status'], reason: DropReason, error: string): DispatchOutcome {
+    return { instanceId: this.id, version: this.#current.spec.version, status, reason, error };
   }
 
   async #pump(): Promise<void> {
@@ -137,7 +141,7 @@ export class InstanceSlot {
         const item = this.#queue.shift();
         if (!item) return;
         const sandbox = this.#current;
-        const handle = sandbox.dispatch(item.event, item.rid);
+        const handle = sandbox.dispatch(item.json, item.type, item.rid);
         this.#active += 1;
         void handle.outcome.then((o) => {
           this.#active -= 1;

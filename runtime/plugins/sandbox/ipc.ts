@@ -1,8 +1,10 @@
 /**
  * Messages between the main process (supervisor) and the plugin-host child. Tagged by `op`;
- * requests carry a `rid` that the answer repeats. Only JSON crosses.
+ * requests carry a `rid` that the answer repeats, capability calls a `cid`. Every message a side
+ * sends within one tick travels as one IPC message (an array, see channel.ts). Event payloads and
+ * call results cross as JSON text made once by the main process and parsed only inside the isolate.
  */
-import type { CallResult, DispatchOutcome, PluginInstanceSpec, SandboxEvent } from '../instance.ts';
+import type { DispatchOutcome, PluginInstanceSpec } from '../instance.ts';
 
 export type FailureKind = 'timeout' | 'cpu' | 'memory' | 'disposed';
 
@@ -10,9 +12,13 @@ export type FailureKind = 'timeout' | 'cpu' | 'memory' | 'disposed';
 export type ToHost =
   | { op: 'load'; rid: number; spec: PluginInstanceSpec }
   | { op: 'unload'; rid: number; id: string }
-  | { op: 'dispatch'; rid: number; id: string; event: SandboxEvent }
-  | { op: 'result'; cid: number; result: CallResult }
-  | { op: 'stop'; rid: number; graceMs: number };
+  | { op: 'stop'; rid: number; graceMs: number }
+  /** an event's JSON, sent once per batch however many deliveries of that batch refer to it */
+  | { op: 'event'; eid: number; type: string; json: string }
+  /** event `eid` (defined earlier in the same batch) for instance `id`; answered by `outcome` */
+  | { op: 'deliver'; rid: number; id: string; eid: number }
+  /** `json`: the call's value when `ok`, else its `{ code, message, … }` error envelope */
+  | { op: 'result'; cid: number; ok: boolean; json: string };
 
 /** host → main */
 export type FromHost =
@@ -21,14 +27,16 @@ export type FromHost =
   | { op: 'loaded'; rid: number; ok: true; version: number; loadMs: number }
   | { op: 'loaded'; rid: number; ok: false; message: string; location?: string; stack?: string }
   | { op: 'unloaded'; rid: number }
-  | { op: 'outcome'; rid: number; outcome: DispatchOutcome; heapUsedBytes?: number }
-  /** `eventRid`: the dispatch this call serves, so the supervisor knows the event had side effects */
-  | { op: 'call'; cid: number; id: string; capability: string; payload: unknown; eventRid?: number }
+  | { op: 'stopped'; rid: number }
+  | { op: 'outcome'; rid: number; outcome: DispatchOutcome }
+  /** `json` is the payload as the plugin made it; `eventRid`: the delivery it serves (it had side effects) */
+  | { op: 'call'; cid: number; id: string; capability: string; json: string; eventRid?: number }
   | { op: 'log'; id: string; level: LogLevel; args: string[] }
   | { op: 'plugin-error'; id: string; version: number; error: string }
   /** the instance broke a limit and was disposed; the supervisor decides about the restart */
   | { op: 'failed'; id: string; version: number; reason: FailureKind; message: string }
-  | { op: 'stopped'; rid: number };
+  /** sampled, not sent after every event */
+  | { op: 'heap'; id: string; usedBytes: number };
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 

@@ -1,27 +1,37 @@
 /**
  * One version of one plugin instance: an isolate, one long-lived context, the prelude and the
- * bundle. Runs in the plugin-host child. Every entry into the isolate is an async `apply` with a
- * timeout, one at a time (a serial chain), with copied primitive arguments and primitive results.
- * The only host functions inside are two `ivm.Callback`s.
+ * bundle. Runs in the plugin-host child. Every entry into the isolate carries a timeout and runs
+ * one at a time, with copied primitive arguments and primitive results; the only host functions
+ * inside are two `ivm.Callback`s.
+ *
+ * Entries of a plugin that answers in well under a millisecond run on the host's own thread
+ * (`applySync`: ~10 µs per event with its calls, against ~140 µs for an async `apply` and its
+ * callbacks hopping threads). A plugin whose entries take longer runs on isolated-vm's thread pool
+ * instead, so that it cannot hold up the others. A plugin switches between the two only between
+ * entries: mixing them on one isolate deadlocks.
  */
 import ivm from 'isolated-vm';
 import { API_METHODS } from '../../../sdk-types/api.ts';
 import { EVENT_TYPES } from '../../../sdk-types/event-types.ts';
-import { DEFAULT_LIMITS, type CallResult, type DispatchOutcome, type PluginInstanceSpec, type SandboxEvent } from '../instance.ts';
+import { DEFAULT_LIMITS, type CallResult, type DispatchOutcome, type DropReason, type PluginInstanceSpec } from '../instance.ts';
+import { DeadlineQueue } from './deadline-queue.ts';
 import type { FailureKind, LogLevel } from './ipc.ts';
 import { classifyIvmError } from './ivm-failure.ts';
 import { PRELUDE_FILENAME, PRELUDE_SOURCE } from './prelude.ts';
+import { SandboxTimers } from './sandbox-timers.ts';
 import { createStackMapper, type StackMapper } from './stack-mapper.ts';
 
 export interface SandboxHooks {
-  /** a capability call the plugin made; answer with `sandbox.settle(callId, result)` */
-  call(sandbox: PluginSandbox, callId: number, capability: string, payload: unknown, eventRid: number | undefined): void;
+  /** a capability call the plugin made; answer with `sandbox.settle(callId, ok, json)` */
+  call(sandbox: PluginSandbox, callId: number, capability: string, json: string, eventRid: number | undefined): void;
   log(level: LogLevel, args: string[]): void;
   pluginError(stack: string): void;
   /** the isolate broke a limit and is gone (`sandbox.failure` says why) */
   failed(sandbox: PluginSandbox): void;
   /** V8 lost control of the isolate: the host must abort */
   catastrophic(message: string): void;
+  /** a sample of the isolate's heap use */
+  heap(usedBytes: number): void;
 }
 
 export interface DispatchHandle {
@@ -45,23 +55,29 @@ export class SandboxLoadFailure extends Error {
 // policy: they tell noise from abuse and are the same for every plugin.
 /** Consecutive entry timeouts before the isolate counts as a runaway (a busy CPU can cause one). */
 const TIMEOUT_STRIKES = 3;
-/** Extra wall time after an entry's own timeout before the host disposes the isolate (Screeps). */
+/** Extra wall time after an async entry's own timeout before the host disposes the isolate (Screeps). */
 const WATCHDOG_GRACE_MS = 2000;
-/** Floor for setInterval: each firing is an entry, so a 0 ms interval would be a busy loop. */
-const MIN_INTERVAL_MS = 10;
 /** The rolling window of `limits.backgroundCpuMs`. */
 const BACKGROUND_WINDOW_MS = 10_000;
 /** Log lines per second per instance; more are dropped. */
 const LOG_RATE = 200;
-/** Heap use after an event above this share of memoryMb: restart at the next idle moment. */
+/** Heap use above this share of memoryMb: restart at the next idle moment. */
 const HEAP_RESTART_RATIO = 0.8;
 /** An entry that timed out with the heap above this share of memoryMb ran into the memory limit. */
 const HEAP_FULL_RATIO = 0.9;
 /** An entry that timed out while the heap grew by more than this was allocating, not spinning. */
 const HEAP_GROWTH_MB = 1;
-const MB = 1024 * 1024;
+/** The heap is sampled at most this often, and after at most this many events. */
+const HEAP_SAMPLE_MS = 1000;
+const HEAP_SAMPLE_EVENTS = 256;
+/** An entry costing more CPU than this moves the plugin off the host's thread at once. */
+const SYNC_ENTRY_MAX_NS = 2_000_000n;
+/** Average entry CPU (ns) above which the plugin leaves the host's thread, and below which it returns. */
+const SYNC_LEAVE_AVG_NS = 1_000_000;
+const SYNC_RETURN_AVG_NS = 250_000;
 /** The design's cap on an onUnload/snapshot hand-off (sandbox-isolation.md §8). */
 const SNAPSHOT_MAX_CHARS = 256 * 1024;
+const MB = 1024 * 1024;
 
 interface EventState {
   seq: number;
@@ -72,7 +88,6 @@ interface EventState {
   calls: Set<number>;
   finished: boolean;
   resolve: (o: DispatchOutcome) => void;
-  tail: NodeJS.Timeout | undefined;
   /** setup is tracked like an event, without CPU budget */
   isSetup: boolean;
   /** unmapped error text from the plugin, for locating it in the source map */
@@ -86,6 +101,7 @@ interface PendingCall {
 }
 
 type EntryResult = { ok: true; value: unknown } | { ok: false; failure: ReturnType<typeof classifyIvmError>; message: string };
+type Entry = ivm.Reference<(...args: unknown[]) => unknown>;
 
 let nextSeq = 1;
 
@@ -94,17 +110,19 @@ export class PluginSandbox {
   readonly #hooks: SandboxHooks;
   readonly #isolate: ivm.Isolate;
   readonly #mapper: StackMapper;
-  #context: ivm.Context | undefined;
-  #entries = new Map<string, ivm.Reference<(...args: unknown[]) => unknown>>();
+  readonly #timers: SandboxTimers;
+  readonly #tails: DeadlineQueue<EventState>;
+  #entries = new Map<string, Entry>();
+  /** where entries run: the host's thread, or isolated-vm's pool (always during load) */
+  #onHostThread = false;
+  #entryCostNs = 0;
+  /** async entries queued or running: the chain they run in */
   #chain: Promise<unknown> = Promise.resolve();
+  #asyncEntries = 0;
   #inFlightEntries = 0;
   #current: EventState | undefined;
   #events = new Map<number, EventState>();
   #pending = new Map<number, PendingCall>();
-  #timers = new Map<number, NodeJS.Timeout>();
-  /** timers whose entry is queued: a timer that fires again meanwhile is skipped, not queued twice */
-  #timersQueued = new Set<number>();
-  #timersStopped = false;
   #strikes = 0;
   #dead = false;
   #failure: { reason: FailureKind; message: string } | undefined;
@@ -113,6 +131,8 @@ export class PluginSandbox {
   #logWindow = { since: 0, count: 0 };
   #restartAtIdle = false;
   #idleWaiters: Array<() => void> = [];
+  #heapSampledAt = 0;
+  #eventsSinceSample = 0;
   heapUsedBytes = 0;
   cpuNsTotal = 0n;
 
@@ -124,6 +144,11 @@ export class PluginSandbox {
       memoryLimit: spec.limits.memoryMb,
       onCatastrophicError: (message) => hooks.catastrophic(message),
     });
+    this.#timers = new SandboxTimers(spec.limits.timers ?? DEFAULT_LIMITS.timers, async (id) => {
+      const r = await this.#apply('timer', [id], this.spec.limits.entryTimeoutMs, undefined);
+      if (!r.ok && r.failure === 'plugin') this.#reportError(r.message);
+    });
+    this.#tails = new DeadlineQueue((state) => this.#deadline(state), (state) => state.finished);
   }
 
   /** Builds the isolate, runs prelude, bundle and setup. Throws SandboxLoadFailure. */
@@ -155,11 +180,10 @@ export class PluginSandbox {
     const { spec } = this;
     const timeout = spec.limits.loadTimeoutMs;
     const context = await this.#isolate.createContext();
-    this.#context = context;
     const jail = context.global;
     await jail.set('__qqbotHostCall', new ivm.Callback((id: unknown, cap: unknown, json: unknown) => this.#hostCall(id, cap, json)));
     await jail.set('__qqbotHostReport', new ivm.Callback((kind: unknown, json: unknown) => this.#hostReport(kind, json), { ignored: true }));
-    await jail.set('__qqbotInit', JSON.stringify({ bot: spec.bot, config: spec.config ?? {}, apiMethods: Object.keys(API_METHODS), eventTypes: EVENT_TYPES, events: spec.events }));
+    await jail.set('__qqbotInit', JSON.stringify({ bot: spec.bot, config: spec.config ?? {}, apiMethods: Object.keys(API_METHODS), payloadBytes: spec.limits.payloadBytes, eventTypes: EVENT_TYPES, events: spec.events }));
     jail.release();
 
     const prelude = await this.#isolate.compileScript(PRELUDE_SOURCE, { filename: PRELUDE_FILENAME });
@@ -167,26 +191,30 @@ export class PluginSandbox {
     prelude.release();
     // Taken before any plugin code runs: the plugin cannot swap them out from under the host.
     for (const name of ['setup', 'dispatch', 'settle', 'timer', 'snapshot', 'restore']) {
-      this.#entries.set(name, (await entries.get(name, { reference: true })) as ivm.Reference<(...args: unknown[]) => unknown>);
+      this.#entries.set(name, (await entries.get(name, { reference: true })) as Entry);
     }
     entries.release();
 
     // loadTimeoutMs bounds top level and setup together; neither is charged to the background budget.
     const setup = this.#openEvent(undefined, 'setup', true);
     const finished = new Promise<DispatchOutcome>((resolve) => (setup.resolve = resolve));
-    setup.tail = setTimeout(() => this.#finish(setup, 'timeout', `top level and setup did not finish within ${timeout} ms`), timeout);
-    // `void 0` makes the completion value a primitive whatever the bundle ends with.
-    const bundle = await this.#isolate.compileScript(`${spec.code}\n;void 0;`, { filename: bundleFilename(spec) });
-    const ran = await this.#enter(() => bundle.run(context, { timeout }), timeout, setup);
-    bundle.release();
-    if (!ran.ok) throw this.#loadFailure(ran.message, ran.failure);
+    const loadTimer = setTimeout(() => this.#finish(setup, 'timeout', `top level and setup did not finish within ${timeout} ms`, 'timeout'), timeout);
+    try {
+      // `void 0` makes the completion value a primitive whatever the bundle ends with.
+      const bundle = await this.#isolate.compileScript(`${spec.code}\n;void 0;`, { filename: bundleFilename(spec) });
+      const ran = await this.#enterAsync(() => bundle.run(context, { timeout }), timeout, setup);
+      bundle.release();
+      if (!ran.ok) throw this.#loadFailure(ran.message, ran.failure);
 
-    if (!setup.finished) {
-      const entered = await this.#apply('setup', [setup.seq], timeout, setup);
-      if (!entered.ok) this.#finish(setup, entered.failure === 'timeout' ? 'timeout' : 'error', entered.message);
+      if (!setup.finished) {
+        const entered = await this.#apply('setup', [setup.seq], timeout, setup);
+        if (!entered.ok) this.#finish(setup, entered.failure === 'timeout' ? 'timeout' : 'error', entered.message, entered.failure === 'timeout' ? 'timeout' : undefined);
+      }
+      const outcome = await finished;
+      if (outcome.status !== 'ok') throw this.#loadFailure(setup.rawError ?? outcome.error ?? 'setup failed', outcome.status);
+    } finally {
+      clearTimeout(loadTimer);
     }
-    const outcome = await finished;
-    if (outcome.status !== 'ok') throw this.#loadFailure(setup.rawError ?? outcome.error ?? 'setup failed', outcome.status);
   }
 
   #loadFailure(text: string, kind: string): SandboxLoadFailure {
@@ -195,45 +223,36 @@ export class PluginSandbox {
     return new SandboxLoadFailure(kind === 'plugin' || kind === 'error' ? headline : `${kind}: ${headline}`, this.#mapper.firstLocation(text), mapped);
   }
 
-  dispatch(event: SandboxEvent, rid?: number): DispatchHandle {
-    const state = this.#openEvent(rid, event.type, false);
+  /** `json`: the event as the main process made it (parsed only inside the isolate). */
+  dispatch(json: string, type: string, rid?: number): DispatchHandle {
+    const state = this.#openEvent(rid, type, false);
     const outcome = new Promise<DispatchOutcome>((resolve) => (state.resolve = resolve));
-    const json = JSON.stringify(event);
     if (this.#dead) {
-      this.#finish(state, 'unloaded', 'E_DISPOSED');
+      this.#finish(state, 'unloaded', 'E_DISPOSED', 'disposed');
       return { entered: Promise.resolve(), outcome };
     }
-    if (Buffer.byteLength(json) > this.spec.limits.payloadBytes) {
-      this.#finish(state, 'dropped', 'E_PAYLOAD: event larger than payloadBytes');
-      return { entered: Promise.resolve(), outcome };
-    }
-    state.tail = setTimeout(() => this.#deadline(state), this.spec.limits.asyncTailMs);
+    this.#tails.push(state, state.startedAt + this.spec.limits.asyncTailMs);
     const entered = this.#apply('dispatch', [state.seq, json], this.spec.limits.entryTimeoutMs, state).then((r) => {
-      if (r.ok) return;
-      if (r.failure === 'timeout') this.#finish(state, 'timeout', 'E_TIMEOUT: handler exceeded entryTimeoutMs');
-      else if (r.failure === 'plugin') this.#reportError(r.message);
-      if (!this.#dead) void this.#checkHeap();
+      if (!r.ok) {
+        if (r.failure === 'timeout') this.#finish(state, 'timeout', 'E_TIMEOUT: handler exceeded entryTimeoutMs', 'timeout');
+        else if (r.failure === 'plugin') this.#reportError(r.message);
+      }
+      if (!this.#dead && (++this.#eventsSinceSample >= HEAP_SAMPLE_EVENTS || performance.now() - this.#heapSampledAt >= HEAP_SAMPLE_MS)) this.#sampleHeap();
     });
     return { entered, outcome };
   }
 
-  settle(callId: number, result: CallResult): void {
+  /** `json`: the call's value, or its error envelope. */
+  settle(callId: number, ok: boolean, json: string): void {
     const call = this.#pending.get(callId);
     if (!call || call.settling || this.#dead) return;
     call.settling = true;
     const event = call.event && !call.event.finished ? call.event : undefined;
     call.event?.calls.delete(callId);
-    const value = result.ok ? JSON.stringify(result.value ?? null) : JSON.stringify(result.error);
-    const ref = this.#entries.get('settle');
-    const run = (): Promise<unknown> => {
-      // The call counts against pendingCalls until the plugin has actually seen its result.
-      this.#pending.delete(callId);
-      if (!ref) throw new Error('Isolate is disposed');
-      return ref.apply(undefined, [callId, result.ok, value ?? 'null'], { arguments: { copy: true }, timeout: this.spec.limits.entryTimeoutMs });
-    };
-    void this.#enter(run, this.spec.limits.entryTimeoutMs, event).then((r) => {
+    // The call counts against pendingCalls until the plugin has actually seen its result.
+    void this.#apply('settle', [callId, ok, json], this.spec.limits.entryTimeoutMs, event, () => this.#pending.delete(callId)).then((r) => {
       if (!r.ok && r.failure === 'plugin') this.#reportError(r.message);
-      if (!r.ok && r.failure === 'timeout' && event) this.#finish(event, 'timeout', 'E_TIMEOUT: continuation exceeded entryTimeoutMs');
+      if (!r.ok && r.failure === 'timeout' && event) this.#finish(event, 'timeout', 'E_TIMEOUT: continuation exceeded entryTimeoutMs', 'timeout');
       this.#checkIdle();
     });
   }
@@ -261,7 +280,7 @@ export class PluginSandbox {
 
   /** No more timers; wait until nothing is pending (or `graceMs`), then dispose. */
   async retire(graceMs: number): Promise<void> {
-    this.#stopTimers();
+    this.#timers.stop();
     if (!this.#quiescent()) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
@@ -277,8 +296,9 @@ export class PluginSandbox {
   dispose(): void {
     if (this.#dead) return;
     this.#dead = true;
-    this.#stopTimers();
-    for (const state of this.#events.values()) this.#finish(state, 'unloaded', 'E_DISPOSED: plugin unloaded');
+    this.#timers.stop();
+    this.#tails.clear();
+    for (const state of this.#events.values()) this.#finish(state, 'unloaded', 'E_DISPOSED: plugin unloaded', 'unloaded');
     this.#pending.clear();
     for (const ref of this.#entries.values()) ref.release();
     this.#entries.clear();
@@ -288,45 +308,79 @@ export class PluginSandbox {
 
   // ---- entries -------------------------------------------------------------------------------
 
-  #apply(name: string, args: unknown[], timeout: number, event: EventState | undefined): Promise<EntryResult> {
-    const ref = this.#entries.get(name);
-    return this.#enter(() => {
+  /**
+   * Runs one entry, serially with the others, and charges its CPU to the event it serves: on the
+   * host's thread when the plugin is cheap and no async entry is pending, else in the async chain.
+   * `begin` runs right before the entry does, whichever way it runs.
+   */
+  #apply(name: string, args: unknown[], timeout: number, event: EventState | undefined, begin?: () => void): Promise<EntryResult> {
+    if (this.#onHostThread && this.#asyncEntries === 0 && !this.#dead) {
+      begin?.();
+      const ref = this.#entries.get(name);
+      return Promise.resolve(this.#run(() => {
+        if (!ref) throw new Error('Isolate is disposed');
+        return ref.applySync(undefined, args, { arguments: { copy: true }, timeout });
+      }, event, false, timeout));
+    }
+    return this.#enterAsync(() => {
+      const ref = this.#entries.get(name);
       if (!ref) throw new Error('Isolate is disposed');
       return ref.apply(undefined, args, { arguments: { copy: true }, timeout });
-    }, timeout, event);
+    }, timeout, event, begin);
   }
 
-  /** Serial: one entry in flight per isolate. CPU is charged to the event the entry serves. */
-  #enter(run: () => Promise<unknown>, timeout: number, event: EventState | undefined): Promise<EntryResult> {
-    this.#inFlightEntries++;
+  #enterAsync(run: () => Promise<unknown>, timeout: number, event: EventState | undefined, begin?: () => void): Promise<EntryResult> {
+    this.#asyncEntries++;
     const next = this.#chain.then(async (): Promise<EntryResult> => {
+      begin?.();
       if (this.#dead) return { ok: false, failure: 'disposed', message: 'Isolate is disposed' };
-      this.#current = event;
-      const before = this.#cpuNow();
-      const watchdog = setTimeout(() => this.#fail('disposed', 'entry stuck past its timeout; isolate disposed'), timeout + WATCHDOG_GRACE_MS);
-      let result: EntryResult;
-      try {
-        result = { ok: true, value: await run() };
-      } catch (err) {
-        const failure = classifyIvmError(err);
-        result = { ok: false, failure, message: err instanceof Error ? `${err.message}\n${err.stack ?? ''}` : String(err) };
-      } finally {
-        clearTimeout(watchdog);
-        this.#current = undefined;
-      }
-      this.#charge(event, this.#cpuNow() - before);
-      if (!result.ok) this.#onEntryFailure(result);
-      else this.#strikes = 0;
-      return result;
+      return this.#run(run, event, true, timeout);
     });
-    this.#chain = next.then(
-      () => undefined,
-      () => undefined,
-    );
+    this.#chain = next.then(() => undefined, () => undefined);
     return next.finally(() => {
-      this.#inFlightEntries--;
+      this.#asyncEntries--;
       this.#checkIdle();
     });
+  }
+
+  #run(run: () => unknown, event: EventState | undefined, async: true, timeout: number): Promise<EntryResult>;
+  #run(run: () => unknown, event: EventState | undefined, async: false, timeout: number): EntryResult;
+  #run(run: () => unknown, event: EventState | undefined, async: boolean, timeout: number): EntryResult | Promise<EntryResult> {
+    this.#inFlightEntries++;
+    this.#current = event;
+    const before = this.#cpuNow();
+    const done = (result: EntryResult): EntryResult => {
+      this.#current = undefined;
+      const cost = this.#cpuNow() - before;
+      this.#charge(event, cost);
+      this.#placeEntries(cost);
+      if (!result.ok) this.#onEntryFailure(result);
+      else this.#strikes = 0;
+      this.#inFlightEntries--;
+      if (!async) this.#checkIdle();
+      return result;
+    };
+    const failed = (err: unknown): EntryResult => ({ ok: false, failure: classifyIvmError(err), message: err instanceof Error ? `${err.message}\n${err.stack ?? ''}` : String(err) });
+    if (!async) {
+      try {
+        return done({ ok: true, value: run() });
+      } catch (err) {
+        return done(failed(err));
+      }
+    }
+    const watchdog = setTimeout(() => this.#fail('disposed', 'entry stuck past its timeout; isolate disposed'), timeout + WATCHDOG_GRACE_MS);
+    return (run() as Promise<unknown>).then(
+      (value) => done({ ok: true, value }),
+      (err: unknown) => done(failed(err)),
+    ).finally(() => clearTimeout(watchdog));
+  }
+
+  /** Cheap entries run on the host's thread, costly ones on the pool (see the header comment). */
+  #placeEntries(costNs: bigint): void {
+    const cost = Number(costNs);
+    this.#entryCostNs = this.#entryCostNs === 0 ? cost : this.#entryCostNs * 0.8 + cost * 0.2;
+    if (this.#onHostThread && (costNs > SYNC_ENTRY_MAX_NS || this.#entryCostNs > SYNC_LEAVE_AVG_NS)) this.#onHostThread = false;
+    else if (!this.#onHostThread && this.#entryCostNs < SYNC_RETURN_AVG_NS) this.#onHostThread = true;
   }
 
   #cpuNow(): bigint {
@@ -343,7 +397,7 @@ export class PluginSandbox {
     if (event && !event.isSetup) {
       event.cpuNs += deltaNs;
       if (event.cpuNs > BigInt(this.spec.limits.cpuPerEventMs) * 1_000_000n) {
-        this.#finish(event, 'cpu', `E_CPU: event used more than ${this.spec.limits.cpuPerEventMs} ms of CPU`);
+        this.#finish(event, 'cpu', `E_CPU: event used more than ${this.spec.limits.cpuPerEventMs} ms of CPU`, 'cpu');
         this.#fail('cpu', `event ${event.type} used more than ${this.spec.limits.cpuPerEventMs} ms of CPU`);
       }
       return;
@@ -395,7 +449,7 @@ export class PluginSandbox {
     if (this.#dead) return;
     this.#failure = { reason, message };
     const status = reason === 'disposed' ? 'error' : reason;
-    for (const state of this.#events.values()) this.#finish(state, status, `E_${reason.toUpperCase()}: ${message}`);
+    for (const state of this.#events.values()) this.#finish(state, status, `E_${reason.toUpperCase()}: ${message}`, reason);
     this.dispose();
     this.#hooks.failed(this);
   }
@@ -405,16 +459,15 @@ export class PluginSandbox {
   #openEvent(rid: number | undefined, type: string, isSetup: boolean): EventState {
     const state: EventState = {
       seq: nextSeq++, rid, type, startedAt: performance.now(), cpuNs: 0n, calls: new Set(), finished: false,
-      resolve: () => {}, tail: undefined, isSetup,
+      resolve: () => {}, isSetup,
     };
     this.#events.set(state.seq, state);
     return state;
   }
 
-  #finish(state: EventState, status: DispatchOutcome['status'], error?: string): void {
+  #finish(state: EventState, status: DispatchOutcome['status'], error?: string, reason?: DropReason): void {
     if (state.finished) return;
     state.finished = true;
-    if (state.tail) clearTimeout(state.tail);
     this.#events.delete(state.seq);
     const outcome: DispatchOutcome = {
       instanceId: this.spec.id,
@@ -423,6 +476,7 @@ export class PluginSandbox {
       cpuMs: Number(state.cpuNs) / 1e6,
       wallMs: performance.now() - state.startedAt,
     };
+    if (reason !== undefined) outcome.reason = reason;
     if (error !== undefined) outcome.error = error;
     state.resolve(outcome);
     this.#checkIdle();
@@ -430,21 +484,22 @@ export class PluginSandbox {
 
   /** Async tail over: the event's pending calls settle with E_DEADLINE inside the plugin. */
   #deadline(state: EventState): void {
-    for (const callId of [...state.calls]) {
-      this.settle(callId, { ok: false, error: { code: 'E_DEADLINE', message: 'the event\'s async tail ran out of time' } });
-    }
-    this.#finish(state, 'timeout', `E_DEADLINE: handler did not finish within ${this.spec.limits.asyncTailMs} ms`);
+    const error = JSON.stringify({ code: 'E_DEADLINE', message: 'the event\'s async tail ran out of time' });
+    for (const callId of [...state.calls]) this.settle(callId, false, error);
+    this.#finish(state, 'timeout', `E_DEADLINE: handler did not finish within ${this.spec.limits.asyncTailMs} ms`, 'deadline');
   }
 
-  async #checkHeap(): Promise<void> {
-    try {
-      const stats = await this.#isolate.getHeapStatistics();
-      this.heapUsedBytes = stats.used_heap_size + stats.externally_allocated_size;
-      if (this.heapUsedBytes > this.spec.limits.memoryMb * 1024 * 1024 * HEAP_RESTART_RATIO) this.#restartAtIdle = true;
+  #sampleHeap(): void {
+    this.#heapSampledAt = performance.now();
+    this.#eventsSinceSample = 0;
+    const record = (used: number): void => {
+      this.heapUsedBytes = used;
+      this.#hooks.heap(used);
+      if (used > this.spec.limits.memoryMb * MB * HEAP_RESTART_RATIO) this.#restartAtIdle = true;
       this.#checkIdle();
-    } catch {
-      // disposed meanwhile
-    }
+    };
+    if (this.#onHostThread) return record(this.#heapUsedMb() * MB);
+    this.#isolate.getHeapStatistics().then((stats) => record(stats.used_heap_size + stats.externally_allocated_size), () => undefined);
   }
 
   // ---- host functions (run on the Node thread while the isolate waits) ------------------------
@@ -469,28 +524,19 @@ export class PluginSandbox {
         return null;
       }
       case '$timer':
-        return this.#setTimer(id, json);
-      case '$clearTimer': {
-        const t = this.#timers.get(id);
-        if (t) clearTimeout(t);
-        this.#timers.delete(id);
+        return this.#timers.set(id, json);
+      case '$clearTimer':
+        this.#timers.clear(id);
         return null;
-      }
     }
     if (!isCapability(capability)) return 'E_CAPABILITY';
     if (this.#pending.size >= this.spec.limits.pendingCalls) return 'E_PENDING_LIMIT';
     if (Buffer.byteLength(json) > this.spec.limits.payloadBytes) return 'E_PAYLOAD';
-    let payload: unknown;
-    try {
-      payload = JSON.parse(json);
-    } catch {
-      return 'E_CAPABILITY';
-    }
     const event = this.#current && !this.#current.finished && !this.#current.isSetup ? this.#current : undefined;
     this.#pending.set(id, { event, settling: false });
     event?.calls.add(id);
-    // Leave the callback at once: the isolate thread is blocked while we are in here.
-    queueMicrotask(() => this.#hooks.call(this, id, capability, payload, event?.rid));
+    // Leave the callback at once: the isolate waits while we are in here.
+    queueMicrotask(() => this.#hooks.call(this, id, capability, json, event?.rid));
     return null;
   }
 
@@ -514,49 +560,12 @@ export class PluginSandbox {
     }
   }
 
-  #setTimer(id: number, json: string): string | null {
-    if (this.#timersStopped) return 'E_DISPOSED';
-    if (this.#timers.size >= (this.spec.limits.timers ?? DEFAULT_LIMITS.timers)) return 'E_TIMER_LIMIT';
-    let ms = 0;
-    let repeat = false;
-    try {
-      const o = JSON.parse(json) as { ms?: unknown; repeat?: unknown };
-      ms = typeof o.ms === 'number' && Number.isFinite(o.ms) ? Math.min(o.ms, 2 ** 31 - 1) : 0;
-      repeat = o.repeat === true;
-    } catch {
-      return 'E_CAPABILITY';
-    }
-    if (repeat) ms = Math.max(ms, MIN_INTERVAL_MS);
-    const fire = (): void => {
-      if (this.#dead || this.#timersStopped) return;
-      if (!repeat) this.#timers.delete(id);
-      else this.#timers.set(id, setTimeout(fire, ms));
-      // Intervals that fire faster than the isolate serves them would grow the entry chain
-      // without bound: a firing whose previous entry still waits is dropped.
-      if (this.#timersQueued.has(id)) return;
-      this.#timersQueued.add(id);
-      void this.#apply('timer', [id], this.spec.limits.entryTimeoutMs, undefined).then((r) => {
-        this.#timersQueued.delete(id);
-        if (!r.ok && r.failure === 'plugin') this.#reportError(r.message);
-      });
-    };
-    this.#timers.set(id, setTimeout(fire, ms));
-    return null;
-  }
-
-  #stopTimers(): void {
-    this.#timersStopped = true;
-    for (const t of this.#timers.values()) clearTimeout(t);
-    this.#timers.clear();
-    this.#timersQueued.clear();
-  }
-
   #reportError(text: string): void {
     this.#hooks.pluginError(this.#mapper.map(text));
   }
 
   #quiescent(): boolean {
-    return this.#inFlightEntries === 0 && this.#pending.size === 0 && this.#events.size === 0;
+    return this.#inFlightEntries === 0 && this.#asyncEntries === 0 && this.#pending.size === 0 && this.#events.size === 0;
   }
 
   #checkIdle(): void {

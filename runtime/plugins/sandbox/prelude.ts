@@ -7,7 +7,7 @@
  * Host contract (see plugin-sandbox.ts):
  *   __qqbotHostCall(id, capability, payloadJSON) -> null | refusal code   (sync Callback)
  *   __qqbotHostReport(kind, detailJSON)                                  (ignored Callback)
- *   __qqbotInit: JSON { bot, config, apiMethods: string[], eventTypes: string[], events: string[] (the manifest's) }
+ *   __qqbotInit: JSON { bot, config, apiMethods: string[], payloadBytes, eventTypes: string[], events: string[] (the manifest's) }
  * Internal capabilities: `$done` (id = seq, payload = error | null), `$timer` ({ ms, repeat }),
  * `$clearTimer`. Entries: setup(seq), dispatch(seq, eventJSON), settle(id, ok, valueJSON),
  * timer(id), snapshot() -> JSON string | '', restore(stateJSON).
@@ -73,36 +73,49 @@ export const PRELUDE_SOURCE = String.raw`(function () {
   const pending = new Map();
   let nextCall = 1;
 
-  // V8 14 (Node 26) spends ~60 ms building the message of a circular-structure TypeError, more than
-  // an entry may run: cycles are found first, without calling getters (each is read once, by stringify).
+  // Cycles and oversized strings are found before JSON.stringify, without calling getters (stringify
+  // reads each property once): V8 14 (Node 26) spends ~60 ms building a circular-structure TypeError,
+  // and stringifying a megabyte the host would refuse costs ~10 ms; either can outlast an entry.
   const ownKeys = Object.keys;
   const describeOwn = Object.getOwnPropertyDescriptor;
-  function hasCycle(root) {
+  const maxChars = init.payloadBytes;
+  function precheck(root) {
     const path = new Set();
-    let budget = 10000; // large payloads are left to stringify and the host's size cap
+    let budget = 10000; // past this many objects, stringify and the host's size cap decide
+    let chars = 0;
     function walk(v) {
-      if (v === null || typeof v !== 'object') return false;
-      if (path.has(v)) return true;
-      if (--budget < 0) return false;
+      if (typeof v === 'string') {
+        chars += v.length;
+        return chars > maxChars ? 'E_PAYLOAD' : null;
+      }
+      if (v === null || typeof v !== 'object') return null;
+      if (path.has(v)) return 'E_CYCLE';
+      if (--budget < 0) return null;
       path.add(v);
       for (const k of ownKeys(v)) {
+        chars += k.length;
         const d = describeOwn(v, k);
-        if (d && 'value' in d && walk(d.value)) return true;
+        const found = d && 'value' in d ? walk(d.value) : null;
+        if (found) return found;
       }
       path.delete(v);
-      return false;
+      return null;
     }
     return walk(root);
   }
   function toJson(v) {
-    if (hasCycle(v)) throw new TypeError('Converting circular structure to JSON');
+    if (precheck(v) === 'E_CYCLE') throw new TypeError('Converting circular structure to JSON');
     return stringify(v);
   }
 
   function call(capability, payload) {
+    const value = payload === undefined ? null : payload;
+    const found = precheck(value);
+    if (found === 'E_PAYLOAD') return Promise.reject(makeError({ code: 'E_PAYLOAD', message: capability + ': ' + MessageFor.E_PAYLOAD }));
     let json;
     try {
-      json = toJson(payload === undefined ? null : payload);
+      if (found === 'E_CYCLE') throw new TypeError('Converting circular structure to JSON');
+      json = stringify(value);
     } catch (e) {
       return Promise.reject(makeError({ code: 'E_INVALID_ARGUMENT', message: 'payload is not JSON: ' + describe(e).message }));
     }
