@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { QQBotError } from './errors.ts';
+import { VERSION } from './version.ts';
 
 const HELP = `qqbot — run QQ bots with sandboxed, hot-reloaded plugins
 
@@ -10,7 +10,15 @@ Usage:
                                        run the local QQ platform simulator (proactive sends: off
                                        by default, as on the platform since 2025-04-21)
   qqbot new-plugin NAME [--dir plugins]
-                                       scaffold a plugin package
+                                       scaffold a plugin package (publishable, with its test)
+  qqbot plugin add NAME[@range]|./x.tgz [--bot NAME] [--yes]
+                                       install a plugin from npm (or a tarball), show what it asks
+                                       for, grant it (--yes, or asked on a terminal), enable it
+  qqbot plugin upgrade NAME[@range]|./x.tgz [--yes]
+                                       install another version; new permissions stay pending
+  qqbot plugin approve NAME            grant what the installed version asks for
+  qqbot plugin remove NAME             disable it on every bot, withdraw its grants, uninstall
+                                       (plugin commands take --config FILE, default ./bot.yaml)
   qqbot --help | --version
 `;
 
@@ -21,6 +29,7 @@ const commands: Record<string, () => Promise<Command>> = {
   start: async () => (await import('./cli/start.ts')).startCommand,
   simulator: async () => (await import('./cli/simulator.ts')).simulatorCommand,
   'new-plugin': async () => (await import('./cli/new-plugin.ts')).newPluginCommand,
+  plugin: async () => (await import('./cli/plugin.ts')).pluginCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -30,8 +39,7 @@ export async function main(argv: string[]): Promise<number> {
     return name === undefined ? 1 : 0;
   }
   if (name === '--version' || name === '-v') {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-    process.stdout.write(`${pkg.version}\n`);
+    process.stdout.write(`${VERSION}\n`);
     return 0;
   }
   const load = commands[name];

@@ -4,7 +4,6 @@
  * metrics endpoint. It is also the console's view of the world.
  */
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import type { RuntimeConfig } from './config/types.ts';
 import type { BotView, ChatInput, ChatMessage, LiveEntry, PluginView, RuntimeView } from './console/runtime-view.ts';
 import { startConsole } from './console/server.ts';
@@ -13,15 +12,16 @@ import type { Logger } from './logging/logger.ts';
 import { RuntimeMetrics } from './metrics/metrics.ts';
 import { startMetricsServer } from './metrics/metrics-server.ts';
 import { createCapabilityHandler, type BotCapabilities, type PluginCapabilities } from './plugins/capabilities/index.ts';
-import { discoverPlugins, type DiscoveredPlugin } from './plugins/discovery.ts';
+import { discoverPlugins, findPlugin, type DiscoveredPlugin } from './plugins/discovery.ts';
 import { PluginSupervisor, type SupervisorOptions } from './plugins/sandbox/supervisor.ts';
 import { startSimulator, type OutboxEntry, type Simulator, type SimulatorOptions } from './simulator/index.ts';
 import { Bot } from './bot/bot.ts';
 import { enabledPluginNames, isEnabled } from './bot/bot-plugins.ts';
 import { StorageBackends } from './bot/storage-backends.ts';
+import { approveCommand, grantsFile, readGrants, type GrantTable } from './plugins/grants.ts';
 import { ReloadCoordinator } from './plugins/reload-coordinator.ts';
+import { VERSION } from './version.ts';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 const CHAT_HISTORY = 500;
 
 export interface RuntimeOptions {
@@ -57,6 +57,8 @@ export class Runtime extends EventEmitter implements RuntimeView {
   #capabilities: PluginCapabilities | undefined;
   #storage: StorageBackends | undefined;
   #discovered: DiscoveredPlugin[] = [];
+  /** plugin-grants.yaml as last read: what the operator granted each npm plugin */
+  #pluginGrants: GrantTable = {};
   #closers: Array<() => Promise<void>> = [];
   #reloader: ReloadCoordinator | undefined;
   #starting: Promise<void> | undefined;
@@ -125,7 +127,12 @@ export class Runtime extends EventEmitter implements RuntimeView {
       this.#log.error({ plugin: problem.plugin, code: problem.code }, problem.message);
       this.#live({ kind: 'error', text: problem.message });
     }
+    for (const warning of discovery.warnings) {
+      this.#log.warn({ plugin: warning.plugin, code: warning.code }, warning.message);
+      this.#live({ kind: 'error', text: warning.message });
+    }
     this.#discovered = discovery.plugins;
+    this.#readPluginGrants();
     if (this.#stopRequested) return;
 
     for (const botConfig of config.bots) {
@@ -139,6 +146,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
         storage: (storageConfig) => this.#storage!.open(storageConfig, botConfig.name),
         displayRoot: config.dir,
         logger: this.#log,
+        pluginGrants: () => this.#pluginGrants,
         metrics: this.metrics,
         ...(this.#simulator ? { simulatorUrl: this.#simulator.url, registerSimulatorWebhook: (appId: string, url: string) => this.#simulator!.registerWebhook(appId, url) } : {}),
         ...(this.#options.identifyWindowMs !== undefined ? { identifyWindowMs: this.#options.identifyWindowMs } : {}),
@@ -168,7 +176,13 @@ export class Runtime extends EventEmitter implements RuntimeView {
         setDiscovered: (plugins) => {
           this.#discovered = plugins;
         },
+        rereadGrants: () => {
+          this.#pluginGrants = readGrants(grantsFile(this.config.dir));
+          return this.#pluginGrants;
+        },
       },
+      packages: this.#pluginPackages(),
+      grantsFile: grantsFile(this.config.dir),
       logger: this.#log,
       metrics: this.metrics,
       live: (entry) => this.#live(entry),
@@ -206,13 +220,33 @@ export class Runtime extends EventEmitter implements RuntimeView {
     };
   }
 
+  /** A grants file that cannot be read grants nothing (npm plugins run without), and says so. */
+  #readPluginGrants(): void {
+    try {
+      this.#pluginGrants = readGrants(grantsFile(this.config.dir));
+    } catch (error) {
+      this.#pluginGrants = {};
+      this.#log.error({ err: (error as Error).message }, 'plugin grants not read: plugins from npm run without permissions');
+      this.#live({ kind: 'error', text: `plugin grants not read: ${(error as Error).message}` });
+    }
+  }
+
+  /** npm package names bot.yaml enables (installed or not yet): their node_modules folders are watched. */
+  #pluginPackages(): string[] {
+    const names = new Set(this.#discovered.filter((p) => p.source === 'npm').map((p) => p.name));
+    for (const bot of this.config.bots) {
+      for (const name of enabledPluginNames(bot) ?? []) if (findPlugin(this.#discovered, name)?.source !== 'folder') names.add(name);
+    }
+    return [...names];
+  }
+
   /** The plugins bot.yaml enables for a bot (all folder plugins when it lists none). */
   enabledPlugins(bot: Bot): DiscoveredPlugin[] {
     const names = enabledPluginNames(bot.config);
     if (names === undefined) return this.#discovered.filter((p) => isEnabled(bot.config, p));
     const found: DiscoveredPlugin[] = [];
     for (const name of names) {
-      const plugin = this.#discovered.find((p) => p.name === name || p.packageName === name);
+      const plugin = findPlugin(this.#discovered, name);
       if (plugin) found.push(plugin);
       else {
         const message = `bot "${bot.config.name}" enables plugin "${name}", which was not found in ${this.config.pluginsDir} or node_modules`;
@@ -230,9 +264,10 @@ export class Runtime extends EventEmitter implements RuntimeView {
       const plugins = bot.plugins.loaded.map((plugin): PluginView => {
         const s = stats.find((entry) => entry.id === `${prefix}${plugin.name}`);
         const sendFailures = this.#sendFailures.get(`${prefix}${plugin.name}`) ?? {};
-        if (!s) return { name: plugin.name, version: plugin.version, status: 'stopped', events: 0, errors: 0, cpuMs: 0, heapUsedBytes: 0, restarts: 0, queued: 0, queuedBytes: 0, dropped: {}, sendFailures };
+        const grants = { source: plugin.source, ...(plugin.pending.length > 0 ? { pending: [...plugin.pending], approve: approveCommand(plugin.name) } : {}) };
+        if (!s) return { name: plugin.name, version: plugin.version, status: 'stopped', events: 0, errors: 0, cpuMs: 0, heapUsedBytes: 0, restarts: 0, queued: 0, queuedBytes: 0, dropped: {}, sendFailures, ...grants };
         const { id: _id, ...counters } = s;
-        return { name: plugin.name, ...counters, sendFailures };
+        return { name: plugin.name, ...counters, sendFailures, ...grants };
       });
       return {
         name: bot.config.name,

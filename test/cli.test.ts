@@ -98,6 +98,14 @@ test('qqbot check exits 1 naming the plugin for an unknown plugin, a bad plugin 
   assert.equal(result.code, 1);
   assert.match(result.stderr, /plugin "missing" is enabled but was not found/);
   assert.match(result.stderr, /plugin sneaky: .*sneaky\/index\.ts:1:\d+.*node:fs/s);
-  assert.match(result.stderr, /plugin "greeter".*greeting/);
+  assert.match(result.stderr, /bot\.yaml:6:18: bots\.a\.plugins\.greeter\.greeting: must be string \(config of plugin "greeter"\)/);
   assert.match(result.stderr, /typo/);
+});
+
+test('qqbot start with a plugin config error: bot.yaml file:line:col, the key and the plugin, and exit 1 when no bot can run', async () => {
+  const dir = project('bots:\n  - name: demo\n    appId: "1020000001"\n    endpoint: simulator\n    plugins:\n      greeter:\n        greeting: hi\n        units: metric\n');
+  const result = await qqbot(['start'], dir);
+  assert.equal(result.code, 1, result.stdout + result.stderr);
+  assert.match(result.stderr, /bot demo failed: no enabled plugin could be loaded[^\n]*\n\s+plugin greeter: bot\.yaml:8:9: bots\.demo\.plugins\.greeter\.units: unknown key "units" \(config of plugin "greeter"\)/);
+  assert.doesNotMatch(result.stderr, /no intents/);
 });

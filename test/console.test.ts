@@ -63,8 +63,9 @@ class TestRuntimeView extends EventEmitter implements RuntimeView {
             { id: 1, count: 2, state: 'resuming', seq: 17, reconnects: 2 },
           ],
           plugins: [
-            { name: 'echo', version: 3, status: 'running', events: 120, errors: 0, cpuMs: 48.2, heapUsedBytes: 2_400_000, restarts: 0, queued: 0, queuedBytes: 0, dropped: {}, sendFailures: {} },
-            { name: 'dice', version: 1, status: 'quarantined', events: 9, errors: 5, cpuMs: 1500, heapUsedBytes: 9_800_000, restarts: 3, queued: 0, queuedBytes: 0, dropped: { quarantined: 4, backlog_full: 2 }, sendFailures: { E_REPLY_WINDOW: 1 }, lastError: 'CPU time limit (50 ms) exceeded in handler for AT_MESSAGE_CREATE' },
+            { name: 'echo', version: 3, status: 'running', events: 120, errors: 0, cpuMs: 48.2, heapUsedBytes: 2_400_000, restarts: 0, queued: 0, queuedBytes: 0, dropped: {}, sendFailures: {}, source: 'folder' },
+            { name: 'dice', version: 1, status: 'quarantined', events: 9, errors: 5, cpuMs: 1500, heapUsedBytes: 9_800_000, restarts: 3, queued: 0, queuedBytes: 0, dropped: { quarantined: 4, backlog_full: 2 }, sendFailures: { E_REPLY_WINDOW: 1 }, lastError: 'CPU time limit (50 ms) exceeded in handler for AT_MESSAGE_CREATE', source: 'folder' },
+            { name: 'qqbot-plugin-mod', version: 2, status: 'running', events: 4, errors: 0, cpuMs: 3, heapUsedBytes: 1_200_000, restarts: 0, queued: 0, queuedBytes: 0, dropped: {}, sendFailures: {}, source: 'npm', pending: ['members.manage'], approve: 'qqbot plugin approve qqbot-plugin-mod' },
           ],
         },
         {
@@ -379,7 +380,10 @@ test('browser: the console shows shards and plugins, and a chat message gets the
     await page.locator('tr[data-shard]').first().waitFor();
     assert.equal(await page.locator('tr[data-bot="demo"][data-shard]').count(), 2);
     assert.match(await page.locator('tr[data-bot="demo"][data-shard="1"]').innerText(), /resuming/);
-    assert.equal(await page.locator('tr[data-plugin]').count(), 2);
+    assert.equal(await page.locator('tr[data-plugin]').count(), 3);
+    // a pending permission request shows on its plugin and in the summary, with the command that grants it
+    assert.match(await page.locator('tr[data-plugin="qqbot-plugin-mod"][data-pending="true"]').innerText(), /awaiting approval: members\.manage — run qqbot plugin approve qqbot-plugin-mod/);
+    assert.match(await page.locator('#summary').innerText(), /1 permission request awaiting approval/);
     assert.match(await page.locator('tr[data-plugin="echo"]').innerText(), /running/);
     assert.equal(await page.locator('tr[data-plugin="dice"]').getAttribute('class'), 'row-bad', 'quarantined plugin is highlighted');
     assert.match(await page.locator('tr[data-plugin="dice"]').innerText(), /quarantined/);

@@ -1,5 +1,5 @@
 /**
- * The example plugins, tested the way a plugin author would: through the sdk-types test helper,
+ * The example plugins, tested the way a plugin author would: through the runtime's test helper (`qqbot-runtime/testing`),
  * which bundles each plugin and runs it in a real sandbox (plugin-host child process + isolate).
  */
 import { after, before, describe, test } from 'node:test';
@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { createTestHarness, type TestHarness } from 'qqbot-sdk-types/testing';
+import { createTestHarness, type TestHarness } from 'qqbot-runtime/testing';
 
 const pluginDir = (name: string) => fileURLToPath(new URL(`../plugins/${name}`, import.meta.url));
 
@@ -85,7 +85,7 @@ describe('dice', () => {
   });
 
   test('an invalid config section is refused before the plugin runs', async () => {
-    await assert.rejects(createTestHarness({ pluginDir: pluginDir('dice'), config: { maxDice: 0 } }), { code: 'E_PLUGIN_CONFIG', message: /plugin "dice": .*maxDice: must be >= 1/ });
+    await assert.rejects(createTestHarness({ pluginDir: pluginDir('dice'), config: { maxDice: 0 } }), { code: 'E_PLUGIN_CONFIG', message: /^config\.maxDice: must be >= 1 \(config of plugin "dice"\)$/ });
   });
 });
 

@@ -390,7 +390,7 @@ test('a manifest change that makes the bot.yaml section invalid is a reload erro
   await writeFile(join(p.pluginsDir, 'greeter', 'package.json'), packageJson('greeter', { ...ECHO_MANIFEST, config: schema('number') }));
   const result = await nextReload(p, (r) => r.plugin === 'greeter', from);
   assert.equal(result.ok, false);
-  assert.match(result.error!.message, /bot\.yaml: bots\.demo\.plugins\.greeter/);
+  assert.match(result.error!.message, /bot\.yaml:\d+:\d+: bots\.demo\.plugins\.greeter\.greeting: must be number \(config of plugin "greeter"\)/);
   assert.ok(p.live.some((e) => e.kind === 'error' && e.text.includes('greeter reload failed')));
   assert.deepEqual((await ask(p)).replies, ['hello']);
 });

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { API_METHODS } from 'qqbot-sdk-types';
+import { API_METHODS } from '../sdk-types/api.ts';
 import { startSimulator, type Simulator, type OutboxEntry } from '../runtime/simulator/index.ts';
 import { Secret } from '../runtime/config/secret.ts';
 import { OpenAPIClient, LegacyTokenSource } from '../runtime/openapi/index.ts';
@@ -96,7 +96,7 @@ test('an npm-packed plugin is installed, discovered, enabled by package name, an
   const sections = botYaml.bots.main.plugins;
   const [plugin] = selectPlugins(discovered.plugins, Object.keys(sections));
   assert.equal(plugin, found);
-  const config = resolvePluginConfig(plugin!, sections['qqbot-plugin-greeter'], 'bot.yaml: bots.main.plugins.qqbot-plugin-greeter');
+  const config = resolvePluginConfig(plugin!, sections['qqbot-plugin-greeter'], { path: 'bots.main.plugins.qqbot-plugin-greeter' });
 
   // 5. bundle and run it in the sandbox, capabilities backed by the simulator's OpenAPI
   const bundle = await bundlePlugin({ entry: plugin!.main, displayRoot: project });

@@ -4,15 +4,17 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ivm from 'isolated-vm';
-import { EVENT_TYPES, type EventMap } from 'qqbot-sdk-types';
+import type { EventMap } from 'qqbot-sdk-types';
+import { EVENT_TYPES } from '../sdk-types/event-types.ts';
 import { PluginConfigError, PluginManifestError, readPluginManifest, resolveLimits, resolvePluginConfig, validateManifest } from '../runtime/plugins/manifest.ts';
 import { discoverPlugins, PluginNotFoundError, selectPlugins } from '../runtime/plugins/discovery.ts';
 import { bundlePlugin, PluginBuildError } from '../runtime/plugins/bundler.ts';
 import { DEFAULT_LIMITS, MAX_LIMITS } from '../runtime/plugins/instance.ts';
+import { describePending, hasPending, readGrants, reviewGrant, writeGrant } from '../runtime/plugins/grants.ts';
 
 let root: string;
 
@@ -112,20 +114,24 @@ describe('manifest', () => {
     }
   });
 
-  test('plugin config: defaults applied, the bot.yaml section validated, errors name plugin and field', () => {
+  test('plugin config: defaults applied, the bot.yaml section validated, errors name file:line:col, the key and the plugin', () => {
     const plugin = { name: 'dice', manifest: goodManifest as never };
     assert.deepEqual(resolvePluginConfig(plugin, undefined), { maxDice: 10, prefix: '/roll' });
     assert.deepEqual(resolvePluginConfig(plugin, { maxDice: 3 }), { maxDice: 3, prefix: '/roll' });
     const section = { maxDice: 3 };
     resolvePluginConfig(plugin, section);
     assert.deepEqual(section, { maxDice: 3 }, 'the caller\'s object is not mutated');
-    assert.throws(() => resolvePluginConfig(plugin, { maxDice: 'many' }, 'bot.yaml: bots.main.plugins.dice'), (error: unknown) => {
+    const positions: Record<string, { file: string; line: number; col: number }> = { '': { file: 'bot.yaml', line: 7, col: 7 }, maxDice: { file: 'bot.yaml', line: 8, col: 9 } };
+    const site = { path: 'bots.main.plugins.dice', locate: (field: string) => positions[field] };
+    assert.throws(() => resolvePluginConfig(plugin, { maxDice: 'many' }, site), (error: unknown) => {
       assert.ok(error instanceof PluginConfigError);
       assert.equal(error.code, 'E_PLUGIN_CONFIG');
-      assert.equal(error.message, 'plugin "dice": bot.yaml: bots.main.plugins.dice: maxDice: must be integer');
+      assert.equal(error.message, 'bot.yaml:8:9: bots.main.plugins.dice.maxDice: must be integer (config of plugin "dice")');
       return true;
     });
-    assert.throws(() => resolvePluginConfig(plugin, { colour: 'red' }), /plugin "dice": .*colour|additional/);
+    // an unknown key is named, and placed at its own line when known, else at the section
+    assert.throws(() => resolvePluginConfig(plugin, { colour: 'red' }, site), /: bot\.yaml:7:7: bots\.main\.plugins\.dice\.colour: unknown key "colour"/);
+    assert.throws(() => resolvePluginConfig(plugin, { colour: 'red' }), /: config\.colour: unknown key "colour" \(config of plugin "dice"\)/);
   });
 });
 
@@ -174,18 +180,75 @@ describe('discovery', () => {
     assert.deepEqual(selectPlugins(result.plugins, ['qqbot-plugin-greeter']).map((p) => p.name), ['greeter']);
   });
 
-  test('a folder name clashing with an npm package name is an error naming both paths', async () => {
+  test('a plugin folder and an installed package of the same name: the folder wins, with a warning naming both paths', async () => {
     const project = join(root, 'project-clash');
     const pluginsDir = join(project, 'plugins');
     await writePlugin(join(pluginsDir, 'qqbot-plugin-echo'), { name: 'my-echo', qqbot: { events: ['AT_MESSAGE_CREATE'] } });
     await writePlugin(join(project, 'node_modules', 'qqbot-plugin-echo'), { name: 'qqbot-plugin-echo', main: 'index.js', qqbot: { events: ['AT_MESSAGE_CREATE'] } }, { 'index.js': 'export default () => {}' });
     await writePlugin(join(pluginsDir, 'dice'), { name: 'dice', qqbot: { events: ['AT_MESSAGE_CREATE'] } });
+    // the same package name in a folder and in node_modules (the issue's plugins/weather case)
+    await writePlugin(join(pluginsDir, 'weather'), { name: 'qqbot-plugin-weather', qqbot: { events: ['AT_MESSAGE_CREATE'] } });
+    await writePlugin(join(project, 'node_modules', 'qqbot-plugin-weather'), { name: 'qqbot-plugin-weather', main: 'index.js', qqbot: { events: ['AT_MESSAGE_CREATE'] } }, { 'index.js': 'export default () => {}' });
     const result = await discoverPlugins({ pluginsDir, projectDir: project });
-    assert.deepEqual(result.plugins.map((p) => p.name), ['dice']);
-    const clash = result.problems.find((p) => p.code === 'E_PLUGIN_NAME_CLASH');
-    assert.ok(clash);
-    assert.ok(clash.message.includes(join(pluginsDir, 'qqbot-plugin-echo')), clash.message);
-    assert.ok(clash.message.includes(join(project, 'node_modules', 'qqbot-plugin-echo')), clash.message);
+    assert.deepEqual(result.problems, []);
+    assert.deepEqual(result.plugins.map((p) => `${p.name}:${p.source}`), ['dice:folder', 'qqbot-plugin-echo:folder', 'weather:folder']);
+    assert.deepEqual(result.warnings.map((w) => w.plugin), ['qqbot-plugin-echo', 'qqbot-plugin-weather']);
+    for (const warning of result.warnings) {
+      assert.equal(warning.code, 'W_PLUGIN_SHADOWED');
+      assert.ok(warning.message.includes(join(project, 'node_modules', warning.plugin)), warning.message);
+      assert.match(warning.message, /a plugin folder wins over a package of the same name/);
+    }
+    // bot.yaml naming either the folder or the package name gets the folder
+    assert.deepEqual(selectPlugins(result.plugins, ['qqbot-plugin-weather', 'qqbot-plugin-echo']).map((p) => p.dir), [join(pluginsDir, 'weather'), join(pluginsDir, 'qqbot-plugin-echo')]);
+
+    // two folders sharing a package name both load; only that shared name is refused, naming both
+    await writePlugin(join(pluginsDir, 'weather-copy'), { name: 'qqbot-plugin-weather', qqbot: { events: ['AT_MESSAGE_CREATE'] } });
+    const again = await discoverPlugins({ pluginsDir, projectDir: project });
+    assert.ok(again.plugins.some((p) => p.name === 'weather') && again.plugins.some((p) => p.name === 'weather-copy'));
+    assert.deepEqual(selectPlugins(again.plugins, ['weather-copy']).map((p) => p.name), ['weather-copy']);
+    assert.throws(() => selectPlugins(again.plugins, ['qqbot-plugin-weather']), /that is the package name of .*weather \(folder weather\) and .*weather-copy \(folder weather-copy\); enable one by its folder name/);
+  });
+});
+
+describe('grants', () => {
+  const manifest = (permissions: string[], fetchHosts: string[] = []) => ({ events: ['AT_MESSAGE_CREATE'], permissions, fetchHosts }) as never;
+
+  test('an npm plugin runs on what was granted; the rest is pending; a folder plugin gets what it asks', () => {
+    const table = { 'qqbot-plugin-mod': { version: '1.0.0', permissions: ['messages.send', 'storage'], fetchHosts: ['a.example'] } };
+    const review = reviewGrant({ name: 'qqbot-plugin-mod', source: 'npm', manifest: manifest(['messages.send', 'members.manage'], ['a.example', 'b.example']) }, table);
+    assert.deepEqual(review.effective, { permissions: ['messages.send'], fetchHosts: ['a.example'] });
+    assert.deepEqual(review.pending, { permissions: ['members.manage'], fetchHosts: ['b.example'] });
+    assert.deepEqual(review.dropped, { permissions: ['storage'], fetchHosts: [] });
+    assert.equal(describePending(review), 'members.manage, fetch host b.example');
+    const never = reviewGrant({ name: 'qqbot-plugin-new', source: 'npm', manifest: manifest(['messages.send']) }, table);
+    assert.ok(never.unreviewed);
+    assert.deepEqual(never.effective.permissions, []);
+    const folder = reviewGrant({ name: 'mine', source: 'folder', manifest: manifest(['members.manage']) }, {});
+    assert.deepEqual(folder.effective.permissions, ['members.manage']);
+    assert.ok(!hasPending(folder));
+  });
+
+  test('the grants file: one line per grant, other entries and comments kept, errors with file:line:col', async () => {
+    const file = join(root, 'grants', 'plugin-grants.yaml');
+    await mkdir(join(root, 'grants'), { recursive: true });
+    await writeGrant(file, 'qqbot-plugin-a', { version: '1.0.0', permissions: ['storage', 'messages.send'], fetchHosts: [] });
+    await writeFile(file, `${await readFile(file, 'utf8')}# reviewed by ops, ticket 42\n`);
+    await writeGrant(file, '@scope/qqbot-plugin-b', { version: '2.0.0', permissions: ['net.fetch'], fetchHosts: ['api.example.com'] });
+    const text = await readFile(file, 'utf8');
+    assert.match(text, /qqbot-plugin-a:\n {2}version: 1\.0\.0\n {2}permissions:\n {4}- messages\.send\n {4}- storage\n {2}fetchHosts: \[\]\n/);
+    assert.match(text, /# reviewed by ops, ticket 42/);
+    assert.deepEqual(readGrants(file), {
+      'qqbot-plugin-a': { version: '1.0.0', permissions: ['messages.send', 'storage'], fetchHosts: [] },
+      '@scope/qqbot-plugin-b': { version: '2.0.0', permissions: ['net.fetch'], fetchHosts: ['api.example.com'] },
+    });
+    await writeGrant(file, 'qqbot-plugin-a', undefined);
+    assert.deepEqual(Object.keys(readGrants(file)), ['@scope/qqbot-plugin-b']);
+    assert.deepEqual(readGrants(join(root, 'grants', 'missing.yaml')), {});
+
+    await writeFile(file, 'qqbot-plugin-a:\n  version: 1.0.0\n  permissions: messages.send\n');
+    assert.throws(() => readGrants(file), /plugin-grants\.yaml:3:16: qqbot-plugin-a\.permissions: expected a list of strings/);
+    await writeFile(file, 'qqbot-plugin-a: [\n');
+    assert.throws(() => readGrants(file), (error: Error & { code?: string }) => error.code === 'E_GRANTS_FILE' && /plugin-grants\.yaml:\d+:\d+: /.test(error.message));
   });
 });
 
@@ -281,12 +344,12 @@ describe('bundler', () => {
       /qqbot-plugin-sharer\/index\.js:1:\d+: "\.\.\/\.\.\/lib\/suffix\.ts" is outside the plugin's folder \(lib\/suffix\.ts\); a plugin installed from npm/);
   });
 
-  test('a syntax error and the host-only sdk test helper fail the build with their locations', async () => {
+  test('a syntax error and the host-only test helper fail the build with their locations', async () => {
     const dir = join(root, 'bundle-syntax', 'plugins', 'oops');
     await writePlugin(dir, { name: 'oops', qqbot: { events: ['AT_MESSAGE_CREATE'] } }, { 'index.ts': 'export default function setup( {\n' });
     await assert.rejects(bundlePlugin({ entry: join(dir, 'index.ts'), displayRoot: join(root, 'bundle-syntax', 'plugins') }), /oops\/index\.ts:2:1: Expected identifier/);
     const dir2 = join(root, 'bundle-syntax', 'plugins', 'tester');
-    await writePlugin(dir2, { name: 'tester', qqbot: { events: ['AT_MESSAGE_CREATE'] } }, { 'index.ts': "import { createTestHarness } from 'qqbot-sdk-types/testing';\nexport default createTestHarness;\n" });
-    await assert.rejects(bundlePlugin({ entry: join(dir2, 'index.ts'), displayRoot: join(root, 'bundle-syntax', 'plugins') }), /tester\/index\.ts:1:\d+: "qqbot-sdk-types\/testing" is not available inside a plugin/);
+    await writePlugin(dir2, { name: 'tester', qqbot: { events: ['AT_MESSAGE_CREATE'] } }, { 'index.ts': "import { createTestHarness } from 'qqbot-runtime/testing';\nexport default createTestHarness;\n" });
+    await assert.rejects(bundlePlugin({ entry: join(dir2, 'index.ts'), displayRoot: join(root, 'bundle-syntax', 'plugins') }), /tester\/index\.ts:1:\d+: "qqbot-runtime\/testing" is not available inside a plugin/);
   });
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,15 +19,32 @@ function run(args: string[], cwd: string): Promise<{ code: number; stdout: strin
   });
 }
 
-test('qqbot new-plugin scaffolds a plugin whose own sandboxed test passes and that discovery accepts', async () => {
+test('qqbot new-plugin scaffolds a publishable plugin package whose own sandboxed test passes, that type-checks against the sandbox only, and that discovery accepts', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'qqbot-scaffold-'));
   symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
   const created = await run([join(ROOT, 'bin/qqbot.js'), 'new-plugin', 'greeter'], dir);
   assert.equal(created.code, 0, created.stderr);
   assert.match(created.stdout, /created plugins\/greeter\//);
 
-  const manifest = JSON.parse(readFileSync(join(dir, 'plugins/greeter/package.json'), 'utf8')) as { qqbot: { events: string[] } };
+  const manifest = JSON.parse(readFileSync(join(dir, 'plugins/greeter/package.json'), 'utf8')) as { name: string; files: string[]; devDependencies: Record<string, string>; qqbot: { events: string[] } };
   assert.ok(manifest.qqbot.events.includes('GROUP_AT_MESSAGE_CREATE'));
+  // publishable: a name, what to ship, and the helper and types at this runtime's version (lockstep)
+  const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  assert.equal(manifest.name, 'qqbot-plugin-greeter');
+  assert.deepEqual(manifest.files, ['*.ts', '!*.test.ts', 'README.md']);
+  assert.equal(manifest.devDependencies['qqbot-runtime'], `^${version}`);
+  assert.equal(manifest.devDependencies['qqbot-sdk-types'], `^${version}`);
+  assert.match(readFileSync(join(dir, 'plugins/greeter/README.md'), 'utf8'), /## Publish/);
+
+  // type-checks against the sandbox's globals; `process` is refused as it would be at run time
+  const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
+  const checked = await run([tsc, '-p', 'plugins/greeter'], dir);
+  assert.equal(checked.code, 0, checked.stdout + checked.stderr);
+  appendFileSync(join(dir, 'plugins/greeter/index.ts'), 'export const leak = process.env.SECRET;\n');
+  const leaked = await run([tsc, '-p', 'plugins/greeter'], dir);
+  assert.notEqual(leaked.code, 0);
+  assert.match(leaked.stdout, /index\.ts\(\d+,\d+\): error TS\d+: Cannot find name 'process'/);
+  writeFileSync(join(dir, 'plugins/greeter/index.ts'), readFileSync(join(dir, 'plugins/greeter/index.ts'), 'utf8').replace('export const leak = process.env.SECRET;\n', ''));
   const discovery = await discoverPlugins({ pluginsDir: join(dir, 'plugins') });
   assert.deepEqual(discovery.problems, []);
   assert.deepEqual(discovery.plugins.map((p) => p.name), ['greeter']);

@@ -10,8 +10,9 @@ import { bundlePlugin } from '../plugins/bundler.ts';
 import type { PluginCapabilities } from '../plugins/capabilities/index.ts';
 import type { DiscoveredPlugin } from '../plugins/discovery.ts';
 import { buildInstanceSpec } from '../plugins/instance-spec.ts';
-import { readPluginManifest, resolvePluginConfig } from '../plugins/manifest.ts';
+import { readPluginManifest, resolvePluginConfig, type ConfigSite } from '../plugins/manifest.ts';
 import type { PluginSupervisor } from '../plugins/sandbox/supervisor.ts';
+import { approveCommand, describePending, grantItems, hasPending, reviewGrant, type GrantTable } from '../plugins/grants.ts';
 
 /** The plugin names bot.yaml enables for a bot (a `false` section disables), or undefined: every plugin folder. */
 export function enabledPluginNames(bot: BotConfig): string[] | undefined {
@@ -24,6 +25,15 @@ export function isEnabled(bot: BotConfig, plugin: DiscoveredPlugin): boolean {
   return names === undefined ? plugin.source === 'folder' : names.some((name) => name === plugin.name || name === plugin.packageName);
 }
 
+/** Where bot.yaml configures a plugin of a bot: for errors with file:line:col and the key. */
+export function pluginConfigSite(bot: BotConfig, key: string): ConfigSite {
+  return {
+    path: `bots.${bot.name}.plugins.${key}`,
+    // a plugin the bot runs without listing it (no plugins list) is placed at the bot
+    locate: (field) => bot.pluginLocations[field ? `${key}.${field}` : key] ?? (field ? undefined : bot.location),
+  };
+}
+
 export interface LoadedPlugin {
   name: string;
   instanceId: string;
@@ -32,11 +42,19 @@ export interface LoadedPlugin {
   /** files that went into the bundle, plus package.json: what a watcher should watch */
   inputs: readonly string[];
   dir: string;
+  source: 'folder' | 'npm';
+  /** what its manifest asks for that the operator has not granted (npm plugins): "members.manage", "fetch host x" */
+  pending: readonly string[];
 }
 
 interface Installed extends LoadedPlugin {
   permissions: string[];
   fetchHosts: string[];
+  pendingPermissions: string[];
+}
+
+function view({ permissions: _p, fetchHosts: _f, pendingPermissions: _pp, ...plugin }: Installed): LoadedPlugin {
+  return plugin;
 }
 
 export interface PluginFailure {
@@ -51,6 +69,8 @@ export interface BotPluginsOptions {
   /** paths in errors and stacks are shown relative to this */
   displayRoot: string;
   logger: Logger;
+  /** the operator's grants to npm plugins (plugin-grants.yaml), read at each load */
+  grants?: () => GrantTable;
 }
 
 export class BotPlugins {
@@ -64,7 +84,7 @@ export class BotPlugins {
   }
 
   get loaded(): LoadedPlugin[] {
-    return [...this.#loaded.values()].map(({ permissions: _p, fetchHosts: _f, ...plugin }) => plugin);
+    return [...this.#loaded.values()].map(view);
   }
 
   subscribers(type: string): readonly string[] {
@@ -88,20 +108,22 @@ export class BotPlugins {
    * Loads a plugin, or replaces the running version (hot reload). The supervisor switches only when
    * the new version's setup succeeded; on any error the old version keeps serving and this rejects.
    */
-  async load(plugin: Pick<DiscoveredPlugin, 'name' | 'packageName' | 'dir'>): Promise<LoadedPlugin & { loadMs: number }> {
+  async load(plugin: Pick<DiscoveredPlugin, 'name' | 'packageName' | 'dir' | 'source'>): Promise<LoadedPlugin & { loadMs: number }> {
     const { bot, supervisor, capabilities, displayRoot, logger } = this.#options;
-    const { name, dir } = plugin;
+    const { name, dir, source } = plugin;
     const shownPackage = relative(displayRoot, `${dir}/package.json`);
     const manifest = await readPluginManifest(dir, { plugin: name, displayFile: shownPackage });
     // bot.yaml may name the plugin by folder or by package name
     const key = bot.plugins && !(name in bot.plugins) && plugin.packageName in bot.plugins ? plugin.packageName : name;
-    const section = bot.plugins?.[key];
-    const config = resolvePluginConfig({ name, manifest: manifest.manifest }, section === true ? undefined : section, `${relative(displayRoot, bot.location.file)}: bots.${bot.name}.plugins.${key}`);
+    const config = resolvePluginConfig({ name, manifest: manifest.manifest }, bot.plugins?.[key], pluginConfigSite(bot, key));
     const bundle = await bundlePlugin({ entry: manifest.main, displayRoot });
     const previous = this.#loaded.get(name);
-    const spec = buildInstanceSpec({ bot, plugin: name, version: (previous?.version ?? 0) + 1, manifest: manifest.manifest, config, bundle });
+    // an npm plugin runs on what the operator granted, whatever its manifest asks for now
+    const review = reviewGrant({ name, source, manifest: manifest.manifest }, this.#options.grants?.() ?? {});
+    const spec = { ...buildInstanceSpec({ bot, plugin: name, version: (previous?.version ?? 0) + 1, manifest: manifest.manifest, config, bundle }), permissions: review.effective.permissions };
+    const pending = { permissions: review.pending.permissions, approve: approveCommand(name) };
     // Grants are registered before setup runs: setup code may already call the API.
-    capabilities.registerInstance(spec, { fetchHosts: manifest.manifest.fetchHosts ?? [] });
+    capabilities.registerInstance(spec, { fetchHosts: review.effective.fetchHosts, pending });
     let loadMs: number;
     try {
       ({ loadMs } = await supervisor.load(spec));
@@ -109,7 +131,7 @@ export class BotPlugins {
       if (previous) {
         // the old version keeps serving with its old grants
         const old = { ...spec, permissions: previous.permissions };
-        capabilities.registerInstance(old, { fetchHosts: previous.fetchHosts });
+        capabilities.registerInstance(old, { fetchHosts: previous.fetchHosts, pending: { permissions: previous.pendingPermissions, approve: approveCommand(name) } });
       } else {
         capabilities.unregisterInstance(spec.id);
       }
@@ -122,14 +144,19 @@ export class BotPlugins {
       events: spec.events,
       inputs: [...bundle.inputs, `${dir}/package.json`],
       dir,
+      source,
+      pending: grantItems(review.pending),
       permissions: spec.permissions,
-      fetchHosts: manifest.manifest.fetchHosts ?? [],
+      fetchHosts: review.effective.fetchHosts,
+      pendingPermissions: review.pending.permissions,
     };
     this.#loaded.set(name, loaded);
     this.#index();
     logger.debug({ plugin: name, version: spec.version, loadMs }, 'plugin loaded');
-    const { permissions: _p, fetchHosts: _f, ...view } = loaded;
-    return { ...view, loadMs };
+    if (hasPending(review)) {
+      logger.warn({ plugin: name, pending: loaded.pending }, `plugin ${name} asks for ${describePending(review)}, not granted: it runs without until approved (${approveCommand(name)})`);
+    }
+    return { ...view(loaded), loadMs };
   }
 
   async unload(name: string): Promise<boolean> {

@@ -16,6 +16,7 @@ import type { RuntimeMetrics, ShardState as MetricShardState } from '../metrics/
 import { AccessTokenSource, LegacyTokenSource, OpenAPIClient, resolveEndpoints, routeTemplate, type TokenSource } from '../openapi/index.ts';
 import type { PluginCapabilities } from '../plugins/capabilities/index.ts';
 import type { DiscoveredPlugin } from '../plugins/discovery.ts';
+import type { GrantTable } from '../plugins/grants.ts';
 import type { PluginSupervisor } from '../plugins/sandbox/supervisor.ts';
 import type { KeyValueStore } from '../plugins/storage/key-value-store.ts';
 import { LocalSessionManager } from '../sessions/local.ts';
@@ -38,6 +39,8 @@ export interface BotOptions {
   storage: (config: StorageConfig) => Promise<KeyValueStore>;
   displayRoot: string;
   logger: Logger;
+  /** the operator's grants to npm plugins, read at each plugin load */
+  pluginGrants?: () => GrantTable;
   metrics?: RuntimeMetrics;
   /** base URL of the embedded simulator, for `endpoint: simulator` */
   simulatorUrl?: string;
@@ -89,7 +92,7 @@ export class Bot extends EventEmitter<BotEvents> {
     this.config = options.config;
     this.#options = options;
     this.#log = options.logger.child({ bot: options.config.name });
-    this.plugins = new BotPlugins({ bot: options.config, supervisor: options.supervisor, capabilities: options.capabilities, displayRoot: options.displayRoot, logger: this.#log });
+    this.plugins = new BotPlugins({ bot: options.config, supervisor: options.supervisor, capabilities: options.capabilities, displayRoot: options.displayRoot, logger: this.#log, ...(options.pluginGrants ? { grants: options.pluginGrants } : {}) });
     this.losses = new LossReporter({ logger: this.#log });
     this.#dispatcher = new Dispatcher({
       bot: options.config.name,
@@ -131,7 +134,7 @@ export class Bot extends EventEmitter<BotEvents> {
       const failures = await this.plugins.loadAll(plugins);
       if (this.#state !== 'starting') return failures;
       for (const failure of failures) this.#log.error({ plugin: failure.plugin, err: failure.error.message }, 'plugin not loaded');
-      this.#intents = mergeIntents(this.plugins.subscriptions(), this.config.intents).intents;
+      this.#intents = this.#startIntents(failures);
       this.#accepting = true;
       await this.#startTransport();
       if (this.#state !== 'starting') return failures;
@@ -143,6 +146,17 @@ export class Bot extends EventEmitter<BotEvents> {
       if (this.#state === 'stopping' || this.#state === 'stopped') return [];
       await this.#fail(error as Error);
       throw error;
+    }
+  }
+
+  /** The intents to identify with; with nothing to receive because plugins failed, those failures are the error. */
+  #startIntents(failures: PluginFailure[]): number {
+    try {
+      return mergeIntents(this.plugins.subscriptions(), this.config.intents).intents;
+    } catch (error) {
+      if (failures.length === 0 || (error as QQBotError).code !== 'E_EMPTY_INTENTS') throw error;
+      const lines = failures.map((f) => `  plugin ${f.plugin}: ${f.error.message.split('\n').join('\n    ')}`);
+      throw new BotStartError('E_PLUGINS_FAILED', `no enabled plugin could be loaded, so the bot would receive nothing:\n${lines.join('\n')}`, { plugins: failures.map((f) => f.plugin) });
     }
   }
 

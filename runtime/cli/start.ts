@@ -22,6 +22,13 @@ export async function startCommand(args: string[]): Promise<number> {
   const failed = [...runtime.bots.values()].filter((bot) => bot.state === 'failed');
   const lines = [`qqbot: ${runtime.bots.size - failed.length}/${runtime.bots.size} bots running`];
   for (const bot of failed) lines.push(`  bot ${bot.config.name} failed: ${bot.error?.message ?? 'unknown error'}`);
+  if (failed.length > 0 && failed.length === runtime.bots.size) {
+    // nothing would run: say why and exit rather than stay up serving no bot
+    process.stderr.write(`${lines.join('\n')}\n`);
+    await runtime.stop();
+    logger.flush();
+    return 1;
+  }
   if (runtime.consoleUrl) lines.push(`  console: ${runtime.consoleUrl}`);
   if (runtime.metricsPort !== undefined) lines.push(`  metrics: http://${config.metrics?.host}:${runtime.metricsPort}/metrics`);
   if (runtime.simulator) lines.push(`  simulator: ${runtime.simulator.url} (send messages from the console's chat pane)`);

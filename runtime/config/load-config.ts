@@ -6,7 +6,7 @@ import { ConfigError } from './config-error.ts';
 import { interpolate, MissingVariableError } from './interpolate.ts';
 import { botYamlSchema } from './schema.ts';
 import { Secret } from './secret.ts';
-import type { BotConfig, EndpointConfig, RuntimeConfig, SessionsConfig, StorageConfig, TransportConfig } from './types.ts';
+import type { BotConfig, EndpointConfig, RuntimeConfig, SessionsConfig, SourceLocation, StorageConfig, TransportConfig } from './types.ts';
 
 type Path = Array<string | number>;
 
@@ -133,6 +133,7 @@ function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number)
       requestTimeoutMs: bot.requestTimeoutMs ?? 10_000,
       ...(bot.pluginQueueBytes !== undefined ? { pluginQueueBytes: bot.pluginQueueBytes } : {}),
       location: at(node?.range?.[0]),
+      pluginLocations: keyLocations(doc.getIn(['bots', index, 'plugins'], true), '', at),
     };
   });
 
@@ -198,6 +199,25 @@ function interpolateNodes(
       throw error;
     }
   }
+}
+
+/** Positions of every key (and list item) below `node`, so errors found later (plugin config) can point at bot.yaml. */
+function keyLocations(node: unknown, prefix: string, at: (o?: number) => SourceLocation, out: Record<string, SourceLocation> = {}): Record<string, SourceLocation> {
+  if (isMap(node)) {
+    for (const pair of node.items) {
+      if (!isPair(pair) || !isScalar(pair.key)) continue;
+      const path = prefix ? `${prefix}.${String(pair.key.value)}` : String(pair.key.value);
+      out[path] = at(pair.key.range?.[0]);
+      keyLocations(pair.value, path, at, out);
+    }
+  } else if (isSeq(node)) {
+    node.items.forEach((item, index) => {
+      const path = `${prefix}[${index}]`;
+      out[path] = at((item as Node | null)?.range?.[0]);
+      keyLocations(item, path, at, out);
+    });
+  }
+  return out;
 }
 
 /** Prefer the most specific error: oneOf wrappers hide the real cause under noise. */

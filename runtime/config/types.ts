@@ -46,6 +46,8 @@ export interface BotConfig {
    */
   pluginQueueBytes?: number;
   location: SourceLocation;
+  /** where each key under `plugins` is, by path from there (`weather`, `weather.units`, `dice.faces[0]`) */
+  pluginLocations: Record<string, SourceLocation>;
 }
 
 export interface RuntimeConfig {

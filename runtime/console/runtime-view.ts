@@ -30,6 +30,11 @@ export interface PluginView {
   /** replies and sends that did not go out, by error code */
   sendFailures: Record<string, number>;
   lastError?: string;
+  /** a plugin folder (the operator's code) or an installed npm package */
+  source: 'folder' | 'npm';
+  /** what an npm plugin asks for that the operator has not granted, and the command that grants it */
+  pending?: string[];
+  approve?: string;
 }
 
 export interface BotView {

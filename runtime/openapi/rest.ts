@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
 import { Pool } from 'undici';
 import { silentLogger, type Logger } from '../logging/logger.ts';
@@ -7,6 +6,7 @@ import { OpenAPIError, scrubCredentials, type OpenAPIErrorCode } from './errors.
 import { RequestSignal } from './request-signal.ts';
 import { RouteQueues, majorKey, routeKey, type AttemptOutcome, type SendRate } from './route-queues.ts';
 import type { TokenSource } from './token-source.ts';
+import { VERSION } from '../version.ts';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -103,7 +103,7 @@ function isRetryableCode(code: number): boolean {
 const MIN_SEND_TIMEOUT_MS = 5000;
 const SAFE_METHODS = new Set(['GET', 'HEAD']);
 
-export const USER_AGENT = `qqbot-runtime/${readVersion()}`;
+export const USER_AGENT = `qqbot-runtime/${VERSION}`;
 
 /** Result of a send the platform queued for audit (HTTP 202, code 304023/304024). */
 export interface AuditAccepted {
@@ -365,14 +365,6 @@ export class Rest extends EventEmitter<RestEvents> {
   }
 }
 
-function readVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
-    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-}
 
 /** A message send or media upload: a repeat could reach users twice. */
 function isSend(method: string, path: string): boolean {

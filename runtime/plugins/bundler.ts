@@ -43,13 +43,16 @@ export class PluginBuildError extends QQBotError {
 }
 
 const SHIM_NAMESPACE = 'qqbot-sdk-shim';
-const sdkDir = resolve(dirname(fileURLToPath(import.meta.url)), '../../sdk-types');
+// The runtime's own copy of the SDK (sources in a checkout, compiled beside dist/runtime when installed):
+// a plugin sees the tables of the runtime that runs it, whatever SDK version it was written against.
+const here = fileURLToPath(import.meta.url);
+const sdkDir = resolve(dirname(here), '../../sdk-types');
 const builtins = new Set(builtinModules);
 
 // The values a plugin may import from qqbot-sdk-types; everything else there is types (erased).
 const SHIM_SOURCE = [
-  `export { API_METHODS, PERMISSIONS } from ${JSON.stringify(join(sdkDir, 'api.ts'))};`,
-  `export { EVENT_TYPES } from ${JSON.stringify(join(sdkDir, 'event-types.ts'))};`,
+  `export { API_METHODS, PERMISSIONS } from ${JSON.stringify(join(sdkDir, `api${extname(here)}`))};`,
+  `export { EVENT_TYPES } from ${JSON.stringify(join(sdkDir, `event-types${extname(here)}`))};`,
 ].join('\n');
 
 export async function bundlePlugin(options: BundleOptions): Promise<PluginBundle> {
@@ -107,9 +110,9 @@ function sandboxImports(root: string, displayRoot: string): Plugin {
   return {
     name: 'qqbot-sandbox-imports',
     setup(b) {
-      b.onResolve({ filter: /^qqbot-sdk-types(\/.*)?$/ }, (args) => {
+      b.onResolve({ filter: /^qqbot-(sdk-types|runtime)(\/.*)?$/ }, (args) => {
         if (args.path === 'qqbot-sdk-types') return { path: 'qqbot-sdk-types', namespace: SHIM_NAMESPACE };
-        return { errors: [{ text: `"${args.path}" is not available inside a plugin (only "qqbot-sdk-types" is; "qqbot-sdk-types/testing" is for tests)` }] };
+        return { errors: [{ text: `"${args.path}" is not available inside a plugin (only "qqbot-sdk-types" is; "qqbot-runtime/testing" is for tests)` }] };
       });
       b.onLoad({ filter: /.*/, namespace: SHIM_NAMESPACE }, () => ({ contents: SHIM_SOURCE, loader: 'js', resolveDir: sdkDir }));
       b.onResolve({ filter: /.*/ }, async (args) => {

@@ -1,6 +1,11 @@
 /**
  * Finds plugins: folders of `pluginsDir` and npm packages in `<projectDir>/node_modules` whose
  * package.json has a `qqbot` field. A broken plugin is reported in `problems`; the rest load.
+ *
+ * One name, two sources: a plugin folder is the operator's own code, so it wins over an installed
+ * package that bot.yaml would reach by the same name (folder name or package name); the package is
+ * set aside with a warning naming both paths. Nothing is dropped for a clash otherwise: a name two
+ * folders share as package name is only refused when bot.yaml uses it (`findPlugin`).
  */
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
@@ -33,12 +38,28 @@ export interface DiscoveryProblem {
 export interface DiscoveryResult {
   plugins: DiscoveredPlugin[];
   problems: DiscoveryProblem[];
+  /** installed packages shadowed by a plugin folder of the same name (they are not in `plugins`) */
+  warnings: DiscoveryProblem[];
 }
 
 export class PluginNotFoundError extends QQBotError {
-  constructor(name: string, known: string[]) {
-    super('E_PLUGIN_NOT_FOUND', `plugin "${name}" is enabled but was not found (known: ${known.join(', ') || 'none'})`, { plugin: name });
+  constructor(name: string, known: string[], ambiguous: DiscoveredPlugin[] = []) {
+    const message = ambiguous.length > 1
+      ? `plugin "${name}" is enabled, but that is the package name of ${ambiguous.map((p) => `${p.dir} (folder ${p.name})`).join(' and ')}; enable one by its folder name`
+      : `plugin "${name}" is enabled but was not found (known: ${known.join(', ') || 'none'})`;
+    super('E_PLUGIN_NOT_FOUND', message, { plugin: name });
   }
+}
+
+/**
+ * The plugin bot.yaml means by `name`: the one of that name (folder name, or npm package name),
+ * else the only folder whose package has that name.
+ */
+export function findPlugin(plugins: readonly DiscoveredPlugin[], name: string): DiscoveredPlugin | undefined {
+  const byName = plugins.find((p) => p.name === name);
+  if (byName) return byName;
+  const byPackage = plugins.filter((p) => p.packageName === name);
+  return byPackage.length === 1 ? byPackage[0] : undefined;
 }
 
 export async function discoverPlugins(options: { pluginsDir?: string; projectDir?: string }): Promise<DiscoveryResult> {
@@ -85,25 +106,21 @@ export async function discoverPlugins(options: { pluginsDir?: string; projectDir
     }
   }
 
-  // A name that bot.yaml could use for two different plugins is ambiguous: neither is loaded.
-  const byKey = new Map<string, DiscoveredPlugin[]>();
-  for (const plugin of plugins) {
-    for (const key of new Set([plugin.name, plugin.packageName])) {
-      byKey.set(key, [...(byKey.get(key) ?? []), plugin]);
-    }
-  }
-  const clashing = new Set<DiscoveredPlugin>();
-  for (const [key, owners] of byKey) {
-    if (owners.length < 2) continue;
-    owners.forEach((o) => clashing.add(o));
-    problems.push({
-      code: 'E_PLUGIN_NAME_CLASH',
-      message: `plugin name "${key}" is claimed by ${owners.map((o) => `${o.dir} (${o.source})`).join(' and ')}; rename one of them`,
-      plugin: key,
-      paths: owners.map((o) => o.dir),
+  const warnings: DiscoveryProblem[] = [];
+  const folders = plugins.filter((p) => p.source === 'folder');
+  const shadowed = new Set<DiscoveredPlugin>();
+  for (const installed of plugins.filter((p) => p.source === 'npm')) {
+    const folder = folders.find((f) => f.name === installed.name || f.packageName === installed.name);
+    if (!folder) continue;
+    shadowed.add(installed);
+    warnings.push({
+      code: 'W_PLUGIN_SHADOWED',
+      message: `plugin "${installed.name}": the folder ${folder.dir} is used, not the installed package ${installed.dir} (${installed.version}); a plugin folder wins over a package of the same name. Rename or remove the folder to run the package`,
+      plugin: installed.name,
+      paths: [folder.dir, installed.dir],
     });
   }
-  return { plugins: plugins.filter((p) => !clashing.has(p)), problems };
+  return { plugins: plugins.filter((p) => !shadowed.has(p)), problems, warnings };
 }
 
 /**
@@ -113,8 +130,8 @@ export async function discoverPlugins(options: { pluginsDir?: string; projectDir
 export function selectPlugins(discovered: DiscoveredPlugin[], enabled?: readonly string[]): DiscoveredPlugin[] {
   if (enabled === undefined) return discovered.filter((p) => p.source === 'folder');
   return enabled.map((name) => {
-    const found = discovered.find((p) => p.name === name || p.packageName === name);
-    if (!found) throw new PluginNotFoundError(name, discovered.map((p) => p.name));
+    const found = findPlugin(discovered, name);
+    if (!found) throw new PluginNotFoundError(name, discovered.map((p) => p.name), discovered.filter((p) => p.packageName === name));
     return found;
   });
 }

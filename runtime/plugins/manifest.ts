@@ -5,7 +5,8 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { PLUGIN_MANIFEST_SCHEMA, type PluginManifest } from 'qqbot-sdk-types';
+import type { PluginManifest } from 'qqbot-sdk-types';
+import { PLUGIN_MANIFEST_SCHEMA } from '../../sdk-types/manifest-schema.ts';
 import { QQBotError } from '../errors.ts';
 import { DEFAULT_LIMITS, MAX_LIMITS, type PluginLimits } from './instance.ts';
 
@@ -19,10 +20,39 @@ export class PluginManifestError extends QQBotError {
   }
 }
 
+/** Where a plugin's config section is, for its errors. */
+export interface ConfigSite {
+  /** the section's path, e.g. `bots.demo.plugins.weather` */
+  path: string;
+  /** file:line:col of a field below the section (`units`, `faces[0]`; '' for the section itself) */
+  locate?: (field: string) => SourceLocation | undefined;
+}
+
+export interface SourceLocation {
+  file: string;
+  line: number;
+  col: number;
+}
+
+/** A config section the plugin's schema refuses; each line starts with `file:line:col:` when known. */
 export class PluginConfigError extends QQBotError {
-  constructor(plugin: string, where: string, problems: { field: string; message: string }[]) {
-    const lines = problems.map((p) => `${where}: ${p.field}: ${p.message}`);
-    super('E_PLUGIN_CONFIG', `plugin "${plugin}": ${lines.join('; ')}`, { plugin, where, field: problems[0]?.field });
+  readonly problems: readonly string[];
+
+  constructor(plugin: string, site: ConfigSite, problems: { field: string; message: string }[]) {
+    const located = problems.map((p) => ({ ...p, at: nearestLocation(site, p.field) }));
+    const lines = located.map((p) => `${p.at ? `${p.at.file}:${p.at.line}:${p.at.col}: ` : ''}${site.path}${p.field ? `.${p.field}` : ''}: ${p.message}`);
+    const first = located[0];
+    super('E_PLUGIN_CONFIG', `${lines.join('\n')}${lines.length > 1 ? '\n' : ' '}(config of plugin "${plugin}")`, { plugin, field: first ? `${site.path}${first.field ? `.${first.field}` : ''}` : site.path, ...first?.at });
+    this.problems = lines;
+  }
+}
+
+/** The field's own position, else its nearest ancestor's (a missing key points at its parent). */
+function nearestLocation(site: ConfigSite, field: string): SourceLocation | undefined {
+  if (!site.locate) return undefined;
+  for (let path = field; ; path = path.replace(/(\.?[^.[\]]+|\[\d+\])$/, '')) {
+    const found = site.locate(path);
+    if (found || path === '') return found;
   }
 }
 
@@ -114,29 +144,39 @@ export function resolveLimits(manifest: PluginManifest): PluginLimits {
 
 /**
  * Validates a bot.yaml plugin section against the manifest's config schema, with defaults applied.
- * `where` names the section in errors (e.g. `bot.yaml: bots.main.plugins.dice`).
+ * `site` places the section for errors (its bot.yaml path, and file:line:col of each key).
  */
 export function resolvePluginConfig(
   plugin: { name: string; manifest: PluginManifest },
   section: unknown,
-  where = `config of plugin "${plugin.name}"`,
+  site: ConfigSite = { path: 'config' },
 ): Record<string, unknown> {
   const schema = plugin.manifest.config;
-  const value = section === undefined || section === null ? {} : structuredClone(section);
+  const value = section === undefined || section === null || section === true ? {} : structuredClone(section);
   if (schema === undefined) {
     if (typeof value !== 'object' || Array.isArray(value)) {
-      throw new PluginConfigError(plugin.name, where, [{ field: '(root)', message: 'must be an object' }]);
+      throw new PluginConfigError(plugin.name, site, [{ field: '', message: 'must be a map of settings' }]);
     }
     return value as Record<string, unknown>;
   }
   const validate = compileConfigSchema(schema);
-  if (!validate(value)) {
-    throw new PluginConfigError(plugin.name, where, (validate.errors ?? []).map((e) => ({
-      field: jsonPointerToField(e.instancePath, e.keyword === 'required' ? String(e.params.missingProperty) : undefined) || '(root)',
-      message: e.message ?? 'invalid',
-    })));
-  }
+  if (!validate(value)) throw new PluginConfigError(plugin.name, site, (validate.errors ?? []).map(describeConfigError));
   return value as Record<string, unknown>;
+}
+
+function describeConfigError(error: ErrorObject): { field: string; message: string } {
+  switch (error.keyword) {
+    case 'additionalProperties': {
+      const key = String(error.params.additionalProperty);
+      return { field: jsonPointerToField(error.instancePath, key), message: `unknown key "${key}"` };
+    }
+    case 'required': {
+      const key = String(error.params.missingProperty);
+      return { field: jsonPointerToField(error.instancePath, key), message: `missing required key "${key}"` };
+    }
+    default:
+      return { field: jsonPointerToField(error.instancePath), message: error.message ?? 'invalid' };
+  }
 }
 
 async function resolveEntry(dir: string, main: unknown): Promise<string | { message: string }> {

@@ -2,13 +2,16 @@
  * Turns file changes into hot reloads: for each bot that enables a changed plugin, the new version
  * is built and swapped in (the supervisor switches only after its setup succeeded); a new folder is
  * loaded, a removed one unloaded, and intents follow the plugins' events. A failed build or setup
- * leaves the old version serving and is reported with file:line.
+ * leaves the old version serving and is reported with file:line. An installed plugin's package folder
+ * is watched the same way (an `npm install` of another version reloads it), and so is the grants file:
+ * an approval reloads the npm plugins whose grants it changed.
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { access, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { watch, type FSWatcher } from 'chokidar';
 import type { Bot } from '../bot/bot.ts';
 import { isEnabled } from '../bot/bot-plugins.ts';
 import type { LiveEntry } from '../console/runtime-view.ts';
@@ -16,6 +19,7 @@ import type { QQBotError } from '../errors.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { RuntimeMetrics } from '../metrics/metrics.ts';
 import { discoverPlugins, type DiscoveredPlugin } from './discovery.ts';
+import type { GrantTable } from './grants.ts';
 import { PluginWatcher, type PluginChange } from './watcher.ts';
 
 /** What the coordinator needs from the runtime that owns the bots. */
@@ -25,12 +29,18 @@ export interface ReloadHost {
   enabledPlugins(bot: Bot): DiscoveredPlugin[];
   discovered(): readonly DiscoveredPlugin[];
   setDiscovered(plugins: DiscoveredPlugin[]): void;
+  /** re-reads the operator's grants (plugin-grants.yaml) and returns them */
+  rereadGrants(): GrantTable;
 }
 
 export interface ReloadCoordinatorOptions {
   pluginsDir: string;
   /** where discovery looks for node_modules plugins */
   projectDir: string;
+  /** npm package names of plugins whose `node_modules/<name>` folders are watched */
+  packages?: readonly string[];
+  /** plugin-grants.yaml: a change reloads the npm plugins whose grants changed */
+  grantsFile?: string;
   host: ReloadHost;
   logger: Logger;
   metrics?: RuntimeMetrics;
@@ -55,6 +65,9 @@ export interface ReloadResult {
   intentsRefreshed: boolean;
 }
 
+/** The queue key of a grants file change (no plugin can have this name). */
+const GRANTS_CHANGE = '\0grants';
+
 export interface ReloadCoordinatorEvents {
   reload: [result: ReloadResult];
 }
@@ -69,6 +82,9 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
   readonly #dirty = new Set<string>();
   readonly #pending = new Map<string, PluginChange>();
   #draining: Promise<void> | undefined;
+  #grantsWatcher: FSWatcher | undefined;
+  /** the grants as last applied */
+  #grants: GrantTable = {};
   #stopped = false;
   #reloads = 0;
   #failures = 0;
@@ -77,7 +93,13 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
     super();
     this.#options = options;
     this.#log = options.logger.child({ part: 'hot-reload' });
-    this.#watcher = new PluginWatcher({ pluginsDir: options.pluginsDir, logger: this.#log, ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}) });
+    this.#watcher = new PluginWatcher({
+      pluginsDir: options.pluginsDir,
+      packagesDir: join(options.projectDir, 'node_modules'),
+      packages: options.packages ?? [],
+      logger: this.#log,
+      ...(options.debounceMs !== undefined ? { debounceMs: options.debounceMs } : {}),
+    });
     this.#watcher.on('change', (change) => this.#enqueue(change));
     this.#watcher.on('error', (error) => this.#log.warn({ err: error.message }, 'plugin watcher'));
   }
@@ -105,7 +127,20 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
       }
     }
     await this.#watcher.start();
-    this.#log.info({ pluginsDir: this.#options.pluginsDir }, 'watching plugins for changes');
+    if (this.#options.grantsFile !== undefined) {
+      // a file that cannot be read now grants nothing (the runtime said so); its next change is applied
+      try {
+        this.#grants = host.rereadGrants();
+      } catch {
+        this.#grants = {};
+      }
+      const grants = watch(this.#options.grantsFile, { ignoreInitial: true, awaitWriteFinish: { stabilityThreshold: 50, pollInterval: 10 } });
+      grants.on('all', () => this.#enqueue({ plugin: GRANTS_CHANGE, paths: [this.#options.grantsFile!], structural: false }));
+      grants.on('error', (error) => this.#log.warn({ err: (error as Error).message }, 'grants file watcher'));
+      await new Promise<void>((done) => grants.once('ready', () => done()));
+      this.#grantsWatcher = grants;
+    }
+    this.#log.info({ pluginsDir: this.#options.pluginsDir, packages: this.#options.packages ?? [] }, 'watching plugins for changes');
   }
 
   /** Stops watching; a reload in progress finishes first. */
@@ -113,6 +148,7 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
     this.#stopped = true;
     this.#pending.clear();
     await this.#watcher.close();
+    await this.#grantsWatcher?.close();
     await this.#draining;
   }
 
@@ -141,6 +177,7 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
   }
 
   async #apply(change: PluginChange): Promise<void> {
+    if (change.plugin === GRANTS_CHANGE) return this.#applyGrants();
     const { host, pluginsDir } = this.#options;
     const name = change.plugin;
     const known = host.discovered().some((p) => p.source === 'folder' && p.name === name);
@@ -152,7 +189,8 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
 
     const plugin = host.discovered().find((p) => p.name === name);
     if (!plugin) return;
-    const relevant = change.structural || this.#dirty.has(name) || change.paths.some((path) => this.#watcher.trackedBy(path).includes(name));
+    // an npm plugin's change comes from its own package folder: always its files
+    const relevant = change.structural || plugin.source === 'npm' || this.#dirty.has(name) || change.paths.some((path) => this.#watcher.trackedBy(path).includes(name));
     if (!relevant) return;
     const bots = [...host.bots()].filter((bot) => bot.state === 'running' && isEnabled(bot.config, plugin) && !loadedNow.has(`${bot.config.name}/${name}`));
     if (bots.length === 0) return;
@@ -172,6 +210,29 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
     this.#settle(name, failed, hash);
   }
 
+  /** The operator approved (or withdrew) grants: reload the running npm plugins whose entry changed. */
+  async #applyGrants(): Promise<void> {
+    let next: GrantTable;
+    try {
+      next = this.#options.host.rereadGrants();
+    } catch (error) {
+      this.#log.error({ err: (error as Error).message }, 'grants file not applied');
+      this.#options.live?.({ kind: 'error', text: `grants file not applied: ${(error as Error).message}` });
+      return;
+    }
+    const before = this.#grants;
+    this.#grants = next;
+    const changed = (name: string) => JSON.stringify(before[name] ?? null) !== JSON.stringify(next[name] ?? null);
+    for (const bot of this.#options.host.bots()) {
+      if (bot.state !== 'running') continue;
+      for (const running of bot.plugins.loaded) {
+        if (running.source !== 'npm' || !changed(running.name)) continue;
+        const plugin = this.#options.host.discovered().find((p) => p.name === running.name);
+        if (plugin) await this.#load(bot, plugin, 'reload');
+      }
+    }
+  }
+
   /** Runs discovery again, loads what is new, unloads what is gone. Returns the instances it loaded. */
   async #rediscover(changed: string): Promise<string[]> {
     const { host, pluginsDir, projectDir } = this.#options;
@@ -187,6 +248,11 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
       if (problem.plugin !== changed && !problem.paths.some((p) => resolve(p) === folder)) continue;
       this.#log.error({ plugin: problem.plugin, code: problem.code }, problem.message);
       this.#options.live?.({ kind: 'error', text: problem.message });
+    }
+    for (const warning of found.warnings) {
+      if (warning.plugin !== changed && !warning.paths.some((p) => resolve(p) === folder)) continue;
+      this.#log.warn({ plugin: warning.plugin, code: warning.code }, warning.message);
+      this.#options.live?.({ kind: 'error', text: warning.message });
     }
     host.setDiscovered([...found.plugins, ...kept]);
 

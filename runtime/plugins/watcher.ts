@@ -1,10 +1,11 @@
 /**
- * Watches the plugins folder, and the files each loaded plugin was bundled from, and reports which
- * plugins a burst of file-system events touched. Bursts are coalesced per plugin: an editor's save
+ * Watches the plugins folder, the files each loaded plugin was bundled from, and the folders of the
+ * installed packages that are plugins (`node_modules/<name>`: an `npm install` of a new version is a
+ * change like a save), and reports which plugins a burst of file-system events touched. Bursts are coalesced per plugin: an editor's save
  * (temp file, rename, unlink + add, several writes) becomes one change, ~100 ms after it went quiet.
  */
 import { EventEmitter } from 'node:events';
-import { basename, isAbsolute, relative, resolve, sep } from 'node:path';
+import { basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import { silentLogger, type Logger } from '../logging/logger.ts';
 
@@ -19,6 +20,10 @@ export interface PluginChange {
 
 export interface PluginWatcherOptions {
   pluginsDir: string;
+  /** `<project>/node_modules`: the plugins among `packages` are watched there */
+  packagesDir?: string;
+  /** npm package names of plugins (installed or not yet) whose folders are watched */
+  packages?: readonly string[];
   /** quiet time that ends a burst (default 100 ms) */
   debounceMs?: number;
   /** a burst that never goes quiet is still reported after this long (default 1 s) */
@@ -53,6 +58,8 @@ export function isIgnoredPath(path: string, roots: readonly string[] = []): bool
 
 export class PluginWatcher extends EventEmitter<PluginWatcherEvents> {
   readonly #pluginsDir: string;
+  readonly #packagesDir: string | undefined;
+  readonly #packages: ReadonlySet<string>;
   readonly #debounceMs: number;
   readonly #maxWaitMs: number;
   readonly #log: Logger;
@@ -67,6 +74,8 @@ export class PluginWatcher extends EventEmitter<PluginWatcherEvents> {
   constructor(options: PluginWatcherOptions) {
     super();
     this.#pluginsDir = resolve(options.pluginsDir);
+    this.#packagesDir = options.packagesDir === undefined ? undefined : resolve(options.packagesDir);
+    this.#packages = new Set(options.packages ?? []);
     this.#debounceMs = options.debounceMs ?? 100;
     this.#maxWaitMs = options.maxWaitMs ?? 1000;
     this.#log = options.logger ?? silentLogger;
@@ -75,11 +84,16 @@ export class PluginWatcher extends EventEmitter<PluginWatcherEvents> {
   /** Resolves once the initial scan is done: changes after this are reported. */
   async start(): Promise<void> {
     const roots = [this.#pluginsDir];
-    const watcher = watch(this.#pluginsDir, {
+    const packages = this.#packagesDir !== undefined && this.#packages.size > 0 ? [this.#packagesDir] : [];
+    const watcher = watch([this.#pluginsDir, ...packages], {
       ignoreInitial: true,
       // an unlink followed by an add of the same file is one change (atomic saves)
       atomic: true,
-      ignored: (path: string) => isIgnoredPath(path, [...roots, ...this.#extra]),
+      ignored: (path: string) => {
+        const pkg = this.#packageOf(path);
+        if (pkg !== undefined) return pkg === null || isIgnoredPath(path, [join(this.#packagesDir!, pkg)]);
+        return isIgnoredPath(path, [...roots, ...packages, ...this.#extra]);
+      },
     });
     this.#watcher = watcher;
     watcher.on('all', (event, path) => this.#onEvent(event, resolve(path)));
@@ -127,6 +141,20 @@ export class PluginWatcher extends EventEmitter<PluginWatcherEvents> {
     this.#watcher = undefined;
   }
 
+  /**
+   * For a path in the packages folder: the watched package it belongs to, '' for the folder itself
+   * or a scope folder holding one, null for anything else there; undefined outside the folder.
+   */
+  #packageOf(path: string): string | null | undefined {
+    if (this.#packagesDir === undefined || (path !== this.#packagesDir && !path.startsWith(this.#packagesDir + sep))) return undefined;
+    const parts = relative(this.#packagesDir, path).split(sep).filter(Boolean);
+    if (parts.length === 0) return '';
+    const scoped = parts[0]!.startsWith('@');
+    if (scoped && parts.length === 1) return [...this.#packages].some((p) => p.startsWith(`${parts[0]}/`)) ? '' : null;
+    const name = scoped ? `${parts[0]}/${parts[1]}` : parts[0]!;
+    return this.#packages.has(name) ? name : null;
+  }
+
   #inside(path: string): boolean {
     const rel = relative(this.#pluginsDir, path);
     return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
@@ -142,6 +170,12 @@ export class PluginWatcher extends EventEmitter<PluginWatcherEvents> {
       const isManifest = parts.length === 2 && parts[1] === 'package.json' && (event === 'add' || event === 'unlink');
       // files directly in the plugins folder belong to no plugin
       if (parts.length > 1 || isFolder) keys.set(folder, isFolder || isManifest);
+    }
+    const pkg = this.#packageOf(path);
+    if (pkg) {
+      // the package folder itself or its package.json: installed, removed, or another version
+      const dir = join(this.#packagesDir!, pkg);
+      keys.set(pkg, path === dir || path === join(dir, 'package.json'));
     }
     for (const plugin of this.#inputs.get(path) ?? []) if (!keys.has(plugin)) keys.set(plugin, false);
     for (const [plugin, structural] of keys) this.#touch(plugin, path, structural);

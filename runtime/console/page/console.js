@@ -62,12 +62,15 @@ function shardRow(bot, s) {
 function pluginRow(bot, p) {
   const bad = p.status === 'quarantined' || p.status === 'failed';
   const lost = Object.values(p.dropped || {}).some((n) => n > 0) || Object.values(p.sendFailures || {}).some((n) => n > 0);
-  const failing = bad || p.status === 'restarting' || p.errors > 0 || lost;
+  const failing = bad || p.status === 'restarting' || p.errors > 0 || lost || Boolean(p.pending);
   const rowCls = bad ? 'row-bad' : failing ? 'row-warn' : '';
   const badge = p.status === 'running' ? 'ok' : bad ? 'bad' : 'warn';
   const err = p.lastError ? `<div class="last-error" title="${esc(p.lastError)}">${esc(p.lastError)}</div>` : '';
-  return `<tr class="${rowCls}" data-bot="${esc(bot.name)}" data-plugin="${esc(p.name)}" data-status="${esc(p.status)}">
-    <td><span class="name">${esc(p.name)}</span>${err}</td>
+  // an npm plugin asking for more than the operator granted runs without it until approved
+  const pending = p.pending ? `<div class="pending-grant">awaiting approval: ${esc(p.pending.join(', '))} — run <code>${esc(p.approve)}</code></div>` : '';
+  const source = p.source === 'npm' ? ' <span class="source">npm</span>' : '';
+  return `<tr class="${rowCls}" data-bot="${esc(bot.name)}" data-plugin="${esc(p.name)}" data-status="${esc(p.status)}"${p.pending ? ' data-pending="true"' : ''}>
+    <td><span class="name">${esc(p.name)}</span>${source}${err}${pending}</td>
     <td class="num">v${esc(p.version)}</td>
     <td><span class="badge ${badge}">${esc(p.status)}</span></td>
     <td class="num">${esc(p.events)}</td>
@@ -126,12 +129,14 @@ function renderState(snap) {
   const shards = bots.flatMap((b) => b.shards);
   const ready = shards.filter((s) => s.state === 'ready').length;
   const failing = bots.flatMap((b) => b.plugins).filter((p) => p.status !== 'running').length;
+  const pending = bots.flatMap((b) => b.plugins).filter((p) => p.pending).length;
   $('summary').textContent = [
     `v${snap.version}`,
     `up ${fmtUptime(Date.now() - snap.startedAt)}`,
     `${bots.length} bot${bots.length === 1 ? '' : 's'}`,
     shards.length ? `${ready}/${shards.length} shards ready` : null,
     failing ? `${failing} plugin${failing === 1 ? '' : 's'} not running` : null,
+    pending ? `${pending} permission request${pending === 1 ? '' : 's'} awaiting approval` : null,
   ].filter(Boolean).join(' · ');
   renderChatBots(bots.filter((b) => b.simulator).map((b) => b.name));
   if (needHistory && !$('chat').hidden) {

@@ -3,7 +3,7 @@
  * never name a path; they can only call the methods of API_METHODS. The caller (index.ts) has
  * already checked the permission and the rate limit.
  */
-import { API_METHODS } from 'qqbot-sdk-types';
+import { API_METHODS } from '../../../sdk-types/api.ts';
 import { buildApiRequest, isApiMethod, type HttpMethod } from './api-routes.ts';
 import { CapabilityError, isPlatformError, isUnsent, passiveWindowClosed } from './capability-error.ts';
 import type { ReplyReservation } from './reply-router.ts';

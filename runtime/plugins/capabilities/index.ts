@@ -50,8 +50,16 @@ export interface InstanceGrant {
   plugin: string;
   bot: string;
   permissions: ReadonlySet<string>;
-  /** manifest fetchHosts */
+  /** manifest fetchHosts (as granted) */
   fetchHosts: readonly string[];
+  /** asked for by the manifest, not (yet) granted by the operator, and how to grant them */
+  pending?: { permissions: readonly string[]; approve: string };
+}
+
+/** What an instance may use: its spec's permissions, plus the operator's grants for npm plugins. */
+export interface InstanceGrants {
+  fetchHosts?: readonly string[];
+  pending?: { permissions: readonly string[]; approve: string };
 }
 
 export interface PluginCapabilities {
@@ -59,7 +67,7 @@ export interface PluginCapabilities {
   handle: CapabilityHandler;
   /** the dispatcher registers each incoming event here and passes the ref in SandboxEvent.ref */
   events: EventRegistry;
-  registerInstance(spec: Pick<PluginInstanceSpec, 'id' | 'plugin' | 'bot' | 'permissions'>, grants?: { fetchHosts?: readonly string[] }): void;
+  registerInstance(spec: Pick<PluginInstanceSpec, 'id' | 'plugin' | 'bot' | 'permissions'>, grants?: InstanceGrants): void;
   unregisterInstance(id: string): void;
   /** call when every plugin is done with the event: acks an INTERACTION_CREATE no plugin acked */
   finishEvent(ref: string): Promise<void>;
@@ -75,9 +83,11 @@ export function createCapabilityHandler(options: CapabilityOptions): PluginCapab
   const instances = new Map<string, InstanceGrant>();
 
   const demand = (grant: InstanceGrant, permission: string, what: string): void => {
-    if (!grant.permissions.has(permission)) {
-      throw new CapabilityError('E_PERMISSION', `plugin "${grant.plugin}" lacks permission "${permission}" for ${what}`);
+    if (grant.permissions.has(permission)) return;
+    if (grant.pending?.permissions.includes(permission)) {
+      throw new CapabilityError('E_PERMISSION', `plugin "${grant.plugin}" asks for permission "${permission}" (${what}), which the operator has not granted; to grant it: ${grant.pending.approve}`, { permission, pending: true });
     }
+    throw new CapabilityError('E_PERMISSION', `plugin "${grant.plugin}" lacks permission "${permission}" for ${what}`, { permission });
   };
   const throttle = (grant: InstanceGrant, bucket: string, what: string): void => {
     const wait = limiter.take(grant.id, bucket);
@@ -153,6 +163,7 @@ export function createCapabilityHandler(options: CapabilityOptions): PluginCapab
         bot: spec.bot.name,
         permissions: new Set(spec.permissions),
         fetchHosts: grants.fetchHosts ?? [],
+        ...(grants.pending && grants.pending.permissions.length > 0 ? { pending: grants.pending } : {}),
       });
     },
     unregisterInstance(id) {

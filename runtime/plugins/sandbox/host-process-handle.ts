@@ -4,12 +4,14 @@
  * (the instance it names before aborting on a catastrophic V8 error).
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { extname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Channel, messagesOf } from './channel.ts';
 import { LAST_WORDS_FD, type FromHost, type LastWords, type ToHost } from './ipc.ts';
 
-const HOST_ENTRY = fileURLToPath(new URL('./host-process.ts', import.meta.url));
+// .ts in a checkout, .js when installed from npm: the same extension as this module
+const HOST_ENTRY = fileURLToPath(new URL(`./host-process${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
 const PROJECT_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 /** Only what Node needs: the host must not inherit tokens from the environment. */
 const ENV_ALLOW = ['PATH', 'HOME', 'TMPDIR', 'TMP', 'TEMP', 'LANG', 'TZ', 'NODE_ENV', 'NODE_OPTIONS', 'SYSTEMROOT'];

@@ -12,6 +12,7 @@
  */
 import ivm from 'isolated-vm';
 import { API_METHODS } from '../../../sdk-types/api.ts';
+import { EVENT_TYPES } from '../../../sdk-types/event-types.ts';
 import { DEFAULT_LIMITS, type CallResult, type DispatchOutcome, type DropReason, type PluginInstanceSpec } from '../instance.ts';
 import { DeadlineQueue } from './deadline-queue.ts';
 import type { FailureKind, LogLevel } from './ipc.ts';
@@ -187,7 +188,7 @@ export class PluginSandbox {
     const jail = context.global;
     await jail.set('__qqbotHostCall', new ivm.Callback((id: unknown, cap: unknown, json: unknown, seq: unknown) => this.#hostCall(id, cap, json, seq)));
     await jail.set('__qqbotHostReport', new ivm.Callback((kind: unknown, json: unknown) => this.#hostReport(kind, json), { ignored: true }));
-    await jail.set('__qqbotInit', JSON.stringify({ bot: spec.bot, config: spec.config ?? {}, apiMethods: Object.keys(API_METHODS), payloadBytes: spec.limits.payloadBytes }));
+    await jail.set('__qqbotInit', JSON.stringify({ bot: spec.bot, config: spec.config ?? {}, apiMethods: Object.keys(API_METHODS), payloadBytes: spec.limits.payloadBytes, eventTypes: EVENT_TYPES, events: spec.events }));
     jail.release();
 
     const prelude = await this.#isolate.compileScript(PRELUDE_SOURCE, { filename: PRELUDE_FILENAME });

@@ -7,7 +7,7 @@
  * Host contract (see plugin-sandbox.ts):
  *   __qqbotHostCall(id, capability, payloadJSON, eventSeq) -> null | refusal code   (sync Callback)
  *   __qqbotHostReport(kind, detailJSON)                                  (ignored Callback)
- *   __qqbotInit: JSON { bot, config, apiMethods: string[], payloadBytes }
+ *   __qqbotInit: JSON { bot, config, apiMethods: string[], payloadBytes, eventTypes: string[], events: string[] (the manifest's) }
  * Internal capabilities: `$done` (id = seq, payload = error | null), `$timer` ({ ms, repeat }),
  * `$clearTimer`. Entries: setup(seq), dispatch(seqs[], eventJSONs[]), settle(ids[], oks[],
  * valueJSONs[], eventSeqs[]), timer(id), snapshot() -> JSON string | '', restore(stateJSON).
@@ -203,6 +203,8 @@ export const PRELUDE_SOURCE = String.raw`(function () {
   g.clearInterval = clearTimer;
 
   const handlers = new Map();
+  const knownEvents = new Set(init.eventTypes);
+  const declaredEvents = new Set(init.events);
   const api = {};
   for (const name of init.apiMethods) api[name] = (...args) => call('api.' + name, args);
   freeze(api);
@@ -220,6 +222,9 @@ export const PRELUDE_SOURCE = String.raw`(function () {
     }),
     on(type, handler) {
       if (typeof type !== 'string' || typeof handler !== 'function') throw new TypeError('ctx.on(type: string, handler: function)');
+      // Here, not in the host or the test helper, so that both see the same refusal and warning.
+      if (!knownEvents.has(type)) throw new TypeError('ctx.on(' + stringify(type.slice(0, 64)) + '): no such event type; valid: ' + init.eventTypes.join(', '));
+      if (!declaredEvents.has(type)) log('warn', ['ctx.on(' + stringify(type) + '): ' + type + ' is not in package.json qqbot.events, so this handler never runs; add it there to receive it']);
       const list = handlers.get(type) || [];
       list.push(handler);
       handlers.set(type, list);

@@ -1,7 +1,9 @@
 /**
  * Test helper for plugin authors: bundles the plugin with the runtime's bundler, runs it in a real
  * sandbox (isolate in a plugin-host child process), feeds it fake events and records every API
- * request it causes. The only module of sdk-types that imports the runtime; host-side only.
+ * request it causes. It behaves as `qqbot start` does: only the events the manifest declares are
+ * delivered (`emit` of another is refused), `ctx.on` of an unknown event fails setup, and a handler
+ * for an undeclared event is reported as a warning. Published as `qqbot-runtime/testing`; host-side only.
  *
  * ```ts
  * const h = await createTestHarness({ pluginDir: 'plugins/echo', config: { prefix: '> ' } });
@@ -14,16 +16,17 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { LookupFunction } from 'node:net';
-import type { EventMap, EventType } from './events.ts';
-import { OpenAPIError } from '../runtime/openapi/errors.ts';
-import { bundlePlugin } from '../runtime/plugins/bundler.ts';
-import { readPluginManifest, resolvePluginConfig } from '../runtime/plugins/manifest.ts';
-import { buildInstanceSpec } from '../runtime/plugins/instance-spec.ts';
-import { createCapabilityHandler, type ApiRequester, type PluginCapabilities } from '../runtime/plugins/capabilities/index.ts';
-import type { RateLimit } from '../runtime/plugins/capabilities/rate-limit.ts';
-import { FileKeyValueStore } from '../runtime/plugins/storage/file-store.ts';
-import type { DispatchOutcome, PluginInstanceSpec } from '../runtime/plugins/instance.ts';
-import { PluginSupervisor } from '../runtime/plugins/sandbox/supervisor.ts';
+import type { EventMap, EventType } from 'qqbot-sdk-types';
+import { QQBotError } from './errors.ts';
+import { OpenAPIError } from './openapi/errors.ts';
+import { bundlePlugin } from './plugins/bundler.ts';
+import { readPluginManifest, resolvePluginConfig } from './plugins/manifest.ts';
+import { buildInstanceSpec } from './plugins/instance-spec.ts';
+import { createCapabilityHandler, type ApiRequester, type PluginCapabilities } from './plugins/capabilities/index.ts';
+import type { RateLimit } from './plugins/capabilities/rate-limit.ts';
+import { FileKeyValueStore } from './plugins/storage/file-store.ts';
+import type { DispatchOutcome, PluginInstanceSpec } from './plugins/instance.ts';
+import { PluginSupervisor } from './plugins/sandbox/supervisor.ts';
 
 export interface TestHarnessOptions {
   /** the plugin's folder (with its package.json) */
@@ -142,7 +145,12 @@ export async function createTestHarness(options: TestHarnessOptions): Promise<Te
   capabilities.registerInstance(spec, { fetchHosts: loaded.manifest.fetchHosts ?? [] });
 
   const supervisor = new PluginSupervisor({ onCall: capabilities.handle, restartBackoffMs: { min: 50, max: 500 } });
-  supervisor.on('log', (entry: { level: string; args: unknown[] }) => logs.push({ level: entry.level, args: entry.args }));
+  supervisor.on('log', (entry: { level: string; args: unknown[] }) => {
+    logs.push({ level: entry.level, args: entry.args });
+    // the prelude's word that a handler will never run in production: shown, not only recorded
+    const [text] = entry.args;
+    if (entry.level === 'warn' && typeof text === 'string' && text.startsWith('ctx.on(')) process.emitWarning(`${name}: ${text}`, { code: 'QQBOT_UNDECLARED_EVENT' });
+  });
   supervisor.on('plugin-error', (entry: { error: string }) => errors.push(entry.error));
   try {
     await supervisor.start();
@@ -157,6 +165,9 @@ export async function createTestHarness(options: TestHarnessOptions): Promise<Te
   return {
     spec, calls, replies, logs, errors,
     async emit(type, data, envelope) {
+      if (!spec.events.includes(type)) {
+        throw new QQBotError('E_EVENT_NOT_DECLARED', `${type} is not in ${name}'s package.json qqbot.events (${spec.events.join(', ')}), so the runtime never delivers it to this plugin`, { plugin: name, type });
+      }
       eventSeq += 1;
       const defaults = defaultsFor(type, eventSeq) as Record<string, unknown>;
       const payload = { ...defaults, ...data } as Record<string, unknown>;
