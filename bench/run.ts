@@ -5,6 +5,7 @@
 import type { BenchRow } from './rows.ts';
 
 const suites: Array<[string, () => Promise<BenchRow[]>]> = [
+  ['event path', async () => (await import('./event-path.ts')).benchEventPath()],
   ['sandbox', async () => (await import('./sandbox.ts')).benchSandbox()],
   ['hot reload', async () => (await import('./hot-reload.ts')).benchHotReload()],
 ];
