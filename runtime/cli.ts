@@ -4,7 +4,8 @@ import { QQBotError } from './errors.ts';
 const HELP = `qqbot — run QQ bots with sandboxed, hot-reloaded plugins
 
 Usage:
-  qqbot start [bot.yaml]               run every bot in the file (default ./bot.yaml)
+  qqbot start [bot.yaml] [--stay-up]   run every bot in the file (default ./bot.yaml); exits 1 when
+                                       no bot is running, unless --stay-up (or whenNoBotRuns: stay)
   qqbot check [bot.yaml]               validate the file and plugins, print bots, plugins and intents
   qqbot simulator [--port N] [--host H] [--bot appId:secret[:token]]... [--proactive off|quota|allowed]
                                        run the local QQ platform simulator (proactive sends: off

@@ -43,6 +43,7 @@ export class RuntimeMetrics {
   readonly #pluginRestarts: Counter<'bot' | 'plugin' | 'reason'>;
   readonly #pluginQuarantines: Counter<'bot' | 'plugin'>;
   readonly #pluginReloads: Counter<'bot' | 'plugin' | 'result'>;
+  readonly #webhookRejected: Counter<'bot' | 'reason'>;
 
   constructor(options: RuntimeMetricsOptions = {}) {
     const registers = [new Registry()];
@@ -119,6 +120,12 @@ export class RuntimeMetrics {
       labelNames: ['bot', 'plugin', 'result'],
       registers,
     });
+    this.#webhookRejected = new Counter({
+      name: 'qqbot_webhook_rejected_total',
+      help: 'Webhook requests refused, by reason (signature, timestamp, headers, busy, too_large, replay, …).',
+      labelNames: ['bot', 'reason'],
+      registers,
+    });
   }
 
   eventReceived(bot: string, type: string, transport: 'websocket' | 'webhook' | (string & {})): void {
@@ -162,6 +169,10 @@ export class RuntimeMetrics {
 
   pluginReload(bot: string, plugin: string, ok: boolean): void {
     this.#pluginReloads.inc({ bot, plugin, result: ok ? 'ok' : 'failed' });
+  }
+
+  webhookRejected(bot: string, reason: string): void {
+    this.#webhookRejected.inc({ bot, reason });
   }
 
   /** The exposition text, as served on `/metrics`. */
