@@ -7,6 +7,7 @@ import type { BenchRow } from './rows.ts';
 const suites: Array<[string, () => Promise<BenchRow[]>]> = [
   ['sandbox', async () => (await import('./sandbox.ts')).benchSandbox()],
   ['hot reload', async () => (await import('./hot-reload.ts')).benchHotReload()],
+  ['webhook flood', async () => (await import('./webhook-flood.ts')).benchWebhookFlood()],
 ];
 
 const format = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '' : n >= 100 ? n.toFixed(0) : n >= 1 ? n.toFixed(2) : n.toFixed(3));

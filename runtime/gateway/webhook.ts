@@ -45,6 +45,7 @@ export type WebhookRejection =
   | 'too_large'
   | 'busy'
   | 'body_timeout'
+  | 'aborted'
   | 'replay'
   | 'not_json'
   | 'bad_envelope'
@@ -243,7 +244,7 @@ export class WebhookTransport extends TypedEmitter<WebhookEvents> {
   #reject(res: ServerResponse, refusal: Refusal): void {
     this.#tally.add(refusal.kind);
     this.emit('rejected', { kind: refusal.kind, reason: refusal.reason, status: refusal.status });
-    if (res.headersSent) return;
+    if (res.headersSent || res.destroyed) return;
     // the body may still be arriving (or never will): do not keep the connection for it
     if (!res.req.complete) res.setHeader('connection', 'close');
     json(res, refusal.status, { error: refusal.reason });
@@ -266,14 +267,16 @@ function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promi
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let settled = false;
     const finish = (refusal?: Refusal) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
       req.off('data', onData);
-      if (refusal) {
-        // what is still on its way is not wanted: stop reading it (the answer closes the connection)
-        req.pause();
-        reject(refusal);
-      } else resolve(Buffer.concat(chunks));
+      if (!refusal) return resolve(Buffer.concat(chunks));
+      // what is still on its way is not wanted: stop reading it (the answer closes the connection)
+      req.pause();
+      reject(refusal);
     };
     const timer = setTimeout(() => finish(new Refusal(408, 'body_timeout', 'body not received in time')), timeoutMs);
     const onData = (chunk: Buffer) => {
@@ -283,9 +286,8 @@ function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promi
     };
     req.on('data', onData);
     req.once('end', () => finish());
-    req.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
+    // 'close' before 'end': the client went away mid-body
+    req.once('close', () => finish(new Refusal(400, 'aborted', 'the connection closed before the body was complete')));
+    req.once('error', () => finish(new Refusal(400, 'aborted', 'the connection failed before the body was complete')));
   });
 }
