@@ -7,6 +7,7 @@ import type { BenchRow } from './rows.ts';
 const suites: Array<[string, () => Promise<BenchRow[]>]> = [
   ['sandbox', async () => (await import('./sandbox.ts')).benchSandbox()],
   ['hot reload', async () => (await import('./hot-reload.ts')).benchHotReload()],
+  ['storage', async () => (await import('./storage.ts')).benchStorage()],
   ['webhook flood', async () => (await import('./webhook-flood.ts')).benchWebhookFlood()],
 ];
 

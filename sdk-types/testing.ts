@@ -21,7 +21,7 @@ import { readPluginManifest, resolvePluginConfig } from '../runtime/plugins/mani
 import { buildInstanceSpec } from '../runtime/plugins/instance-spec.ts';
 import { createCapabilityHandler, type ApiRequester, type PluginCapabilities } from '../runtime/plugins/capabilities/index.ts';
 import type { RateLimit } from '../runtime/plugins/capabilities/rate-limit.ts';
-import { FileKeyValueStore } from '../runtime/plugins/storage/file-store.ts';
+import { SqliteKeyValueStore } from '../runtime/plugins/storage/sqlite-store.ts';
 import type { DispatchOutcome, PluginInstanceSpec } from '../runtime/plugins/instance.ts';
 import { PluginSupervisor } from '../runtime/plugins/sandbox/supervisor.ts';
 
@@ -129,7 +129,7 @@ export async function createTestHarness(options: TestHarnessOptions): Promise<Te
   };
 
   const dataDir = await mkdtemp(join(tmpdir(), 'qqbot-harness-'));
-  const storage = new FileKeyValueStore({ dir: dataDir });
+  const storage = new SqliteKeyValueStore({ file: join(dataDir, 'storage.sqlite') });
   const capabilities: PluginCapabilities = createCapabilityHandler({
     bots: { [bot.name]: { request, storage } },
     ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
@@ -149,6 +149,7 @@ export async function createTestHarness(options: TestHarnessOptions): Promise<Te
     await supervisor.load(spec);
   } catch (error) {
     await supervisor.stop();
+    await storage.close();
     await rm(dataDir, { recursive: true, force: true });
     throw error;
   }
