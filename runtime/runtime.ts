@@ -135,11 +135,12 @@ export class Runtime extends EventEmitter implements RuntimeView {
       this.#watchBot(bot);
       this.bots.set(botConfig.name, bot);
     }
-    await Promise.all(config.bots.map((botConfig, i) => this.bots.get(botConfig.name)!.bind().catch((error: unknown) => {
-      const { transport } = botConfig;
-      if (transport.kind !== 'webhook') throw error;
-      throw new ListenError(`bot ${botConfig.name}'s webhook`, transport, error, this.#where(`bots[${i}].transport.webhook.port`));
-    })));
+    await Promise.all(config.bots.map(async ({ name, transport }, i) => {
+      if (transport.kind !== 'webhook') return;
+      await this.bots.get(name)!.bind().catch((error: unknown) => {
+        throw new ListenError(`bot ${name}'s webhook`, transport, error, this.#where(`bots[${i}].transport.webhook.port`));
+      });
+    }));
     if (this.#stopRequested) return;
     await Promise.all([...this.bots.values()].map((bot) => this.#startBot(bot)));
     if (this.#stopRequested) return;
