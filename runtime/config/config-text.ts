@@ -8,11 +8,9 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 /** bot.yaml files are a few kilobytes; a larger one is a mistake (or an attack on `check`). */
 export const MAX_CONFIG_BYTES = 1024 * 1024;
 
-/** Why the bytes are not usable text, and where (`offset` in bytes, `charOffset` in the lossy decode). */
+/** Why the bytes are not UTF-8 text, and where: `charOffset` into `text`, a lossy decode for locating it in the YAML. */
 export interface EncodingProblem {
-  code: 'E_CONFIG_TOO_LARGE' | 'E_CONFIG_ENCODING';
   detail: string;
-  /** the lossily decoded text (for locating the problem in the YAML), when there is one */
   text?: string;
   charOffset?: number;
 }
@@ -40,7 +38,7 @@ export function readCapped(path: string, limit = MAX_CONFIG_BYTES): { bytes: Buf
 /** The text of a UTF-8 file (a UTF-8 byte-order mark is dropped), or why it is not one. */
 export function decodeConfigText(bytes: Buffer): { text: string } | { problem: EncodingProblem } {
   if (startsWith(bytes, [0xff, 0xfe]) || startsWith(bytes, [0xfe, 0xff])) {
-    return { problem: { code: 'E_CONFIG_ENCODING', detail: 'the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8' } };
+    return { problem: { detail: 'the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8' } };
   }
   const body = startsWith(bytes, [0xef, 0xbb, 0xbf]) ? bytes.subarray(3) : bytes;
   const nul = body.indexOf(0);
@@ -52,7 +50,7 @@ export function decodeConfigText(bytes: Buffer): { text: string } | { problem: E
   const detail = first === nul
     ? 'a NUL byte: the file is not UTF-8 text (UTF-16 saved without a byte-order mark?); save it as UTF-8'
     : `byte 0x${body[first]!.toString(16).padStart(2, '0')} is not valid UTF-8 (was the file saved as GBK or Latin-1?); save it as UTF-8`;
-  return { problem: { code: 'E_CONFIG_ENCODING', detail, text, charOffset } };
+  return { problem: { detail, text, charOffset } };
 }
 
 function startsWith(bytes: Buffer, prefix: number[]): boolean {
@@ -60,7 +58,7 @@ function startsWith(bytes: Buffer, prefix: number[]): boolean {
 }
 
 /** Offset of the first byte that does not belong to a well-formed UTF-8 sequence (RFC 3629), or -1. */
-export function invalidUtf8At(bytes: Uint8Array): number {
+function invalidUtf8At(bytes: Uint8Array): number {
   let i = 0;
   while (i < bytes.length) {
     const b = bytes[i]!;

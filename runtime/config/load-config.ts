@@ -55,14 +55,14 @@ export function loadConfig(file: string, options: LoadConfigOptions = {}): Runti
   }
   const decoded = decodeConfigText(read.bytes);
   if ('problem' in decoded) {
-    const { code, detail, text, charOffset } = decoded.problem;
-    if (text === undefined || charOffset === undefined) throw new ConfigError(code, detail, { file: shown });
+    const { detail, text, charOffset } = decoded.problem;
+    if (text === undefined || charOffset === undefined) throw new ConfigError('E_CONFIG_ENCODING', detail, { file: shown });
     // the bytes around the bad one are usually fine YAML: name the field it sits in
     const lines = new LineCounter();
     const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
     const field = formatPath(fieldAt(doc.contents, charOffset) ?? []);
     const pos = lines.linePos(charOffset);
-    throw new ConfigError(code, detail, { file: shown, line: pos.line, col: pos.col, ...(field ? { field } : {}) });
+    throw new ConfigError('E_CONFIG_ENCODING', detail, { file: shown, line: pos.line, col: pos.col, ...(field ? { field } : {}) });
   }
   const config = parseConfig(decoded.text, path, shown, options.env ?? process.env);
   checkPluginsDir(config, shown);
