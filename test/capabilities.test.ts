@@ -1,7 +1,7 @@
 /**
  * The host-side capability layer against a real HTTP server playing the QQ OpenAPI, reached
  * through the real OpenAPIClient: permissions, argument checks, routes, reply rules (§14),
- * interaction acks, rate limits, storage (file and a real redis-server) and ctx.fetch.
+ * interaction acks, rate limits, storage (SQLite and a real redis-server) and ctx.fetch.
  */
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -238,6 +238,7 @@ test('path, method, app id, signature headers and the timestamp window are refus
       ['another app', { 'X-Bot-Appid': '42', 'X-Signature-Ed25519': FORGED, 'X-Signature-Timestamp': now() }, 401],
       ['declared too large', { 'X-Signature-Ed25519': FORGED, 'X-Signature-Timestamp': now() }, 413],
       ['unknown path', { 'X-Signature-Ed25519': FORGED, 'X-Signature-Timestamp': now() }, 404, '/elsewhere'],
+      ['unparsable target', { 'X-Signature-Ed25519': FORGED, 'X-Signature-Timestamp': now() }, 404, 'http://['],
     ];
     for (const [label, headers, status, path] of cases) {
       // the body is declared but only a sliver is sent: the answer must not wait for the rest

@@ -163,8 +163,7 @@ export class WebhookTransport extends TypedEmitter<WebhookEvents> {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname !== this.#options.path) throw new Refusal(404, 'path', 'unknown path');
+    if (pathOf(req) !== this.#options.path) throw new Refusal(404, 'path', 'unknown path');
     if (req.method !== 'POST') throw new Refusal(405, 'method', 'method not allowed');
     const appId = header(req, 'x-bot-appid');
     if (appId !== undefined && appId !== this.#options.appId) throw new Refusal(401, 'app_id', 'X-Bot-Appid is not this bot');
@@ -248,6 +247,15 @@ export class WebhookTransport extends TypedEmitter<WebhookEvents> {
     // the body may still be arriving (or never will): do not keep the connection for it
     if (!res.req.complete) res.setHeader('connection', 'close');
     json(res, refusal.status, { error: refusal.reason });
+  }
+}
+
+/** The request target's path; undefined when the URL parser refuses it (`POST http://[ HTTP/1.1`). */
+function pathOf(req: IncomingMessage): string | undefined {
+  try {
+    return new URL(req.url ?? '/', 'http://localhost').pathname;
+  } catch {
+    return undefined;
   }
 }
 
