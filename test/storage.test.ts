@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StorageBackends } from '../runtime/bot/storage-backends.ts';
 import { silentLogger } from '../runtime/logging/logger.ts';
@@ -16,35 +16,32 @@ const NS = { bot: 'crash', plugin: 'writer' };
 /** What each key must hold: the generation of its last finished write, or undefined once deleted. */
 type Model = Map<string, number | undefined>;
 
-/** Runs the writer until `ops` operations have finished after `ready`, then kills it with SIGKILL mid-stream. */
-async function writeThenKill(dataDir: string, round: number, ops: number): Promise<{ finished: string[][]; inFlight: string[] | undefined }> {
-  const child = spawn(process.execPath, [WRITER, dataDir, String(round)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let buffered = '';
-  const lines: string[] = [];
-  let done = 0;
-  await new Promise<void>((resolve, reject) => {
-    // 'close', not 'exit': every line the writer printed has been read by then
+/** Starts the writer, lets it write for `writeMs`, then kills it with SIGKILL mid-stream. */
+async function writeThenKill(dataDir: string, round: number, writeMs: number): Promise<{ finished: string[][]; inFlight: string[] | undefined }> {
+  const logFile = join(dataDir, `..`, `${basename(dataDir)}-round${round}.log`);
+  const child = spawn(process.execPath, [WRITER, dataDir, String(round), logFile], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const closed = new Promise<void>((resolve, reject) => {
     child.on('close', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`writer exited on its own (${code})`))));
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const complete = buffered.split('\n');
-      buffered = complete.pop()!;
-      for (const line of complete) {
-        lines.push(line);
-        if (line === 'done' && ++done === ops) child.kill('SIGKILL');
-      }
-    });
   });
+  const deadline = Date.now() + 60_000;
+  while (!(await readFile(logFile, 'utf8').catch(() => '')).startsWith('ready')) {
+    assert.ok(Date.now() < deadline, 'the writer never got ready');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await new Promise((resolve) => setTimeout(resolve, writeMs));
+  child.kill('SIGKILL');
+  await closed;
   // pair each `begin` with its `done`; a trailing `begin` is the operation the kill interrupted
   const finished: string[][] = [];
   let inFlight: string[] | undefined;
-  for (const line of lines) {
+  for (const line of (await readFile(logFile, 'utf8')).split('\n')) {
     if (line.startsWith('begin ')) inFlight = line.split(' ').slice(1);
     else if (line === 'done') {
       finished.push(inFlight!);
       inFlight = undefined;
     }
   }
+  await rm(logFile);
   return { finished, inFlight };
 }
 
@@ -81,10 +78,12 @@ test('kill -9 during storage writes, start again: nothing left over, every key r
   const dataDir = await mkdtemp(join(tmpdir(), 'qqbot-storage-crash-'));
   const model: Model = new Map();
   let interrupted = 0;
+  let writes = 0;
   const ROUNDS = 10;
   for (let round = 1; round <= ROUNDS; round++) {
-    const { finished, inFlight } = await writeThenKill(dataDir, round, 100 + round * 37);
+    const { finished, inFlight } = await writeThenKill(dataDir, round, 80 + round * 23);
     for (const op of finished) apply(model, op);
+    writes += finished.length;
     if (inFlight) interrupted++;
     // start again the way the runtime does, and look
     const backends = new StorageBackends({ dataDir, logger: silentLogger });
@@ -92,7 +91,7 @@ test('kill -9 during storage writes, start again: nothing left over, every key r
     await backends.close();
     assert.deepEqual(await readdir(dataDir), ['storage.sqlite'], 'after a clean close only the database remains');
   }
-  console.log(`# storage crash: ${ROUNDS} kills, ${interrupted} with a write in flight, ${model.size} keys verified`);
+  console.log(`# storage crash: ${ROUNDS} kills, ${writes} operations, ${interrupted} with a write in flight, ${model.size} keys verified`);
   assert.ok(interrupted >= 1, 'at least one kill landed during a write');
 });
 
