@@ -8,6 +8,8 @@ const suites: Array<[string, () => Promise<BenchRow[]>]> = [
   ['event path', async () => (await import('./event-path.ts')).benchEventPath()],
   ['sandbox', async () => (await import('./sandbox.ts')).benchSandbox()],
   ['hot reload', async () => (await import('./hot-reload.ts')).benchHotReload()],
+  ['storage', async () => (await import('./storage.ts')).benchStorage()],
+  ['webhook flood', async () => (await import('./webhook-flood.ts')).benchWebhookFlood()],
 ];
 
 const format = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '' : n >= 100 ? n.toFixed(0) : n >= 1 ? n.toFixed(2) : n.toFixed(3));

@@ -4,11 +4,14 @@ import { VERSION } from './version.ts';
 const HELP = `qqbot — run QQ bots with sandboxed, hot-reloaded plugins
 
 Usage:
-  qqbot start [bot.yaml]               run every bot in the file (default ./bot.yaml)
+  qqbot start [bot.yaml] [--stay-up]   run every bot in the file (default ./bot.yaml); exits 1 when
+                                       no bot is running, unless --stay-up (or whenNoBotRuns: stay)
   qqbot check [bot.yaml]               validate the file and plugins, print bots, plugins and intents
   qqbot simulator [--port N] [--host H] [--bot appId:secret[:token]]... [--proactive off|quota|allowed]
+                  [--allow-host NAME]...
                                        run the local QQ platform simulator (proactive sends: off
-                                       by default, as on the platform since 2025-04-21)
+                                       by default, as on the platform since 2025-04-21); its control
+                                       API answers loopback, IP-address and --allow-host names only
   qqbot new-plugin NAME [--dir plugins]
                                        scaffold a plugin package (publishable, with its test)
   qqbot plugin add NAME[@range]|./x.tgz [--bot NAME] [--yes]

@@ -9,6 +9,7 @@ import type { BotView, ChatInput, ChatMessage, LiveEntry, PluginView, RuntimeVie
 import { startConsole } from './console/server.ts';
 import { describeIntents } from './gateway/intents.ts';
 import type { Logger } from './logging/logger.ts';
+import { ListenError } from './net/listen-error.ts';
 import { RuntimeMetrics } from './metrics/metrics.ts';
 import { startMetricsServer } from './metrics/metrics-server.ts';
 import { createCapabilityHandler, type BotCapabilities, type PluginCapabilities } from './plugins/capabilities/index.ts';
@@ -88,7 +89,11 @@ export class Runtime extends EventEmitter implements RuntimeView {
     return this.#discovered;
   }
 
-  /** Starts everything; a bot that cannot start is reported and the others run. */
+  /**
+   * Starts everything. Every listener (console, metrics, webhooks) is bound before any bot connects,
+   * and one that cannot be bound rejects with a ListenError (the caller stops what started). A bot
+   * that cannot start is reported and the others run.
+   */
   async start(): Promise<void> {
     this.#starting = this.#start();
     await this.#starting;
@@ -98,6 +103,8 @@ export class Runtime extends EventEmitter implements RuntimeView {
   async #start(): Promise<void> {
     const { config } = this;
     await this.#startSimulator();
+    if (this.#stopRequested) return;
+    await this.#startServers();
     if (this.#stopRequested) return;
 
     this.#storage = new StorageBackends({ dataDir: config.dataDir, logger: this.#log.child({ part: 'storage' }) });
@@ -154,10 +161,20 @@ export class Runtime extends EventEmitter implements RuntimeView {
       this.#watchBot(bot);
       this.bots.set(botConfig.name, bot);
     }
+    await Promise.all(config.bots.map(async ({ name, transport }, i) => {
+      if (transport.kind !== 'webhook') return;
+      await this.bots.get(name)!.bind().catch((error: unknown) => {
+        throw new ListenError(`bot ${name}'s webhook`, transport, error, this.#where(`bots[${i}].transport.webhook.port`));
+      });
+    }));
+    if (this.#stopRequested) return;
     await Promise.all([...this.bots.values()].map((bot) => this.#startBot(bot)));
     if (this.#stopRequested) return;
     if (this.#options.watch !== false) await this.#startReloader();
-    await this.#startServers();
+  }
+
+  #where(field: string): { file: string; line?: number; col?: number; field: string } {
+    return { ...(this.config.locations[field] ?? { file: this.config.file }), field };
   }
 
   /** hot reload of the plugins folder (undefined with `watch: false` or before start) */
@@ -299,7 +316,8 @@ export class Runtime extends EventEmitter implements RuntimeView {
   }
 
   async #startSimulator(): Promise<void> {
-    const simulated = this.config.bots.filter((bot) => bot.endpoint.kind === 'simulator');
+    // an entry with sameAppAs is an app the simulator already has
+    const simulated = this.config.bots.filter((bot) => bot.endpoint.kind === 'simulator' && bot.sameAppAs === undefined);
     if (simulated.length === 0) return;
     const simulator = await startSimulator({
       bots: simulated.map((bot) => ({ appId: bot.appId, secret: bot.secret?.reveal() ?? '', ...(bot.token ? { token: bot.token.reveal() } : {}) })),
@@ -335,12 +353,18 @@ export class Runtime extends EventEmitter implements RuntimeView {
   async #startServers(): Promise<void> {
     const { config } = this;
     if (config.console && this.#options.console !== false) {
-      const server = await startConsole({ view: this, port: config.console.port, host: config.console.host, ...(config.console.token ? { token: config.console.token } : {}), logger: this.#log.child({ part: 'console' }) });
+      const { port, host, token } = config.console;
+      const server = await startConsole({ view: this, port, host, ...(token ? { token } : {}), logger: this.#log.child({ part: 'console' }) }).catch((error: Error) => {
+        throw error.cause ? new ListenError('the console', { host, port }, error.cause, this.#where('console.port')) : error;
+      });
       this.consoleUrl = server.url;
       this.#closers.push(() => server.close());
     }
     if (config.metrics && this.#options.metricsServer !== false) {
-      const server = await startMetricsServer({ metrics: this.metrics, port: config.metrics.port, host: config.metrics.host });
+      const { port, host } = config.metrics;
+      const server = await startMetricsServer({ metrics: this.metrics, port, host }).catch((error: Error) => {
+        throw new ListenError('the metrics endpoint', { host, port }, error.cause ?? error, this.#where('metrics.port'));
+      });
       this.metricsPort = server.port;
       this.#closers.push(() => server.close());
     }

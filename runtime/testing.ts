@@ -24,7 +24,7 @@ import { readPluginManifest, resolvePluginConfig } from './plugins/manifest.ts';
 import { buildInstanceSpec } from './plugins/instance-spec.ts';
 import { createCapabilityHandler, type ApiRequester, type PluginCapabilities } from './plugins/capabilities/index.ts';
 import type { RateLimit } from './plugins/capabilities/rate-limit.ts';
-import { FileKeyValueStore } from './plugins/storage/file-store.ts';
+import { SqliteKeyValueStore } from './plugins/storage/sqlite-store.ts';
 import type { DispatchOutcome, PluginInstanceSpec } from './plugins/instance.ts';
 import { PluginSupervisor } from './plugins/sandbox/supervisor.ts';
 
@@ -132,7 +132,7 @@ export async function createTestHarness(options: TestHarnessOptions): Promise<Te
   };
 
   const dataDir = await mkdtemp(join(tmpdir(), 'qqbot-harness-'));
-  const storage = new FileKeyValueStore({ dir: dataDir });
+  const storage = new SqliteKeyValueStore({ file: join(dataDir, 'storage.sqlite') });
   const capabilities: PluginCapabilities = createCapabilityHandler({
     bots: { [bot.name]: { request, storage } },
     ...(options.rateLimits ? { rateLimits: options.rateLimits } : {}),
@@ -157,6 +157,7 @@ export async function createTestHarness(options: TestHarnessOptions): Promise<Te
     await supervisor.load(spec);
   } catch (error) {
     await supervisor.stop();
+    await storage.close();
     await rm(dataDir, { recursive: true, force: true });
     throw error;
   }

@@ -1,7 +1,7 @@
 /**
  * The host-side capability layer against a real HTTP server playing the QQ OpenAPI, reached
  * through the real OpenAPIClient: permissions, argument checks, routes, reply rules (§14),
- * interaction acks, rate limits, storage (file and a real redis-server) and ctx.fetch.
+ * interaction acks, rate limits, storage (SQLite and a real redis-server) and ctx.fetch.
  */
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,7 +17,7 @@ import { Secret } from '../runtime/config/secret.ts';
 import { OpenAPIClient, LegacyTokenSource } from '../runtime/openapi/index.ts';
 import { createCapabilityHandler, EventRegistry, type ApiRequester, type PluginCapabilities } from '../runtime/plugins/capabilities/index.ts';
 import type { CallResult, PluginInstanceSpec } from '../runtime/plugins/instance.ts';
-import { FileKeyValueStore } from '../runtime/plugins/storage/file-store.ts';
+import { SqliteKeyValueStore } from '../runtime/plugins/storage/sqlite-store.ts';
 import { RedisKeyValueStore } from '../runtime/plugins/storage/redis-store.ts';
 import type { KeyValueStore } from '../runtime/plugins/storage/key-value-store.ts';
 import { addressCategory } from '../runtime/plugins/capabilities/address-policy.ts';
@@ -437,6 +437,7 @@ async function storageContract(name: string, makeStore: () => Promise<{ store: K
       assertFailure(await caps.call('main/dice', 'storage.set', { key: '', value: 1 }), 'E_INVALID_ARGUMENT');
       assertFailure(await caps.call('main/dice', 'storage.set', { key: 'k'.repeat(300), value: 1 }), 'E_INVALID_ARGUMENT');
       assertFailure(await caps.call('main/dice', 'storage.set', { key: '\u0000bytes', value: 1 }), 'E_INVALID_ARGUMENT', /without NUL/);
+      assertFailure(await caps.call('main/dice', 'storage.set', { key: 'half \uD83D', value: 1 }), 'E_INVALID_ARGUMENT', /lone surrogates/);
       assertFailure(await caps.call('main/dice', 'storage.set', { key: 'k' }), 'E_INVALID_ARGUMENT', /use storage\.delete/);
       assert.equal(valueOf(await caps.call('main/dice', 'storage.delete', { key: 'stats:u2' })), true);
       assert.equal(valueOf(await caps.call('main/dice', 'storage.delete', { key: 'stats:u2' })), false);
@@ -497,33 +498,41 @@ describe('storage', () => {
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  storageContract('file store', async () => {
-    const store = new FileKeyValueStore({ dir: join(dataDir, 'storage') });
+  storageContract('sqlite store', async () => {
+    const file = join(dataDir, 'contract.sqlite');
+    const store = new SqliteKeyValueStore({ file });
+    let latest = store;
     return {
       store,
       reopen: async () => {
         await store.close();
-        return new FileKeyValueStore({ dir: join(dataDir, 'storage') });
+        latest = new SqliteKeyValueStore({ file });
+        return latest;
       },
-      cleanup: () => store.close(),
+      cleanup: () => latest.close(),
     };
   });
 
-  storageQuotaContract('file store', async () => {
-    const store = new FileKeyValueStore({ dir: join(dataDir, 'quota') });
+  storageQuotaContract('sqlite store', async () => {
+    const store = new SqliteKeyValueStore({ file: join(dataDir, 'quota.sqlite') });
     return { store, cleanup: () => store.close() };
   });
 
-  test('file store: concurrent writes all land, files are replaced atomically (no temp files left), names are encoded', async () => {
-    const store = new FileKeyValueStore({ dir: join(dataDir, 'atomic') });
+  test('sqlite store: concurrent writes all land; names are kept as given; prefixes and order are JavaScript\'s', async () => {
+    const file = join(dataDir, 'names.sqlite');
+    const store = new SqliteKeyValueStore({ file });
     const ns = { bot: 'main', plugin: '@acme/qqbot-plugin-x' };
     await Promise.all(Array.from({ length: 50 }, (_, i) => store.set(ns, `k${i}`, String(i))));
+    // keys whose UTF-8 byte order differs from UTF-16 order, and LIKE/GLOB metacharacters
+    for (const key of ['\u{1F600}', '\uFF5E', 'a%b', 'a_b', 'a*b', 'a%']) await store.set(ns, key, '1');
+    assert.deepEqual(await store.keys(ns, 'a%'), ['a%', 'a%b']);
+    assert.deepEqual((await store.keys(ns)).slice(-2), ['\u{1F600}', '\uFF5E'].sort());
+    assert.deepEqual(await store.keys({ bot: 'main', plugin: 'qqbot-plugin-x' }), []);
     await store.close();
-    const file = store.fileOf(ns);
-    assert.equal(file, join(dataDir, 'atomic', 'main', '%40acme%2Fqqbot-plugin-x.json'));
-    const saved = JSON.parse(await readFile(file, 'utf8')) as Record<string, string>;
-    assert.equal(Object.keys(saved).length, 50);
-    assert.deepEqual(await readdir(join(dataDir, 'atomic', 'main')), ['%40acme%2Fqqbot-plugin-x.json']);
+    const again = new SqliteKeyValueStore({ file });
+    assert.equal((await again.usage(ns)).keys, 56);
+    await again.close();
+    assert.deepEqual((await readdir(dataDir)).filter((f) => f.startsWith('names.')), ['names.sqlite'], 'a clean close leaves no -wal or -shm file');
   });
 });
 

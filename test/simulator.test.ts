@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createPrivateKey, createPublicKey, verify as edVerify } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
@@ -913,6 +913,53 @@ describe('world across a restart', () => {
 });
 
 describe('hardening', () => {
+  /** One request with the Host header and content type given (fetch and undici set Host themselves). */
+  const raw = (sim: Simulator, method: string, path: string, headers: Record<string, string>, body?: string) =>
+    new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port: sim.port, method, path, headers, agent: false }, (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+
+  test('the control API answers only requests addressed to this machine: a DNS-rebinding page gets no tokens', async () => {
+    await withSim({ allowedHosts: ['Simulator'] }, async (sim) => {
+      await token(sim);
+      const at = (host: string) => raw(sim, 'GET', '/_simulator/state', { host: `${host}:${sim.port}` });
+      for (const host of ['evil.example', 'localhost.', '127.0.0.1.nip.io', 'localhost.evil.example']) {
+        const answer = await at(host);
+        assert.equal(answer.status, 403, host);
+        assert.equal(JSON.parse(answer.text).field, 'host');
+        assert.doesNotMatch(answer.text, /access_token|tokens/);
+      }
+      assert.equal((await raw(sim, 'GET', '/_simulator/stream', { host: 'evil.example' })).status, 403, 'the live stream too');
+      for (const host of ['127.0.0.1', 'localhost', '[::1]', '192.0.2.7', 'simulator', 'SIMULATOR']) {
+        assert.equal((await at(host)).status, 200, host);
+      }
+      // the platform side is not the control API: bots may address the simulator by any name
+      const gateway = await raw(sim, 'GET', '/gateway', { host: 'simulator.internal', authorization: `QQBot ${await token(sim)}` });
+      assert.equal(gateway.status, 200);
+    });
+  });
+
+  test('the control API reads bodies only as application/json, which another origin cannot send without a preflight', async () => {
+    await withSim({}, async (sim) => {
+      const host = `127.0.0.1:${sim.port}`;
+      const body = JSON.stringify({ kind: 'c2c', content: 'forged' });
+      for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', undefined]) {
+        const answer = await raw(sim, 'POST', '/_simulator/messages', { host, ...(type ? { 'content-type': type } : {}) }, body);
+        assert.equal(answer.status, 415, String(type));
+        assert.equal(JSON.parse(answer.text).field, 'content-type');
+      }
+      assert.equal((await control(sim, 'GET', '/outbox')).body.length, 0);
+      assert.equal(sim.exportState().nextEventId, 1, 'no event was posted');
+      assert.equal((await raw(sim, 'POST', '/_simulator/messages', { host, 'content-type': 'application/json; charset=utf-8' }, body)).status, 200);
+    });
+  });
+
   test('a deeply nested body is refused (400) and cannot poison the outbox, the stream or the state', async () => {
     await withSim({}, async (sim) => {
       const auth = `QQBot ${await token(sim)}`;
@@ -927,7 +974,7 @@ describe('hardening', () => {
       assert.equal(((await res.json()) as { code: number }).code, 40034001);
       assert.equal((await control(sim, 'GET', '/outbox')).status, 200);
       assert.doesNotThrow(() => JSON.stringify(sim.exportState()));
-      const ev = await fetch(`${sim.url}/_simulator/events`, { method: 'POST', body: `{"t":"GUILD_MEMBER_ADD","d":${deep}}` });
+      const ev = await fetch(`${sim.url}/_simulator/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"t":"GUILD_MEMBER_ADD","d":${deep}}` });
       assert.equal(ev.status, 400);
       assert.equal(((await ev.json()) as { field: string }).field, 'body');
     });
@@ -1126,7 +1173,7 @@ describe('fuzz', () => {
         // anything at all: a 200 or a 400, never a 5xx
         for (let i = 0; i < 12; i++) {
           const body = r() < 0.5 ? JSON.stringify(junkValue(r)) : JSON.stringify({ ...valid, ...Object.fromEntries(Object.keys(fields).filter(() => r() < 0.5).map((f) => [f, junkValue(r)])) });
-          const res = await request(`${sim.url}/_simulator${path}`, { method: 'POST', body, reset: true, signal: AbortSignal.timeout(10_000) });
+          const res = await request(`${sim.url}/_simulator${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, reset: true, signal: AbortSignal.timeout(10_000) });
           const text = await res.body.text();
           assert.ok(res.statusCode === 200 || res.statusCode === 400, `${path} ${res.statusCode} ${text.slice(0, 200)} for ${body.slice(0, 200)}`);
           JSON.parse(text);
@@ -1146,7 +1193,7 @@ describe('fuzz', () => {
       for (let i = 0; i < 20; i++) {
         const segment = encodeURIComponent(String(junkValue(r)).slice(0, 40)) || '%25';
         const method = ['GET', 'POST', 'DELETE', 'PUT', 'PATCH'][Math.floor(r() * 5)]!;
-        const res = await request(`${sim.url}/_simulator/${['webhooks', 'world', 'x', 'sessions'][i % 4]}/${segment}`, { method: method as Dispatcher.HttpMethod, body: method === 'GET' ? null : '{}', reset: true, signal: AbortSignal.timeout(10_000) });
+        const res = await request(`${sim.url}/_simulator/${['webhooks', 'world', 'x', 'sessions'][i % 4]}/${segment}`, { method: method as Dispatcher.HttpMethod, body: method === 'GET' ? null : '{}', headers: { 'content-type': 'application/json' }, reset: true, signal: AbortSignal.timeout(10_000) });
         assert.ok([200, 400, 404, 405].includes(res.statusCode), `${method} ${segment}: ${res.statusCode}`);
         await res.body.text();
         cases++;

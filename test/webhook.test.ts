@@ -1,12 +1,20 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { Secret } from '../runtime/config/secret.ts';
 import { createLogger } from '../runtime/logging/logger.ts';
 import { toDispatch, type GatewayDispatch } from '../runtime/gateway/dispatch-event.ts';
 import { deriveKeys, deriveSeed, signMessage, signWebhookRequest, validationReply, verifyMessage, webhookMessage } from '../runtime/gateway/signature.ts';
-import { WebhookTransport } from '../runtime/gateway/webhook.ts';
+import { RejectionTally } from '../runtime/gateway/rejection-tally.ts';
+import { WebhookTransport, type WebhookRejection, type WebhookTransportOptions } from '../runtime/gateway/webhook.ts';
+import { runQQBot } from './support/qqbot-process.ts';
+import { rawPost } from './support/raw-http.ts';
 
 test('seed and public key derive from the secret as the protocol vector says (§11.2)', () => {
   const secret = 'naOC0ocQE3shWLAfffVLB1rhYPG7';
@@ -44,7 +52,7 @@ test('verification works on raw bytes and refuses malformed or foreign signature
 const APP_ID = '1020000099';
 const SECRET_VALUE = 'webhook-test-secret-value-1234';
 
-async function withTransport(fn: (ctx: { url: string; transport: WebhookTransport; logs: string[] }) => Promise<void>, maxSkewSec?: number): Promise<void> {
+async function withTransport(fn: (ctx: { url: string; port: number; transport: WebhookTransport; logs: string[] }) => Promise<void>, options: Partial<WebhookTransportOptions> = {}): Promise<void> {
   const logs: string[] = [];
   const destination = new Writable({
     write(chunk, _enc, cb) {
@@ -59,11 +67,11 @@ async function withTransport(fn: (ctx: { url: string; transport: WebhookTranspor
     appId: APP_ID,
     secret: new Secret(SECRET_VALUE),
     logger: createLogger({ level: 'debug', destination }),
-    ...(maxSkewSec === undefined ? {} : { maxSkewSec }),
+    ...options,
   });
   const { port } = await transport.start();
   try {
-    await fn({ url: `http://127.0.0.1:${port}/qqbot/callback`, transport, logs });
+    await fn({ url: `http://127.0.0.1:${port}/qqbot/callback`, port, transport, logs });
   } finally {
     await transport.stop();
   }
@@ -166,12 +174,12 @@ test('the freshness window is configurable', async () => {
     const body = Buffer.from(JSON.stringify({ op: 0, t: 'FRIEND_ADD', id: 'e-2', d: { openid: 'o', timestamp: 1 } }));
     const tenSecondsAgo = String(Math.floor(Date.now() / 1000) - 10);
     assert.equal((await post(url, body, signWebhookRequest(platformKeys, body, tenSecondsAgo))).status, 401);
-  }, 5);
+  }, { maxSkewSec: 5 });
   await withTransport(async ({ url }) => {
     const body = Buffer.from(JSON.stringify({ op: 0, t: 'FRIEND_ADD', id: 'e-2', d: { openid: 'o', timestamp: 1 } }));
     const tenSecondsAgo = String(Math.floor(Date.now() / 1000) - 10);
     assert.equal((await post(url, body, signWebhookRequest(platformKeys, body, tenSecondsAgo))).status, 200);
-  }, 60);
+  }, { maxSkewSec: 60 });
 });
 
 test('simulator webhook delivery: validation succeeds, signed events are dispatched once each, in order, acked with op 12', async () => {
@@ -198,5 +206,191 @@ test('simulator webhook delivery: validation succeeds, signed events are dispatc
   } finally {
     await transport.stop();
     await sim.close();
+  }
+});
+
+/** A well-formed signature that signs nothing: what a stranger can send without the secret. */
+const FORGED = 'ab'.repeat(63) + '00';
+const now = () => String(Math.floor(Date.now() / 1000));
+
+const statusOf = (answer: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1]);
+
+test('a signed body that is not a JSON object is a 400, never a 500', async () => {
+  await withTransport(async ({ url, transport }) => {
+    const rejected: WebhookRejection[] = [];
+    transport.on('rejected', (r) => rejected.push(r.kind));
+    for (const text of ['null', '[]', '[{"op":0}]', '42', '"op"', 'true', '{"op":13,"d":null}', '{"op":13,"d":"x"}', '{"op":0}', '{"op":{"x":1}}']) {
+      const body = Buffer.from(text);
+      const res = await post(url, body, signWebhookRequest(platformKeys, body));
+      assert.equal(res.status, 400, text);
+    }
+    assert.deepEqual(new Set(rejected), new Set(['bad_envelope']));
+  });
+});
+
+test('path, method, app id, signature headers and the timestamp window are refused before any body byte is read', async () => {
+  await withTransport(async ({ port }) => {
+    const stale = String(Math.floor(Date.now() / 1000) - 3600);
+    const cases: Array<[string, Record<string, string>, number, string?]> = [
+      ['no signature headers', {}, 401],
+      ['malformed signature', { 'X-Signature-Ed25519': 'zz', 'X-Signature-Timestamp': now() }, 401],
+      ['stale timestamp', { 'X-Signature-Ed25519': FORGED, 'X-Signature-Timestamp': stale }, 401],
+      ['another app', { 'X-Bot-Appid': '42', 'X-Signature-Ed25519': FORGED, 'X-Signature-Timestamp': now() }, 401],
+      ['declared too large', { 'X-Signature-Ed25519': FORGED, 'X-Signature-Timestamp': now() }, 413],
+      ['unknown path', { 'X-Signature-Ed25519': FORGED, 'X-Signature-Timestamp': now() }, 404, '/elsewhere'],
+      ['unparsable target', { 'X-Signature-Ed25519': FORGED, 'X-Signature-Timestamp': now() }, 404, 'http://['],
+    ];
+    for (const [label, headers, status, path] of cases) {
+      // the body is declared but only a sliver is sent: the answer must not wait for the rest
+      const declared = status === 413 ? 2 * 1024 * 1024 : 1024 * 1024;
+      const { socket, answer } = rawPost(port, headers, declared, 10, path);
+      assert.equal(statusOf(await answer), status, label);
+      socket.destroy();
+    }
+  });
+});
+
+test('bodies in flight are bounded: the next stranger gets 503 at once; a body that stalls gets 408; one abandoned mid-way is counted', async () => {
+  await withTransport(async ({ port, transport }) => {
+    const rejected: WebhookRejection[] = [];
+    transport.on('rejected', (r) => rejected.push(r.kind));
+    const headers = { 'X-Signature-Ed25519': FORGED, 'X-Signature-Timestamp': now() };
+    // three stalled bodies, two slots: whichever comes third is turned away without being read
+    const held = [0, 1, 2].map(() => rawPost(port, headers, 1024 * 1024, 1000));
+    const first = await Promise.race(held.map((h) => h.answer));
+    assert.equal(statusOf(first), 503);
+    // the two being read stall until the body deadline
+    const rest = await Promise.all(held.map((h) => h.answer));
+    assert.deepEqual(rest.map(statusOf).sort(), [408, 408, 503]);
+    assert.deepEqual(rejected.sort(), ['body_timeout', 'body_timeout', 'busy']);
+
+    const leaving = rawPost(port, headers, 1024 * 1024, 1000);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    leaving.socket.destroy();
+    const deadline = Date.now() + 5000;
+    while (!rejected.includes('aborted')) {
+      assert.ok(Date.now() < deadline, `no 'aborted' in ${rejected.join(', ')}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }, { maxPendingBodies: 2, bodyTimeoutMs: 300 });
+});
+
+test('refused requests are counted by reason and logged as one line of counts per interval, not one per request', async () => {
+  const logs: string[] = [];
+  const transport = new WebhookTransport({
+    port: 0, host: '127.0.0.1', path: '/cb', appId: APP_ID, secret: new Secret(SECRET_VALUE), rejectionLogIntervalMs: 3_600_000,
+    logger: createLogger({ level: 'debug', destination: new Writable({ write: (chunk, _enc, cb) => void (logs.push(String(chunk)), cb()) }) }),
+  });
+  const { port } = await transport.start();
+  let counted = 0;
+  transport.on('rejected', () => counted++);
+  const body = Buffer.from('{"op":0,"t":"C2C_MESSAGE_CREATE","d":{}}');
+  const stale = String(Math.floor(Date.now() / 1000) - 3600);
+  await Promise.all(Array.from({ length: 60 }, (_, i) => post(`http://127.0.0.1:${port}/cb`, body, i % 3 === 0 ? {} : i % 3 === 1 ? signWebhookRequest(platformKeys, body, stale) : signWebhookRequest(deriveKeys('forger'), body))));
+  assert.equal(counted, 60);
+  assert.equal(logs.filter((line) => line.includes('refused')).length, 0, 'nothing logged per request');
+  // stopping reports what the interval counted so far
+  await transport.stop();
+  const reports = logs.map((line) => JSON.parse(line) as { msg: string; rejected?: Record<string, number>; total?: number }).filter((entry) => entry.msg === 'webhook requests refused');
+  assert.equal(reports.length, 1, 'one line for the whole burst');
+  assert.deepEqual(reports[0]!.rejected, { headers: 20, timestamp: 20, signature: 20 });
+  assert.equal(reports[0]!.total, 60);
+});
+
+test('the tally reports at most once per interval, each report holding what came since the last', async () => {
+  const reports: Array<{ counts: Partial<Record<'a' | 'b', number>>; total: number }> = [];
+  const tally = new RejectionTally<'a' | 'b'>(50, (counts, total) => reports.push({ counts, total }));
+  for (let i = 0; i < 1000; i++) tally.add(i % 2 ? 'a' : 'b');
+  assert.equal(reports.length, 0);
+  while (reports.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.deepEqual(reports, [{ counts: { a: 500, b: 500 }, total: 1000 }]);
+  tally.add('a');
+  tally.flush();
+  tally.flush();
+  assert.deepEqual(reports[1], { counts: { a: 1 }, total: 1 });
+  assert.equal(reports.length, 2, 'nothing counted, nothing reported');
+});
+
+test('a dispatch that arrives before the bot takes events is answered 503, and its redelivery is not taken for a replay', async () => {
+  const transport = new WebhookTransport({ port: 0, host: '127.0.0.1', path: '/cb', appId: APP_ID, secret: new Secret(SECRET_VALUE) });
+  const { port } = await transport.listen();
+  try {
+    const got: GatewayDispatch[] = [];
+    transport.on('dispatch', (d) => got.push(d));
+    const body = Buffer.from(JSON.stringify({ op: 0, t: 'C2C_MESSAGE_CREATE', id: 'early-1', d: { id: 'm', content: 'x', author: { user_openid: 'u' } } }));
+    const headers = signWebhookRequest(platformKeys, body);
+    const early = await post(`http://127.0.0.1:${port}/cb`, body, headers);
+    assert.equal(early.status, 503);
+    // callback validation does not depend on the bot: answered at once
+    const validation = Buffer.from(JSON.stringify({ op: 13, d: { plain_token: 'p', event_ts: '1' } }));
+    assert.equal((await post(`http://127.0.0.1:${port}/cb`, validation, signWebhookRequest(platformKeys, validation))).status, 200);
+    transport.open();
+    assert.equal((await post(`http://127.0.0.1:${port}/cb`, body, headers)).status, 200, 'the same signed request, delivered again');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(got.map((d) => d.id), ['early-1']);
+  } finally {
+    await transport.stop();
+  }
+});
+
+test('400 strangers holding 1 MiB bodies open against a real qqbot process: memory stays bounded, every refusal counted, one log line', async () => {
+  const FIXTURES = fileURLToPath(new URL('./fixtures/runtime/plugins', import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'qqbot-webhook-flood-'));
+  writeFileSync(join(dir, 'bot.yaml'), [
+    `pluginsDir: ${FIXTURES}`,
+    `dataDir: ${join(dir, 'data')}`,
+    'metrics: { port: 0 }',
+    'bots:',
+    '  - { name: hook, appId: "1020000001", endpoint: simulator, transport: { webhook: { port: 0, path: /qq } }, plugins: { alpha: {} } }',
+  ].join('\n'));
+  const run = runQQBot(['start', 'bot.yaml'], dir);
+  const sockets: Socket[] = [];
+  try {
+    await run.waitFor(/1\/1 bots running/);
+    const port = Number(/"port":(\d+),"path":"\/qq","msg":"webhook listening"/.exec(run.output.stdout)?.[1]);
+    const metricsUrl = /metrics: (http:\S+)/.exec(run.output.stdout)![1]!;
+    const rssMb = () => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${run.child.pid}/status`, 'utf8'))![1]) / 1024;
+    const before = rssMb();
+    const CONNECTIONS = 400;
+    const BODY = 1024 * 1024;
+    const attempts = Array.from({ length: CONNECTIONS }, () => rawPost(port, { 'X-Signature-Ed25519': FORGED, 'X-Signature-Timestamp': now() }, BODY, BODY - 1024, '/qq'));
+    sockets.push(...attempts.map((a) => a.socket));
+    // all but the bodies being read are turned away at once; then hold the rest and watch memory
+    let answered = 0;
+    for (const a of attempts) void a.answer.then(() => answered++);
+    const deadline0 = Date.now() + 30_000;
+    while (answered < CONNECTIONS - 32 && Date.now() < deadline0) await new Promise((resolve) => setTimeout(resolve, 20));
+    let peak = 0;
+    for (let i = 0; i < 10; i++) {
+      peak = Math.max(peak, rssMb());
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    console.log(`# webhook flood: ${CONNECTIONS} held connections, RSS ${before.toFixed(0)} MB before, peak ${peak.toFixed(0)} MB (+${(peak - before).toFixed(0)} MB)`);
+    assert.ok(answered >= CONNECTIONS - 32, 'the connections beyond the bound were answered without being read');
+    assert.ok(peak - before < 128, `RSS grew ${(peak - before).toFixed(0)} MB under ${CONNECTIONS} held bodies`);
+
+    for (const socket of sockets) socket.destroy();
+    const counts = async () => {
+      const text = await (await fetch(metricsUrl)).text();
+      return Object.fromEntries([...text.matchAll(/^qqbot_webhook_rejected_total\{bot="hook",reason="(\w+)"\} (\d+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
+    };
+    const deadline = Date.now() + 30_000;
+    let seen = await counts();
+    while (Object.values(seen).reduce((a, b) => a + b, 0) < CONNECTIONS && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      seen = await counts();
+    }
+    assert.equal(Object.values(seen).reduce((a, b) => a + b, 0), CONNECTIONS, `every connection counted once: ${JSON.stringify(seen)}`);
+    assert.ok((seen.busy ?? 0) >= CONNECTIONS - 32, `busy: ${JSON.stringify(seen)}`);
+
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exited, 0, run.output.stderr);
+    const reports = run.output.stdout.split('\n').filter((line) => line.includes('"msg":"webhook requests refused"')).map((line) => JSON.parse(line) as { total: number });
+    assert.ok(reports.length >= 1 && reports.length <= 2, `${reports.length} report lines: one per minute and one at stop`);
+    assert.equal(reports.reduce((sum, r) => sum + r.total, 0), CONNECTIONS);
+    assert.doesNotMatch(run.output.stdout, /webhook handler failed/);
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    run.kill();
   }
 });

@@ -83,6 +83,7 @@ export class Bot extends EventEmitter<BotEvents> {
   #client: OpenAPIClient | undefined;
   #sessions: SessionManager | undefined;
   #webhook: WebhookTransport | undefined;
+  #webhookPort = 0;
   #intents = 0;
   #accepting = false;
   #received = 0;
@@ -124,6 +125,22 @@ export class Bot extends EventEmitter<BotEvents> {
   /** Unique events taken in and what became of them: `received = handled + dropped + inFlight`. */
   get counts(): { received: number } & DispatchCounts {
     return { received: this.#received, ...this.#dispatcher.counts };
+  }
+
+  /**
+   * Binds the bot's own listener (a webhook) without taking events yet: the runtime binds every
+   * listener before any bot connects, so a port problem stops start-up whole.
+   */
+  async bind(): Promise<void> {
+    const { config, metrics } = this.#options;
+    const transport = config.transport;
+    if (transport.kind !== 'webhook' || this.#webhook) return;
+    const webhook = new WebhookTransport({ port: transport.port, host: transport.host, path: transport.path, appId: config.appId, secret: config.secret!, maxSkewSec: transport.maxSkewSec, logger: this.#log });
+    webhook.on('dispatch', (dispatch) => this.#ingest(dispatch));
+    webhook.on('error', (error) => this.#log.warn({ err: error.message }, 'webhook'));
+    if (metrics) webhook.on('rejected', ({ kind }) => metrics.webhookRejected(config.name, kind));
+    this.#webhookPort = (await webhook.listen()).port;
+    this.#webhook = webhook;
   }
 
   /** Loads the plugins, then connects. Rejects (and the bot is `failed`) when the bot cannot run. */
@@ -175,7 +192,11 @@ export class Bot extends EventEmitter<BotEvents> {
 
   /** Stop taking events, let handlers finish (bounded), close shards so they can be resumed. */
   async stop(options: { drainMs?: number } = {}): Promise<{ unfinished: number }> {
-    if (this.#state === 'stopped') return { unfinished: 0 };
+    if (this.#state === 'stopped') {
+      // bound but never started: start-up stopped before this bot's turn
+      await this.#webhook?.stop();
+      return { unfinished: 0 };
+    }
     this.#setState('stopping');
     this.#accepting = false;
     await this.#sessions?.stop({ resumable: true }).catch((error: Error) => this.#log.warn({ err: error.message }, 'closing shards'));
@@ -222,12 +243,10 @@ export class Bot extends EventEmitter<BotEvents> {
     const { config, metrics } = this.#options;
     const transport = config.transport;
     if (transport.kind === 'webhook') {
-      const webhook = new WebhookTransport({ port: transport.port, host: transport.host, path: transport.path, appId: config.appId, secret: config.secret!, maxSkewSec: transport.maxSkewSec, logger: this.#log });
-      webhook.on('dispatch', (dispatch) => this.#ingest(dispatch));
-      webhook.on('error', (error) => this.#log.warn({ err: error.message }, 'webhook'));
-      this.#webhook = webhook;
-      const { port } = await webhook.start();
-      this.#log.info({ port, path: transport.path }, 'webhook listening');
+      await this.bind();
+      this.#webhook!.open();
+      const port = this.#webhookPort;
+      this.#log.info({ port, path: transport.path }, 'webhook taking events');
       if (config.endpoint.kind === 'simulator') {
         const host = transport.host === '0.0.0.0' || transport.host === '::' ? '127.0.0.1' : transport.host;
         await this.#options.registerSimulatorWebhook?.(config.appId, `http://${host}:${port}${transport.path}`);

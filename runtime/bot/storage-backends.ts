@@ -1,5 +1,6 @@
 /**
- * Opens the stores behind `ctx.storage`: one file store for every bot on `storage: file`, and one
+ * Opens the stores behind `ctx.storage`: one SQLite database under dataDir for every bot on
+ * `storage: file` (the data of the older JSON file store is moved into it on first open), and one
  * Redis connection per distinct URL. A Redis outage fails storage calls fast (no offline queue),
  * so a plugin gets an error instead of a handler that hangs until its deadline.
  */
@@ -8,9 +9,10 @@ import { Redis } from 'ioredis';
 import type { StorageConfig } from '../config/types.ts';
 import { QQBotError } from '../errors.ts';
 import type { Logger } from '../logging/logger.ts';
-import { FileKeyValueStore } from '../plugins/storage/file-store.ts';
+import { importFileStore } from '../plugins/storage/file-store-import.ts';
 import type { KeyValueStore } from '../plugins/storage/key-value-store.ts';
 import { RedisKeyValueStore } from '../plugins/storage/redis-store.ts';
+import { SqliteKeyValueStore } from '../plugins/storage/sqlite-store.ts';
 
 export class StorageUnavailableError extends QQBotError {}
 
@@ -28,7 +30,7 @@ export function redactUrl(url: string): string {
 export class StorageBackends {
   readonly #dataDir: string;
   readonly #log: Logger;
-  #file: FileKeyValueStore | undefined;
+  #local: Promise<SqliteKeyValueStore> | undefined;
   readonly #redis = new Map<string, Promise<{ client: Redis; store: RedisKeyValueStore }>>();
 
   constructor(options: { dataDir: string; logger: Logger }) {
@@ -38,8 +40,12 @@ export class StorageBackends {
 
   async open(config: StorageConfig, bot: string): Promise<KeyValueStore> {
     if (config.kind === 'file') {
-      this.#file ??= new FileKeyValueStore({ dir: join(this.#dataDir, 'storage') });
-      return this.#file;
+      this.#local ??= this.#openLocal();
+      try {
+        return await this.#local;
+      } catch (error) {
+        throw new StorageUnavailableError('E_STORAGE_UNAVAILABLE', `bot "${bot}": cannot open the storage database in ${this.#dataDir}: ${(error as Error).message}`, { bot });
+      }
     }
     let opening = this.#redis.get(config.url);
     if (!opening) {
@@ -55,7 +61,8 @@ export class StorageBackends {
   }
 
   async close(): Promise<void> {
-    await this.#file?.close();
+    await (await this.#local?.catch(() => undefined))?.close();
+    this.#local = undefined;
     for (const opening of this.#redis.values()) {
       const opened = await opening.catch(() => undefined);
       if (!opened) continue;
@@ -63,6 +70,18 @@ export class StorageBackends {
       opened.client.disconnect();
     }
     this.#redis.clear();
+  }
+
+  async #openLocal(): Promise<SqliteKeyValueStore> {
+    const store = new SqliteKeyValueStore({ file: join(this.#dataDir, 'storage.sqlite') });
+    try {
+      const moved = await importFileStore(join(this.#dataDir, 'storage'), store, this.#log);
+      if (moved.namespaces > 0 || moved.swept > 0) this.#log.info(moved, 'storage: moved the file store into storage.sqlite');
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+    return store;
   }
 
   async #connect(url: string): Promise<{ client: Redis; store: RedisKeyValueStore }> {

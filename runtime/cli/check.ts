@@ -30,7 +30,7 @@ export async function checkCommand(args: string[]): Promise<number> {
   for (const bot of config.bots) {
     const endpoint = bot.endpoint.kind === 'url' ? bot.endpoint.url : bot.endpoint.kind;
     const transport = bot.transport.kind === 'webhook' ? `webhook :${bot.transport.port}${bot.transport.path}` : `websocket, shards ${bot.shards}`;
-    const storage = bot.storage.kind === 'redis' ? `redis ${redactUrl(bot.storage.url)}` : 'files';
+    const storage = bot.storage.kind === 'redis' ? `redis ${redactUrl(bot.storage.url)}` : 'sqlite (dataDir)';
     out.push('', `bot ${bot.name} (app ${bot.appId}) → ${endpoint}, ${transport}, auth ${bot.secret ? 'access token' : 'legacy token'}, storage ${storage}`);
     const names = enabledPluginNames(bot) ?? discovery.plugins.filter((p) => isEnabled(bot, p)).map((p) => p.name);
     const subscriptions: Array<{ plugin: string; events: string[] }> = [];

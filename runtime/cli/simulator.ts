@@ -10,6 +10,7 @@ export async function simulatorCommand(args: string[]): Promise<number> {
       port: { type: 'string', default: '8081' },
       host: { type: 'string', default: '127.0.0.1' },
       bot: { type: 'string', multiple: true },
+      'allow-host': { type: 'string', multiple: true },
       proactive: { type: 'string', default: 'off' },
     },
   });
@@ -18,7 +19,7 @@ export async function simulatorCommand(args: string[]): Promise<number> {
   const bots = (values.bot ?? []).map(parseBotFlag);
   const proactive = values.proactive;
   if (proactive !== 'off' && proactive !== 'quota' && proactive !== 'allowed') throw new Error(`--proactive: expected off | quota | allowed, got "${proactive}"`);
-  const simulator = await startSimulator({ port, host: values.host, proactive, logger: createLogger(), ...(bots.length > 0 ? { bots } : {}) });
+  const simulator = await startSimulator({ port, host: values.host, allowedHosts: values['allow-host'] ?? [], proactive, logger: createLogger(), ...(bots.length > 0 ? { bots } : {}) });
   process.stdout.write(`simulator listening: OpenAPI ${simulator.url}  gateway ${simulator.gatewayUrl}  control ${simulator.url}/_simulator/\n`);
   await waitForShutdownSignal();
   await simulator.close();

@@ -1,44 +1,81 @@
+import { parseArgs } from 'node:util';
+import type { Bot } from '../bot/bot.ts';
 import { loadConfig } from '../config/index.ts';
+import { QQBotError } from '../errors.ts';
 import { createLogger } from '../logging/logger.ts';
 import { Runtime } from '../runtime.ts';
 import { waitForShutdownSignal } from './signals.ts';
 
+/**
+ * Runs bot.yaml until a signal. It fails whole rather than half: a listener that cannot be bound
+ * stops start-up (exit 1), and so does having no bot running once start-up is over or later,
+ * unless `whenNoBotRuns: stay` or `--stay-up` says to keep serving the console.
+ */
 export async function startCommand(args: string[]): Promise<number> {
-  const file = args[0] ?? 'bot.yaml';
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { 'stay-up': { type: 'boolean', default: false } } });
+  const file = positionals[0] ?? 'bot.yaml';
   const config = loadConfig(file);
+  const stayUp = values['stay-up'] || config.whenNoBotRuns === 'stay';
   const logger = createLogger({ level: config.log.level });
   const runtime = new Runtime({ config, logger });
   const stopping = waitForShutdownSignal();
-  const started = runtime.start();
-  started.catch(() => undefined); // awaited below; a rejection after a signal is not "unhandled"
+  const started = runtime.start().then(() => ({ started: true as const }), (error: unknown) => ({ failed: error }));
   // a signal during start-up (e.g. a gateway that never answers) stops at once rather than after
-  if ((await Promise.race([started.then(() => 'started' as const), stopping.then(() => 'signal' as const)])) === 'signal') {
+  const first = await Promise.race([started, stopping.then(() => ({ signal: true as const }))]);
+  if ('signal' in first) {
     logger.info('shutting down during start-up');
     await runtime.stop();
     logger.flush();
     return 0;
   }
-
-  const failed = [...runtime.bots.values()].filter((bot) => bot.state === 'failed');
-  const lines = [`qqbot: ${runtime.bots.size - failed.length}/${runtime.bots.size} bots running`];
-  for (const bot of failed) lines.push(`  bot ${bot.config.name} failed: ${bot.error?.message ?? 'unknown error'}`);
-  if (failed.length > 0 && failed.length === runtime.bots.size) {
-    // nothing would run: say why and exit rather than stay up serving no bot
-    process.stderr.write(`${lines.join('\n')}\n`);
+  if ('failed' in first) {
+    logger.error({ err: (first.failed as Error)?.message }, 'start-up failed: stopping what started');
     await runtime.stop();
     logger.flush();
-    return 1;
+    throw first.failed;
   }
+
+  const bots = [...runtime.bots.values()];
+  const failed = bots.filter((bot) => bot.state === 'failed');
+  const lines = [`qqbot: ${bots.length - failed.length}/${bots.length} bots running`];
+  for (const bot of failed) lines.push(`  bot ${bot.config.name} failed: ${bot.error?.message ?? 'unknown error'}`);
   if (runtime.consoleUrl) lines.push(`  console: ${runtime.consoleUrl}`);
   if (runtime.metricsPort !== undefined) lines.push(`  metrics: http://${config.metrics?.host}:${runtime.metricsPort}/metrics`);
   if (runtime.simulator) lines.push(`  simulator: ${runtime.simulator.url} (send messages from the console's chat pane)`);
   process.stdout.write(`${lines.join('\n')}\n`);
 
-  const signal = await stopping;
-  logger.info({ signal }, 'shutting down: finishing handlers, closing shards resumably');
+  const noneRunning = stayUp ? new Promise<never>(() => undefined) : whenNoBotRuns(bots);
+  const reason = await Promise.race([stopping.then((signal) => ({ signal })), noneRunning.then(() => ({ noBot: true as const }))]);
+  if ('noBot' in reason) logger.error('no bot is running: stopping (whenNoBotRuns: stay or --stay-up keeps the process up)');
+  else logger.info({ signal: reason.signal }, 'shutting down: finishing handlers, closing shards resumably');
   const { unfinished, received, handled, dropped } = await runtime.stop();
   // dropped: events at least one plugin did not handle (reasons: logged, /metrics qqbot_events_dropped_total)
   logger.info({ received, handled, dropped, unfinished }, 'stopped');
   logger.flush();
+  if ('noBot' in reason) throw new NoBotRunningError(bots);
   return 0;
+}
+
+/** Resolves once no bot is running or starting: now, or when the last one fails. */
+function whenNoBotRuns(bots: Bot[]): Promise<void> {
+  const anyAlive = () => bots.some((bot) => bot.state === 'running' || bot.state === 'starting');
+  if (!anyAlive()) return Promise.resolve();
+  return new Promise((resolve) => {
+    for (const bot of bots) {
+      bot.on('state', (state) => {
+        if (state === 'failed' && !anyAlive()) resolve();
+      });
+    }
+  });
+}
+
+/** Exit 1 with every bot's failure at its place in bot.yaml, for the service manager's log. */
+class NoBotRunningError extends QQBotError {
+  constructor(bots: Bot[]) {
+    const failures = bots.map((bot) => {
+      const { file, line, col } = bot.config.location;
+      return `\n  ${file}:${line}:${col}: bot ${bot.config.name} failed: ${bot.error?.message ?? bot.state}`;
+    });
+    super('E_NO_BOT_RUNNING', `no bot is running (set whenNoBotRuns: stay in bot.yaml or pass --stay-up to keep the process up anyway):${failures.join('')}`, { bots: bots.map((bot) => bot.config.name) });
+  }
 }

@@ -1,8 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { dirname, relative, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
+import { isLoopbackHost, isWildcardHost } from '../net/hosts.ts';
 import { ConfigError } from './config-error.ts';
+import { decodeConfigText, MAX_CONFIG_BYTES, readCapped } from './config-text.ts';
 import { interpolate, MissingVariableError } from './interpolate.ts';
 import { botYamlSchema } from './schema.ts';
 import { Secret } from './secret.ts';
@@ -17,21 +19,76 @@ const validate = ajv.compile(botYamlSchema);
 /** The credentials every embedded-simulator bot gets unless bot.yaml sets its own. */
 export const SIMULATOR_DEFAULT_SECRET = 'simulator-secret';
 
+/**
+ * Alias expansions allowed while building the config (yaml's own guard, named here): a few aliases
+ * are fine, a "billion laughs" file is refused before it is expanded.
+ */
+const MAX_ALIAS_COUNT = 100;
+
+/**
+ * More shards than a bot may start sessions in a day cannot all run: the platform grants
+ * `session_start_limit.total` (1000 for a bot) starts per 24 h, one per shard. `qqbot start`
+ * also checks the count against what /gateway/bot says remains today.
+ */
+export const MAX_SHARDS = 1000;
+
 export interface LoadConfigOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** Reads, interpolates and validates bot.yaml. Every problem is a ConfigError naming file:line:col and field. */
+/**
+ * Reads, interpolates and validates bot.yaml. Every problem is a ConfigError naming file:line:col
+ * and field: syntax, encoding, size, schema, unset variables, duplicate bots and apps, port
+ * clashes, a console open to the network without a token, a plugins folder that is not there.
+ */
 export function loadConfig(file: string, options: LoadConfigOptions = {}): RuntimeConfig {
   const path = resolve(file);
   const shown = relative(process.cwd(), path) || path;
-  let text: string;
+  let read: ReturnType<typeof readCapped>;
   try {
-    text = readFileSync(path, 'utf8');
+    read = readCapped(path);
   } catch (error) {
     throw new ConfigError('E_CONFIG_READ', `cannot read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, { file: shown });
   }
-  return parseConfig(text, path, shown, options.env ?? process.env);
+  if ('over' in read) {
+    throw new ConfigError('E_CONFIG_TOO_LARGE', `the file is ${read.size} bytes; a bot.yaml may be at most ${MAX_CONFIG_BYTES} bytes (is this the right file?)`, { file: shown });
+  }
+  const decoded = decodeConfigText(read.bytes);
+  if ('problem' in decoded) {
+    const { detail, text, charOffset } = decoded.problem;
+    if (text === undefined || charOffset === undefined) throw new ConfigError('E_CONFIG_ENCODING', detail, { file: shown });
+    // the bytes around the bad one are usually fine YAML: name the field it sits in
+    const lines = new LineCounter();
+    const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+    const field = formatPath(fieldAt(doc.contents, charOffset) ?? []);
+    const pos = lines.linePos(charOffset);
+    throw new ConfigError('E_CONFIG_ENCODING', detail, { file: shown, line: pos.line, col: pos.col, ...(field ? { field } : {}) });
+  }
+  const config = parseConfig(decoded.text, path, shown, options.env ?? process.env);
+  checkPluginsDir(config, shown);
+  return config;
+}
+
+/** Without a plugins folder every bot would start with nothing to run and fail with "no intents". */
+function checkPluginsDir(config: RuntimeConfig, shown: string): void {
+  let isDir = false;
+  try {
+    isDir = statSync(config.pluginsDir).isDirectory();
+  } catch {
+    // absent or unreadable: reported below
+  }
+  if (isDir) return;
+  const where = config.locations['pluginsDir'];
+  const named = relative(process.cwd(), config.pluginsDir) || config.pluginsDir;
+  // the default folder may be absent when every bot lists only npm plugins by name
+  if (!where && config.bots.every((bot) => bot.plugins !== undefined)) return;
+  throw new ConfigError(
+    'E_CONFIG_PLUGINS_DIR',
+    where
+      ? `the plugins folder ${named} does not exist (or is not a folder)`
+      : `no plugins folder: ${named} does not exist; create it (npx qqbot new-plugin NAME), set pluginsDir, or list each bot's plugins`,
+    where ? { ...where, field: 'pluginsDir' } : { file: shown },
+  );
 }
 
 export function parseConfig(text: string, path: string, shown: string, env: NodeJS.ProcessEnv): RuntimeConfig {
@@ -51,7 +108,7 @@ export function parseConfig(text: string, path: string, shown: string, env: Node
     throw new ConfigError('E_CONFIG_ENV', error.message, { ...at(node.range?.[0]), field: formatPath(fieldPath) });
   });
 
-  const raw: unknown = doc.toJS();
+  const raw = toJS(doc, at);
   if (!validate(raw)) {
     const error = pickError(validate.errors ?? []);
     const fieldPath = pathOf(error);
@@ -62,9 +119,32 @@ export function parseConfig(text: string, path: string, shown: string, env: Node
   return normalise(raw as RawConfig, doc, path, at);
 }
 
+/** The document as plain data; an alias bomb is refused at its first alias instead of expanded. */
+function toJS(doc: Document, at: (offset: number | undefined) => SourceLocation): unknown {
+  try {
+    return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (error) {
+    // yaml throws a ReferenceError for both: too many expansions, and an alias with no anchor
+    if (!(error instanceof ReferenceError)) throw error;
+    const bomb = /excessive alias count/i.test(error.message);
+    let culprit: { offset: number | undefined; path: Path } | undefined;
+    visit(doc, {
+      Alias: (_key, node, ancestors) => {
+        if (!bomb && node.resolve(doc) !== undefined) return undefined;
+        culprit = { offset: node.range?.[0], path: pathOfAncestors([...ancestors, node]) };
+        return visit.BREAK;
+      },
+    });
+    const where = { ...at(culprit?.offset), ...(culprit && culprit.path.length > 0 ? { field: formatPath(culprit.path) } : {}) };
+    if (!bomb) throw new ConfigError('E_CONFIG_SYNTAX', error.message, where);
+    throw new ConfigError('E_CONFIG_ALIASES', `YAML aliases here expand to more than ${MAX_ALIAS_COUNT} copies (a "billion laughs" file?); write the values out instead`, where);
+  }
+}
+
 interface RawBot {
   name: string;
   appId: string | number;
+  sameAppAs?: string;
   secret?: string;
   token?: string;
   endpoint?: string;
@@ -81,6 +161,7 @@ interface RawBot {
 }
 
 interface RawConfig {
+  whenNoBotRuns?: 'exit' | 'stay';
   pluginsDir?: string;
   dataDir?: string;
   console?: { port: number; host?: string; token?: string };
@@ -90,12 +171,10 @@ interface RawConfig {
   bots: RawBot[];
 }
 
-function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number) => { file: string; line: number; col: number }): RuntimeConfig {
+function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number) => SourceLocation): RuntimeConfig {
   const dir = dirname(path);
-  const fail = (code: string, detail: string, fieldPath: Path) => {
-    const node = doc.getIn(fieldPath, true) as Node | undefined;
-    return new ConfigError(code, detail, { ...at(node?.range?.[0]), field: formatPath(fieldPath) });
-  };
+  const locate = (fieldPath: Path) => at((doc.getIn(fieldPath, true) as Node | undefined)?.range?.[0]);
+  const fail = (code: string, detail: string, fieldPath: Path) => new ConfigError(code, detail, { ...locate(fieldPath), field: formatPath(fieldPath) });
 
   const names = new Map<string, number>();
   const bots = raw.bots.map((bot, index): BotConfig => {
@@ -115,10 +194,17 @@ function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number)
     if (transport.kind === 'webhook' && secretText === undefined) {
       throw fail('E_CONFIG_CREDENTIALS', 'webhook transport verifies signatures with the AppSecret: set `secret`', ['bots', index, 'transport']);
     }
-    const node = doc.getIn(['bots', index], true) as Node | undefined;
+    if (typeof bot.shards === 'number' && bot.shards > MAX_SHARDS) {
+      throw fail(
+        'E_CONFIG_SHARDS',
+        `${bot.shards} shards cannot start: each shard is a session, and a bot may start ${MAX_SHARDS} sessions a day (session_start_limit); use auto or at most ${MAX_SHARDS}`,
+        ['bots', index, 'shards'],
+      );
+    }
     return {
       name: bot.name,
       appId: String(bot.appId),
+      ...(bot.sameAppAs !== undefined ? { sameAppAs: bot.sameAppAs } : {}),
       ...(secretText !== undefined ? { secret: new Secret(secretText) } : {}),
       ...(bot.token !== undefined ? { token: new Secret(bot.token) } : {}),
       endpoint,
@@ -132,24 +218,104 @@ function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number)
       ...(bot.fetchHosts !== undefined ? { fetchHosts: bot.fetchHosts } : {}),
       requestTimeoutMs: bot.requestTimeoutMs ?? 10_000,
       ...(bot.pluginQueueBytes !== undefined ? { pluginQueueBytes: bot.pluginQueueBytes } : {}),
-      location: at(node?.range?.[0]),
+      location: locate(['bots', index]),
       pluginLocations: keyLocations(doc.getIn(['bots', index, 'plugins'], true), '', at),
     };
   });
+  checkApps(bots, fail, locate);
 
+  const consoleHost = raw.console?.host ?? '127.0.0.1';
+  if (raw.console && !raw.console.token && !isLoopbackHost(consoleHost)) {
+    throw fail(
+      'E_CONFIG_CONSOLE_TOKEN',
+      `the console would listen on ${consoleHost}, which other machines can reach, without a token; set console.token (at least 8 characters) or use host 127.0.0.1`,
+      ['console', 'host'],
+    );
+  }
+  checkPorts(raw, fail, locate);
+
+  const located: Path[] = [['pluginsDir'], ['console', 'port'], ['metrics', 'port'], ...raw.bots.map((_, i): Path => ['bots', i, 'transport', 'webhook', 'port'])];
+  const locations = Object.fromEntries(located.filter((p) => doc.hasIn(p)).map((p) => [formatPath(p), locate(p)]));
   return {
     file: path,
     dir,
     pluginsDir: resolve(dir, raw.pluginsDir ?? './plugins'),
     dataDir: resolve(dir, raw.dataDir ?? './.qqbot'),
-    ...(raw.console
-      ? { console: { port: raw.console.port, host: raw.console.host ?? '127.0.0.1', ...(raw.console.token ? { token: new Secret(raw.console.token) } : {}) } }
-      : {}),
+    ...(raw.console ? { console: { port: raw.console.port, host: consoleHost, ...(raw.console.token ? { token: new Secret(raw.console.token) } : {}) } } : {}),
     ...(raw.metrics ? { metrics: { port: raw.metrics.port, host: raw.metrics.host ?? '127.0.0.1' } } : {}),
     log: { level: raw.log?.level ?? 'info' },
     fetch: { allowPrivateAddresses: raw.fetch?.allowPrivateAddresses ?? false },
+    whenNoBotRuns: raw.whenNoBotRuns ?? 'exit',
     bots,
+    locations,
   };
+}
+
+type Fail = (code: string, detail: string, fieldPath: Path) => ConfigError;
+
+/**
+ * One app on one platform is one bot: two entries would open two sessions that split its events and
+ * have its replies refused as duplicates. Entries for the same app on purpose (say, one on webhook
+ * and one on websocket with other plugins) say so with `sameAppAs: <the earlier entry's name>`.
+ * The same appId on different endpoints (sandbox and production) is not a duplicate.
+ */
+function checkApps(bots: BotConfig[], fail: Fail, locate: (path: Path) => SourceLocation): void {
+  const platform = (bot: BotConfig) => (bot.endpoint.kind === 'url' ? bot.endpoint.url : bot.endpoint.kind);
+  const first = new Map<string, number>();
+  bots.forEach((bot, index) => {
+    const app = `${platform(bot)} ${bot.appId}`;
+    const earlier = first.get(app);
+    if (bot.sameAppAs !== undefined) {
+      const named = bots.findIndex((b) => b.name === bot.sameAppAs);
+      const other = bots[named];
+      if (!other || named >= index) throw fail('E_CONFIG_SAME_APP', `names "${bot.sameAppAs}", which is not a bot listed before this one`, ['bots', index, 'sameAppAs']);
+      if (platform(other) !== platform(bot) || other.appId !== bot.appId) {
+        throw fail('E_CONFIG_SAME_APP', `bot "${other.name}" is app ${other.appId} on ${platform(other)}, not app ${bot.appId} on ${platform(bot)}`, ['bots', index, 'sameAppAs']);
+      }
+      if (other.secret?.reveal() !== bot.secret?.reveal() || other.token?.reveal() !== bot.token?.reveal()) {
+        throw fail('E_CONFIG_SAME_APP', `the credentials differ from bot "${other.name}"'s; one app has one secret`, ['bots', index, 'sameAppAs']);
+      }
+      return;
+    }
+    if (earlier === undefined) {
+      first.set(app, index);
+      return;
+    }
+    const other = bots[earlier]!;
+    const where = locate(['bots', earlier, 'appId']);
+    throw fail(
+      'E_CONFIG_DUPLICATE_APP',
+      `app ${bot.appId} on ${platform(bot)} is also bot "${other.name}" (${where.file}:${where.line}:${where.col}): two sessions of one app split its events and have its replies refused; remove one, or add \`sameAppAs: ${other.name}\` if both are this app on purpose`,
+      ['bots', index, 'appId'],
+    );
+  });
+}
+
+/** Every listener needs its own address: a clash would only show at start-up, as EADDRINUSE. */
+function checkPorts(raw: RawConfig, fail: Fail, locate: (path: Path) => SourceLocation): void {
+  const listeners: Array<{ host: string; port: number; path: Path }> = [];
+  if (raw.console) listeners.push({ host: raw.console.host ?? '127.0.0.1', port: raw.console.port, path: ['console', 'port'] });
+  if (raw.metrics) listeners.push({ host: raw.metrics.host ?? '127.0.0.1', port: raw.metrics.port, path: ['metrics', 'port'] });
+  raw.bots.forEach((bot, index) => {
+    if (typeof bot.transport === 'object') {
+      listeners.push({ host: bot.transport.webhook.host ?? '127.0.0.1', port: bot.transport.webhook.port, path: ['bots', index, 'transport', 'webhook', 'port'] });
+    }
+  });
+  const sameHost = (a: string, b: string) => {
+    const canonical = (h: string) => (h === 'localhost' ? '127.0.0.1' : h);
+    return isWildcardHost(a) || isWildcardHost(b) || canonical(a) === canonical(b);
+  };
+  listeners.forEach((listener, i) => {
+    if (listener.port === 0) return; // a free port is picked at start-up
+    const clash = listeners.slice(0, i).find((other) => other.port === listener.port && sameHost(other.host, listener.host));
+    if (!clash) return;
+    const where = locate(clash.path);
+    throw fail(
+      'E_CONFIG_PORT_CLASH',
+      `port ${listener.port} is also ${formatPath(clash.path)} (${where.file}:${where.line}:${where.col}); each listener needs a port of its own`,
+      listener.path,
+    );
+  });
 }
 
 function parseEndpoint(value: string): EndpointConfig {
@@ -160,7 +326,7 @@ function parseEndpoint(value: string): EndpointConfig {
 function parseTransport(value: RawBot['transport']): TransportConfig {
   if (value === undefined || value === 'websocket') return { kind: 'websocket' };
   const webhook = value.webhook;
-  return { kind: 'webhook', port: webhook.port, path: webhook.path ?? '/qqbot', host: webhook.host ?? '0.0.0.0', maxSkewSec: webhook.maxSkewSec ?? 300 };
+  return { kind: 'webhook', port: webhook.port, path: webhook.path ?? '/qqbot', host: webhook.host ?? '127.0.0.1', maxSkewSec: webhook.maxSkewSec ?? 300 };
 }
 
 function parseSessions(value: RawBot['sessions']): SessionsConfig {
@@ -262,6 +428,36 @@ function describe(error: ErrorObject): string {
       return typeof expected === 'string' ? `expected ${expected}` : (error.message ?? 'invalid value');
     }
   }
+}
+
+/** The key path of the deepest node of `node` whose source range holds `offset`. */
+function fieldAt(node: unknown, offset: number, path: Path = []): Path | undefined {
+  const holds = (n: unknown) => {
+    const range = (n as Node | null)?.range;
+    return range !== undefined && range !== null && offset >= range[0] && offset < range[2];
+  };
+  if (isMap(node)) {
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+      if (holds(pair.key)) return [...path, key];
+      if (holds(pair.value)) return fieldAt(pair.value, offset, [...path, key]);
+    }
+  } else if (isSeq(node)) {
+    const index = node.items.findIndex(holds);
+    if (index >= 0) return fieldAt(node.items[index], offset, [...path, index]);
+  }
+  return holds(node) ? path : undefined;
+}
+
+/** The key path `visit` reached a node by. */
+function pathOfAncestors(ancestors: readonly unknown[]): Path {
+  const path: Path = [];
+  ancestors.forEach((ancestor, i) => {
+    const child = ancestors[i + 1];
+    if (isPair(ancestor)) path.push(isScalar(ancestor.key) ? String(ancestor.key.value) : String(ancestor.key));
+    else if (isSeq(ancestor) && child !== undefined) path.push(ancestor.items.indexOf(child as never));
+  });
+  return path;
 }
 
 export function formatPath(path: Path): string {

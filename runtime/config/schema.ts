@@ -13,6 +13,7 @@ const bot = {
   properties: {
     name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$', 'x-expected': 'a name of letters, digits, _ . -' },
     appId: { type: ['string', 'integer'], pattern: '^[0-9]+$', 'x-expected': 'a numeric AppID (quote it)' },
+    sameAppAs: { type: 'string', minLength: 1, 'x-expected': 'the name of an earlier bot with the same appId' },
     secret: { type: 'string', minLength: 1, 'x-expected': 'the AppSecret' },
     token: { type: 'string', minLength: 1, 'x-expected': 'the legacy bot token' },
     endpoint: {
@@ -94,6 +95,7 @@ export const botYamlSchema = {
   additionalProperties: false,
   required: ['bots'],
   properties: {
+    whenNoBotRuns: { enum: ['exit', 'stay'], 'x-expected': 'exit (the default: exit 1 when no bot is running) | stay' },
     pluginsDir: { type: 'string', minLength: 1, 'x-expected': 'a folder path' },
     dataDir: { type: 'string', minLength: 1, 'x-expected': 'a folder path' },
     console: {

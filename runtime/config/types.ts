@@ -23,6 +23,8 @@ export interface SourceLocation {
 export interface BotConfig {
   name: string;
   appId: string;
+  /** this entry is the same app as that earlier bot, on purpose (else a repeated appId is refused) */
+  sameAppAs?: string;
   /** access-token flow (AppSecret) */
   secret?: Secret;
   /** legacy fixed token ("Bot appid.token") */
@@ -61,5 +63,12 @@ export interface RuntimeConfig {
   log: { level: string };
   /** ctx.fetch policy shared by every bot; private addresses are refused unless allowed here */
   fetch: { allowPrivateAddresses: boolean };
+  /** once start-up is over, with no bot running: exit 1 (a service manager restarts or alerts) or stay up */
+  whenNoBotRuns: 'exit' | 'stay';
   bots: BotConfig[];
+  /**
+   * Where settings that can fail after loading (a port in use, a missing folder) were written, by
+   * field path: `pluginsDir`, `console.port`, `metrics.port`, `bots[1].transport.webhook.port`.
+   */
+  locations: Readonly<Record<string, SourceLocation>>;
 }

@@ -1,16 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { isIP } from 'node:net';
 import type { Secret } from '../config/secret.ts';
-
-/** True for addresses only this machine can reach. `localhost` counts: it resolves to loopback. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  if (h === 'localhost' || h === '::1') return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  if (h.toLowerCase().startsWith('::ffff:')) return isLoopbackHost(h.slice(7));
-  return false;
-}
+import { hostOfHeader, isLoopbackHost } from '../net/hosts.ts';
 
 export type AccessDecision = 'ok' | 'unauthorized' | 'bad-host';
 
@@ -34,7 +25,7 @@ export class ConsoleAccess {
 
   check(req: IncomingMessage, query: URLSearchParams): AccessDecision {
     if (!this.#digest) {
-      const host = hostName(req.headers.host ?? '');
+      const host = hostOfHeader(req.headers.host ?? '');
       return host !== undefined && isLoopbackHost(host) ? 'ok' : 'bad-host';
     }
     const auth = req.headers.authorization;
@@ -48,15 +39,4 @@ export class ConsoleAccess {
 
 function sha256(value: string): Buffer {
   return createHash('sha256').update(value, 'utf8').digest();
-}
-
-/** `host[:port]` or `[v6]:port` → host; undefined when the header is malformed. */
-function hostName(header: string): string | undefined {
-  if (header.startsWith('[')) {
-    const end = header.indexOf(']');
-    return end > 0 ? header.slice(0, end + 1) : undefined;
-  }
-  const colon = header.lastIndexOf(':');
-  const name = colon >= 0 ? header.slice(0, colon) : header;
-  return name === '' ? undefined : name;
 }

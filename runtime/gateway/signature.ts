@@ -40,10 +40,14 @@ export function signMessage(keys: WebhookKeys, message: Buffer | string): string
  * bits of the last byte set, which no canonical Ed25519 signature has) are rejected before crypto.
  */
 export function verifyMessage(keys: WebhookKeys, message: Buffer, signatureHex: string): boolean {
+  if (!isSignatureShaped(signatureHex)) return false;
+  return edVerify(null, message, keys.publicKey, Buffer.from(signatureHex, 'hex'));
+}
+
+/** 64 bytes of hex whose last byte has its top three bits clear: checkable before the body arrives. */
+export function isSignatureShaped(signatureHex: string): boolean {
   if (!/^[0-9a-fA-F]{128}$/.test(signatureHex)) return false;
-  const sig = Buffer.from(signatureHex, 'hex');
-  if ((sig[63]! & 0xe0) !== 0) return false;
-  return edVerify(null, message, keys.publicKey, sig);
+  return (Number.parseInt(signatureHex.slice(126), 16) & 0xe0) === 0;
 }
 
 /** The signed message of a webhook request: timestamp bytes immediately followed by the raw body. */

@@ -46,6 +46,7 @@ export class RuntimeMetrics {
   readonly #pluginReloads: Counter<'bot' | 'plugin' | 'result'>;
   readonly #eventsDropped: Counter<'bot' | 'plugin' | 'reason'>;
   readonly #repliesFailed: Counter<'bot' | 'plugin' | 'reason'>;
+  readonly #webhookRejected: Counter<'bot' | 'reason'>;
   #backlogs: () => Array<{ bot: string; plugin: string; events: number; bytes: number }> = () => [];
   readonly #children = new Map<object, Map<string, unknown>>();
 
@@ -163,6 +164,12 @@ export class RuntimeMetrics {
       labelNames: ['bot', 'plugin', 'result'],
       registers,
     });
+    this.#webhookRejected = new Counter({
+      name: 'qqbot_webhook_rejected_total',
+      help: 'Webhook requests refused, by reason (signature, timestamp, headers, busy, too_large, replay, …).',
+      labelNames: ['bot', 'reason'],
+      registers,
+    });
   }
 
   /** An event one plugin did not handle, and why (every event ends handled or here). */
@@ -244,6 +251,10 @@ export class RuntimeMetrics {
 
   pluginReload(bot: string, plugin: string, ok: boolean): void {
     this.#pluginReloads.inc({ bot, plugin, result: ok ? 'ok' : 'failed' });
+  }
+
+  webhookRejected(bot: string, reason: string): void {
+    this.#webhookRejected.inc({ bot, reason });
   }
 
   /** The exposition text, as served on `/metrics`. */

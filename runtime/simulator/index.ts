@@ -1,10 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { WebSocketServer } from 'ws';
 import { silentLogger, type Logger } from '../logging/logger.ts';
 import { controlRoutes, type ControlTarget } from './control.ts';
+import { ControlAccess } from './control-access.ts';
 import { ControlInputError } from './errors.ts';
 import { parseFault, type FaultInput } from './faults.ts';
 import { Gateway, type SessionInfo } from './gateway.ts';
@@ -92,6 +93,7 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
   readonly #openapi: OpenApi;
   readonly #webhooks: WebhookDelivery;
   readonly #control: RouteTable<(ctx: { params: Record<string, string>; query: URLSearchParams; body: unknown }) => unknown>;
+  readonly #controlAccess: ControlAccess;
   readonly #bots: Map<string, SimulatorBot>;
   readonly #botUsers: Map<string, User>;
   readonly #streams = new Set<ServerResponse>();
@@ -127,6 +129,7 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
     });
     this.#webhooks = new WebhookDelivery({ bots: options.bots, maxAttempts: options.webhookMaxAttempts, logger, restored: state?.webhooks, onLog: (e) => this.#publish('webhook', e) });
     this.#control = controlRoutes(this);
+    this.#controlAccess = new ControlAccess([...options.allowedHosts, ...(isIP(options.host) === 0 ? [options.host] : [])]);
     this.#server = createServer((req, res) => {
       this.#onRequest(req, res).catch((err: unknown) => {
         this.#logger.error({ err }, 'simulator request failed');
@@ -432,9 +435,19 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
   }
 
   async #onControl(req: IncomingMessage, res: ServerResponse, url: URL, method: string): Promise<void> {
+    const badHost = this.#controlAccess.hostRefusal(req);
+    if (badHost) {
+      req.resume();
+      return sendJson(res, 403, { error: badHost, field: 'host' });
+    }
     if (url.pathname === '/_simulator/stream' && method === 'GET') return this.#openStream(req, res);
     const { found, pathKnown } = this.#control.match(method, url.pathname.replace(/\/+$/, '') || '/');
     if (!found) return sendJson(res, pathKnown ? 405 : 404, { error: pathKnown ? `method ${method} not allowed` : `no control endpoint ${url.pathname}` });
+    const badType = this.#controlAccess.contentTypeRefusal(req);
+    if (badType) {
+      req.resume();
+      return sendJson(res, 415, { error: badType, field: 'content-type' });
+    }
     try {
       const body = await readJson(req, res, method, (_status, message) => new ControlInputError('body', message));
       sendJson(res, 200, await found.handler({ params: found.params, query: url.searchParams, body }));

@@ -15,6 +15,12 @@ export interface SimulatorBot {
 export interface SimulatorOptions {
   /** @defaultValue '127.0.0.1' */
   host?: string;
+  /**
+   * Host names the control API (`/_simulator/*`) answers besides loopback names, IP addresses and
+   * `host`: e.g. a container's service name. Any other Host header is refused (DNS rebinding).
+   * @defaultValue none
+   */
+  allowedHosts?: string[];
   /** @defaultValue 0 (ephemeral) */
   port?: number;
   /** @defaultValue one bot 1020000001 / simulator-secret / simulator-token */
@@ -106,6 +112,7 @@ export const DEFAULT_BOT: Readonly<Required<Pick<SimulatorBot, 'appId' | 'secret
 export interface ResolvedOptions {
   host: string;
   port: number;
+  allowedHosts: string[];
   bots: SimulatorBot[];
   tokenLifetimeSec: number;
   heartbeatIntervalMs: number;
@@ -160,6 +167,7 @@ export function resolveOptions(options: SimulatorOptions): ResolvedOptions {
   return {
     host: options.host ?? '127.0.0.1',
     port: options.port ?? 0,
+    allowedHosts: [...(options.allowedHosts ?? [])],
     bots,
     tokenLifetimeSec: positiveInt('tokenLifetimeSec', options.tokenLifetimeSec, 7200),
     heartbeatIntervalMs,

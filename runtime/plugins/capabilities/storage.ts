@@ -53,7 +53,7 @@ async function runStorage(store: KeyValueStore, ns: StorageNamespace, op: string
       return store.delete(ns, checkKey(p.key, caps));
     case 'keys': {
       const prefix = p.prefix ?? '';
-      if (typeof prefix !== 'string' || prefix.length > caps.maxKeyLength) throw new CapabilityError('E_INVALID_ARGUMENT', 'storage.keys: prefix must be a short string');
+      if (typeof prefix !== 'string' || prefix.length > caps.maxKeyLength || LONE_SURROGATE.test(prefix)) throw new CapabilityError('E_INVALID_ARGUMENT', 'storage.keys: prefix must be a short string');
       return store.keys(ns, prefix);
     }
     default:
@@ -61,10 +61,14 @@ async function runStorage(store: KeyValueStore, ns: StorageNamespace, op: string
   }
 }
 
-// NUL is refused so that stores can keep bookkeeping fields no plugin key can name.
+// with the u flag a surrogate pair is one code point: only an unpaired half matches
+const LONE_SURROGATE = /\p{Cs}/u;
+
+// NUL is refused so that stores can keep bookkeeping fields no plugin key can name; a lone surrogate
+// because stores keep UTF-8, where two such keys would both become U+FFFD and collide.
 function checkKey(key: unknown, caps: StorageCaps): string {
-  if (typeof key !== 'string' || key.length === 0 || key.length > caps.maxKeyLength || key.includes('\u0000')) {
-    throw new CapabilityError('E_INVALID_ARGUMENT', `storage: key must be a string of 1–${caps.maxKeyLength} characters without NUL`);
+  if (typeof key !== 'string' || key.length === 0 || key.length > caps.maxKeyLength || key.includes('\u0000') || LONE_SURROGATE.test(key)) {
+    throw new CapabilityError('E_INVALID_ARGUMENT', `storage: key must be a string of 1–${caps.maxKeyLength} characters without NUL or lone surrogates`);
   }
   return key;
 }
