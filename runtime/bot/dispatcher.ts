@@ -42,6 +42,7 @@ export class Dispatcher {
     const targets = plugins.subscribers(dispatch.t);
     if (targets.length === 0) {
       this.#handled += 1;
+      this.#options.onHandled?.(dispatch, []);
       return;
     }
     const id = dispatch.id ?? '';

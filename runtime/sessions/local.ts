@@ -6,8 +6,19 @@ import { GatewayFatalError, SessionsStoppedError } from '../gateway/errors.ts';
 import { TypedEmitter } from '../gateway/event-source.ts';
 import { describeIntents } from '../gateway/intents.ts';
 import { Shard, type ShardInfo } from '../gateway/shard.ts';
+import { CommittedSeq } from './committed-seq.ts';
 import { IdentifyThrottle } from './identify-throttle.ts';
-import type { SessionManager, SessionManagerEvents } from './session-manager.ts';
+import type { SessionManager, SessionManagerEvents, StopOptions } from './session-manager.ts';
+import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
+
+/** What a successor needs to resume one shard: the session, the seq to resume from, what to drop when replayed. */
+export interface SavedSession {
+  shard: number;
+  sessionId: string;
+  seq: number;
+  /** dedupe keys of events above `seq` that were already handled (see CommittedSeq) */
+  settledAbove?: string[];
+}
 
 export interface LocalSessionManagerOptions {
   /** `GET /gateway/bot` (OpenAPIClient#gatewayBot) */
@@ -24,7 +35,12 @@ export interface LocalSessionManagerOptions {
   /** identify `properties` */
   properties?: Record<string, string>;
   /** sessions left by a predecessor (`sessions()`), resumed instead of identified */
-  resumeFrom?: Array<{ shard: number; sessionId: string; seq: number }>;
+  resumeFrom?: SavedSession[];
+  /**
+   * true: the consumer calls `settle()` for every dispatch once it is handled, and a resume point never
+   * skips an event still in a handler. Default false: the point is the last event received.
+   */
+  settleEvents?: boolean;
   /** per connection; default 20 000 ms */
   helloTimeoutMs?: number;
   /** per identify/resume; default 20 000 ms */
@@ -42,6 +58,7 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
   readonly #log: Logger;
   #intents: number;
   #shards: Shard[] = [];
+  readonly #points = new Map<number, CommittedSeq>();
   #fatal: GatewayFatalError | undefined;
   #stopping = false;
   // rejects a start() still waiting for its shards when stop() comes first
@@ -96,6 +113,9 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
 
     for (let id = 0; id < count; id++) {
       const previous = resumable.get(id);
+      const point = new CommittedSeq();
+      point.reset(previous?.seq ?? 0);
+      this.#points.set(id, point);
       const shard = new Shard({
         id,
         count,
@@ -111,7 +131,10 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
         ...(previous ? { session: { sessionId: previous.sessionId, seq: previous.seq } } : {}),
         logger: this.#log,
       });
-      shard.on('dispatch', (d) => this.emit('dispatch', d));
+      shard.on('dispatch', (d) => {
+        if (this.#options.settleEvents) point.dispatched(d);
+        this.emit('dispatch', d);
+      });
       shard.on('state', (s) => this.emit('state', s));
       shard.on('error', (e) => this.emit('error', e));
       const onUp = (): void => {
@@ -119,6 +142,7 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
         if (readyOnce.size === count) settle?.resolve();
       };
       shard.on('ready', (r) => {
+        point.reset(shard.session()?.seq ?? 0);
         onUp();
         this.emit('ready', r);
       });
@@ -138,18 +162,29 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
     return started;
   }
 
-  async stop(options: { resumable?: boolean } = {}): Promise<void> {
+  async stop(options: StopOptions = {}): Promise<void> {
     this.#stopping = true;
     this.#cancelStart?.(new SessionsStoppedError('E_SESSIONS_STOPPED', 'session manager was stopped before every shard was ready', {}));
-    await Promise.all(this.#shards.map((s) => s.stop(options)));
+    await Promise.all(this.#shards.map((s) => s.stop({ resumable: options.resumable ?? true })));
+    await options.settle?.();
     this.#log.info({ resumable: options.resumable ?? true }, 'shards stopped');
   }
 
-  /** Sessions a successor process can pass as `resumeFrom`. */
-  sessions(): Array<{ shard: number; sessionId: string; seq: number }> {
+  settle(dispatch: GatewayDispatch): void {
+    if (dispatch.shard !== undefined) this.#points.get(dispatch.shard)?.settled(dispatch);
+  }
+
+  /**
+   * Sessions a successor process can pass as `resumeFrom`: each resumes from the last seq up to which
+   * every event was settled, so an event still in a handler is replayed rather than lost.
+   */
+  sessions(): SavedSession[] {
     return this.#shards.flatMap((s) => {
       const session = s.session();
-      return session ? [{ shard: s.id, ...session }] : [];
+      if (!session) return [];
+      const point = this.#options.settleEvents ? this.#points.get(s.id)?.point() : undefined;
+      if (!point) return [{ shard: s.id, ...session }];
+      return [{ shard: s.id, sessionId: session.sessionId, seq: Math.min(point.seq, session.seq), ...(point.settledAbove.length > 0 ? { settledAbove: point.settledAbove } : {}) }];
     });
   }
 

@@ -1,0 +1,290 @@
+/**
+ * Redis sessions with real processes: three `qqbot start` processes of one bot share its 12 shards
+ * through a real redis-server, against the simulator running in this process (its session list and
+ * outbox are the ground truth). Guild messages are posted every few ms to guilds on every shard, through
+ * kills, pauses and a Redis restart, and each must be answered exactly once.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { startSimulator, type Simulator } from '../runtime/simulator/index.ts';
+import { startRedis, type TestRedis } from './support/redis-server.ts';
+import { metricValue, startBotProcess, type BotProcess } from './support/bot-process.ts';
+
+const FIXTURE_PLUGINS = fileURLToPath(new URL('./fixtures/runtime/plugins', import.meta.url));
+const APP_ID = '1020000001';
+const SECRET = 'cluster-test-secret';
+const SHARDS = 12;
+const LEASE_TTL_MS = 2_000;
+const IDENTIFY_WINDOW_MS = 250;
+
+const guildFor = (shard: number): string => String(((1_000_000_000_000n + BigInt(shard)) << 22n) + 4242n);
+
+interface Cluster {
+  sim: Simulator;
+  redis: TestRedis;
+  watcher: Redis;
+  dir: string;
+  channels: string[];
+  processes: BotProcess[];
+  start(): BotProcess;
+  /** shard → pid of the lease holder (undefined: free) */
+  owners(): Promise<Array<number | undefined>>;
+  /** pids → number of shards each holds */
+  spread(): Promise<number[]>;
+  close(): Promise<void>;
+}
+
+async function cluster(): Promise<Cluster> {
+  const redis = await startRedis();
+  const sim = await startSimulator({
+    bots: [{ appId: APP_ID, secret: SECRET }],
+    recommendedShards: SHARDS,
+    identifyWindowMs: IDENTIFY_WINDOW_MS,
+    sessionStartLimit: { total: 1000, maxConcurrency: 1 },
+    heartbeatIntervalMs: 1_000,
+    printCredentials: false,
+  });
+  const channels: string[] = [];
+  const world = (await (await fetch(`${sim.url}/_simulator/world`)).json()) as { guilds: Array<{ id: string }> };
+  for (let shard = 0; shard < SHARDS; shard++) {
+    if (!world.guilds.some((g) => g.id === guildFor(shard))) await control(sim, '/_simulator/world/guilds', { id: guildFor(shard) });
+    for (let c = 0; c < 4; c++) channels.push(((await control(sim, '/_simulator/world/channels', { guild_id: guildFor(shard) })) as { id: string }).id);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'qqbot-cluster-'));
+  writeFileSync(join(dir, 'bot.yaml'), [
+    `pluginsDir: ${FIXTURE_PLUGINS}`,
+    `dataDir: ${join(dir, 'data')}`,
+    'metrics: { port: 0 }',
+    'log: { level: info }',
+    'bots:',
+    '  - name: demo',
+    `    appId: "${APP_ID}"`,
+    `    secret: ${SECRET}`,
+    `    endpoint: ${sim.url}`,
+    `    tokenEndpoint: ${sim.url}/app/getAppAccessToken`,
+    `    shards: ${SHARDS}`,
+    `    sessions: { redis: "${redis.url}", leaseTtlMs: ${LEASE_TTL_MS} }`,
+    `    identifyWindowMs: ${IDENTIFY_WINDOW_MS}`,
+    '    storage: file',
+    '    plugins: { answer: {} }',
+  ].join('\n'));
+  const watcher = new Redis(redis.url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 100 });
+  watcher.on('error', () => undefined);
+  await watcher.connect();
+  const processes: BotProcess[] = [];
+  const owners = async (): Promise<Array<number | undefined>> => {
+    const values = await watcher.mget(Array.from({ length: SHARDS }, (_, i) => `qqbot:${APP_ID}:lock:shard:${i}`));
+    return values.map((v) => (v ? Number(/:(\d+):[0-9a-f]+$/.exec(v)?.[1]) : undefined));
+  };
+  return {
+    sim,
+    redis,
+    watcher,
+    dir,
+    channels,
+    processes,
+    start() {
+      const p = startBotProcess(dir);
+      processes.push(p);
+      return p;
+    },
+    owners,
+    async spread() {
+      const held = await owners();
+      return processes.filter((p) => p.child.exitCode === null && p.child.signalCode === null).map((p) => held.filter((pid) => pid === p.pid).length);
+    },
+    async close() {
+      for (const p of processes) p.kill('SIGKILL');
+      await Promise.all(processes.map((p) => p.exited));
+      watcher.disconnect();
+      await sim.close();
+      await redis.stop();
+    },
+  };
+}
+
+async function control(sim: Simulator, path: string, body: unknown): Promise<unknown> {
+  const response = await fetch(`${sim.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  assert.equal(response.status, 200, await response.clone().text());
+  return response.json();
+}
+
+async function until(what: string, probe: () => Promise<boolean> | boolean, timeoutMs = 30_000, context: () => string = () => ''): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${context()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Posts a guild message every few ms, round-robin over every shard's channels, until stopped. */
+function traffic(c: Cluster, everyMs = 8): { posted: Set<string>; stop(): Promise<void> } {
+  const posted = new Set<string>();
+  let running = true;
+  let n = 0;
+  const loop = (async () => {
+    while (running) {
+      const channel = c.channels[n % c.channels.length]!;
+      posted.add(c.sim.postMessage({ kind: 'guild_at', content: `m${n}`, channel_id: channel }).id);
+      n++;
+      await new Promise((resolve) => setTimeout(resolve, everyMs));
+    }
+  })();
+  return {
+    posted,
+    async stop() {
+      running = false;
+      await loop;
+    },
+  };
+}
+
+/** Samples the simulator: the most sessions any shard had connected at once. */
+function sessionWatch(sim: Simulator): { maxConnected: () => number; stop(): void } {
+  let max = 0;
+  const timer = setInterval(() => {
+    const perShard = new Map<number, number>();
+    for (const s of sim.sessions()) if (s.appId === APP_ID && s.connected) perShard.set(s.shard[0], (perShard.get(s.shard[0]) ?? 0) + 1);
+    for (const n of perShard.values()) max = Math.max(max, n);
+  }, 10);
+  return { maxConnected: () => max, stop: () => clearInterval(timer) };
+}
+
+/** Every shard has exactly one session, and it is connected. */
+function oneLiveSessionPerShard(sim: Simulator): boolean {
+  const sessions = sim.sessions().filter((s) => s.appId === APP_ID);
+  return Array.from({ length: SHARDS }, (_, shard) => sessions.filter((s) => s.shard[0] === shard)).every((list) => list.length === 1 && list[0]!.connected);
+}
+
+async function answeredExactlyOnce(c: Cluster, posted: Set<string>): Promise<void> {
+  const answers = (): Map<string, number> => {
+    const count = new Map<string, number>();
+    for (const entry of c.sim.outbox()) if (entry.msg_id !== undefined && posted.has(entry.msg_id)) count.set(entry.msg_id, (count.get(entry.msg_id) ?? 0) + 1);
+    return count;
+  };
+  await until(`an answer to each of ${posted.size} messages`, () => answers().size === posted.size, 60_000, () => `answered ${answers().size}/${posted.size}`);
+  await new Promise((resolve) => setTimeout(resolve, 1_000)); // room for a second answer to show up
+  const twice = [...answers()].filter(([, n]) => n > 1);
+  assert.deepEqual(twice, [], 'no message answered twice');
+}
+
+/** Starts three processes and waits until they hold 4 shards each, one live session per shard. */
+async function threeProcesses(c: Cluster): Promise<BotProcess[]> {
+  const started = [c.start(), c.start(), c.start()];
+  await Promise.all(started.map((p) => p.running()));
+  await until('4/4/4 with one live session per shard', async () => oneLiveSessionPerShard(c.sim) && (await c.spread()).join() === '4,4,4', 60_000, () => processContext(c));
+  return started;
+}
+
+async function metricSum(processes: BotProcess[], name: string, labels?: Record<string, string>): Promise<number> {
+  const texts = await Promise.all(processes.map((p) => p.metrics()));
+  return texts.reduce((n, t) => n + metricValue(t, name, labels), 0);
+}
+
+function processContext(c: Cluster): string {
+  return c.processes.map((p) => `--- pid ${p.pid}\n${p.output.stdout.split('\n').filter((l) => /lease|shard|redis|fatal|error/i.test(l)).slice(-30).join('\n')}\n${p.output.stderr.slice(-2000)}`).join('\n');
+}
+
+test('3 processes, 12 shards: one live session per shard, spread 4/4/4; kill -9 → 6/6; back → 4/4/4; every message answered once; identify pacing holds across processes', { timeout: 300_000 }, async () => {
+  const c = await cluster();
+  const sessions = sessionWatch(c.sim);
+  try {
+    const [a, b, third] = (await threeProcesses(c)) as [BotProcess, BotProcess, BotProcess];
+    for (const p of [a, b, third]) assert.match(p.output.stdout, /bot demo: shards (\d+, )*\d+ of 12 held by process/);
+
+    const load = traffic(c);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    third.kill('SIGKILL');
+    await third.exited;
+    const killedAt = Date.now();
+    await until('6/6 after kill -9', async () => (await c.spread()).join() === '6,6' && oneLiveSessionPerShard(c.sim), LEASE_TTL_MS + 15_000, () => processContext(c));
+    console.log(`# takeover of 4 shards after kill -9: ${Date.now() - killedAt} ms (lease TTL ${LEASE_TTL_MS} ms)`);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+
+    const again = c.start();
+    await again.running();
+    await until('4/4/4 after the killed process came back', async () => (await c.spread()).join() === '4,4,4' && oneLiveSessionPerShard(c.sim), 30_000, () => processContext(c));
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await load.stop();
+    await answeredExactlyOnce(c, load.posted);
+    const live = [a, b, again];
+    console.log(`# ${load.posted.size} messages answered once; events deduplicated ${await metricSum(live, 'qqbot_events_deduplicated_total')}, replies deduplicated ${await metricSum(live, 'qqbot_replies_deduplicated_total')}`);
+
+    assert.equal(sessions.maxConnected(), 1, 'no shard ever had two connected sessions');
+    const log = c.sim.sessionLog().filter((e) => e.appId === APP_ID);
+    assert.deepEqual(log.filter((e) => e.outcome === 'rejected' && e.closeCode === 4008), [], 'no identify refused for rate');
+    assert.equal(log.filter((e) => e.kind === 'identify' && e.outcome === 'ok').length, SHARDS, 'each shard identified once: every move resumed');
+    assert.equal(await metricSum([a, b], 'qqbot_shard_takeovers_total'), 4, 'the killed process\'s 4 shards were taken over');
+    const movedIn = metricValue(await again.metrics(), 'qqbot_shard_moves_total', { direction: 'in' });
+    assert.equal(movedIn, 4, 'the returning process got its 4 shards handed over');
+  } finally {
+    sessions.stop();
+    await c.close();
+  }
+});
+
+test('a process paused (SIGSTOP) past its lease dispatches nothing for the shards it lost once continued, and rejoins', { timeout: 300_000 }, async () => {
+  const c = await cluster();
+  const sessions = sessionWatch(c.sim);
+  try {
+    const [a, b, paused] = (await threeProcesses(c)) as [BotProcess, BotProcess, BotProcess];
+    const load = traffic(c);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    paused.kill('SIGSTOP');
+    await until('6/6 while one process is paused', async () => (await c.owners()).every((pid) => pid === a.pid || pid === b.pid) && oneLiveSessionPerShard(c.sim), LEASE_TTL_MS + 15_000, () => processContext(c));
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    paused.kill('SIGCONT');
+    await until('4/4/4 after the paused process rejoined', async () => (await c.spread()).join() === '4,4,4' && oneLiveSessionPerShard(c.sim), 30_000, () => processContext(c));
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await load.stop();
+    await answeredExactlyOnce(c, load.posted);
+
+    const metrics = await paused.metrics();
+    assert.equal(metricValue(metrics, 'qqbot_shard_lease_losses_total'), 4, 'it found its 4 leases held by others');
+    const refused = metricValue(metrics, 'qqbot_fencing_refusals_total');
+    assert.ok(refused > 0, 'events that reached its old connections were refused, not dispatched');
+    assert.equal(sessions.maxConnected(), 1, 'no shard ever had two connected sessions');
+    assert.equal(paused.child.exitCode, null);
+    console.log(`# paused process: ${refused} events refused by fencing; ${load.posted.size} messages answered once; replies deduplicated ${await metricSum([a, b, paused], 'qqbot_replies_deduplicated_total')}`);
+  } finally {
+    sessions.stop();
+    await c.close();
+  }
+});
+
+test('redis-server killed and restarted empty mid-run: no process exits, no shard gets a second session, every message answered once', { timeout: 300_000 }, async () => {
+  const c = await cluster();
+  const sessions = sessionWatch(c.sim);
+  try {
+    const processes = await threeProcesses(c);
+    const before = c.sim.sessions().filter((s) => s.appId === APP_ID).map((s) => s.sessionId).sort();
+    const load = traffic(c);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await c.redis.stop();
+    // longer than the lease TTL: every lease deadline passes while Redis is away
+    await new Promise((resolve) => setTimeout(resolve, 2 * LEASE_TTL_MS + 1_000));
+    const answeredWhileDown = c.sim.outbox().filter((e) => e.msg_id !== undefined && load.posted.has(e.msg_id)).length;
+    await c.redis.start();
+    await until('4/4/4 again in the restarted redis', async () => (await c.spread().catch(() => [])).join() === '4,4,4' && oneLiveSessionPerShard(c.sim), 30_000, () => processContext(c));
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await load.stop();
+    await answeredExactlyOnce(c, load.posted);
+
+    for (const p of processes) assert.equal(p.child.exitCode, null, 'no process exited');
+    assert.equal(sessions.maxConnected(), 1, 'no shard ever had two connected sessions');
+    assert.deepEqual(c.sim.sessions().filter((s) => s.appId === APP_ID).map((s) => s.sessionId).sort(), before, 'the same 12 sessions throughout');
+    assert.equal(await metricSum(processes, 'qqbot_shard_lease_reclaims_total'), SHARDS, 'each process re-took the leases of its own shards');
+    assert.equal(await metricSum(processes, 'qqbot_sessions_redis_outages_total'), 3, 'each process saw the outage');
+    assert.equal(await metricSum(processes, 'qqbot_sessions_redis_up'), 3);
+    for (const p of processes) assert.match(p.output.stdout, /redis unreachable/);
+    console.log(`# redis restart: ${answeredWhileDown} messages answered while redis was down; ${load.posted.size} answered once`);
+  } finally {
+    sessions.stop();
+    await c.close();
+  }
+});
