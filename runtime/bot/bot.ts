@@ -266,6 +266,9 @@ export class Bot extends EventEmitter<BotEvents> {
       this.#replies = new RedisReplyLedger({ redis, prefix });
       redis.on('up', () => metrics?.redisState(config.name, true, false));
       redis.on('down', () => metrics?.redisState(config.name, false, redis.outages > 0));
+      if (config.storage.kind === 'file') {
+        this.#log.warn({ dataDir: this.#options.dataDir }, 'sessions are shared through redis but plugin storage is in local files: a shard that moves to another host finds other data there (use storage: { redis } or leave storage unset)');
+      }
       sessions = new RedisSessionManager({ ...common, redis, appId: config.appId, leaseTtlMs: config.sessions.leaseTtlMs });
       sessions.on('lease', (change) => {
         metrics?.leaseChange(config.name, change.change, change.how, change.held.length);

@@ -55,12 +55,13 @@ export function planSpread(input: SpreadInput): SpreadPlan {
     plan.release = mine.slice(mine.length - Math.min(mine.length - target, wanted));
     return plan;
   }
-  // A shard left free although someone is below its share (that process is stuck, or is a dead one whose
-  // heartbeat outlived its leases): the least loaded process adopts it, one per tick; the spread then
-  // evens out again through releases.
+  // A shard left free for a while although someone is below its share: that process is not acquiring
+  // (a dead one whose heartbeat outlived its leases, or a stuck one). The least loaded of the processes
+  // that are acquiring (at their share) adopts one per tick; releases even the spread out again later.
   const adoptable = (input.longFree ?? []).filter((shard) => input.owners[shard] === undefined);
   if (adoptable.length > 0) {
-    const least = [...members].sort((a, b) => counts.get(a)! - counts.get(b)! || (a < b ? -1 : a > b ? 1 : 0))[0];
+    const adopters = members.filter((m) => counts.get(m)! >= targets.get(m)!);
+    const least = adopters.sort((a, b) => counts.get(a)! - counts.get(b)! || (a < b ? -1 : a > b ? 1 : 0))[0];
     if (least === input.self) plan.acquire = [adoptable[0]!];
   }
   return plan;
