@@ -7,6 +7,7 @@ import type { BenchRow } from './rows.ts';
 const suites: Array<[string, () => Promise<BenchRow[]>]> = [
   ['sandbox', async () => (await import('./sandbox.ts')).benchSandbox()],
   ['hot reload', async () => (await import('./hot-reload.ts')).benchHotReload()],
+  ['sessions', async () => (await import('./sessions.ts')).benchSessions()],
 ];
 
 const format = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '' : n >= 100 ? n.toFixed(0) : n >= 1 ? n.toFixed(2) : n.toFixed(3));

@@ -6,121 +6,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
-import { startSimulator, type Simulator } from '../runtime/simulator/index.ts';
-import { startRedis, type TestRedis } from './support/redis-server.ts';
-import { metricValue, startBotProcess, type BotProcess } from './support/bot-process.ts';
+import type { Simulator } from '../runtime/simulator/index.ts';
+import { metricValue, type BotProcess } from './support/bot-process.ts';
+import { APP_ID, startCluster, until, type Cluster } from './support/cluster.ts';
 
-const FIXTURE_PLUGINS = fileURLToPath(new URL('./fixtures/runtime/plugins', import.meta.url));
-const APP_ID = '1020000001';
-const SECRET = 'cluster-test-secret';
 const SHARDS = 12;
 const LEASE_TTL_MS = 2_000;
-const IDENTIFY_WINDOW_MS = 250;
 
-const guildFor = (shard: number): string => String(((1_000_000_000_000n + BigInt(shard)) << 22n) + 4242n);
-
-interface Cluster {
-  sim: Simulator;
-  redis: TestRedis;
-  watcher: Redis;
-  dir: string;
-  channels: string[];
-  processes: BotProcess[];
-  start(): BotProcess;
-  /** shard → pid of the lease holder (undefined: free) */
-  owners(): Promise<Array<number | undefined>>;
-  /** pids → number of shards each holds */
-  spread(): Promise<number[]>;
-  close(): Promise<void>;
-}
-
-async function cluster(): Promise<Cluster> {
-  const redis = await startRedis();
-  const sim = await startSimulator({
-    bots: [{ appId: APP_ID, secret: SECRET }],
-    recommendedShards: SHARDS,
-    identifyWindowMs: IDENTIFY_WINDOW_MS,
-    sessionStartLimit: { total: 1000, maxConcurrency: 1 },
-    heartbeatIntervalMs: 1_000,
-    printCredentials: false,
-  });
-  const channels: string[] = [];
-  const world = (await (await fetch(`${sim.url}/_simulator/world`)).json()) as { guilds: Array<{ id: string }> };
-  for (let shard = 0; shard < SHARDS; shard++) {
-    if (!world.guilds.some((g) => g.id === guildFor(shard))) await control(sim, '/_simulator/world/guilds', { id: guildFor(shard) });
-    for (let c = 0; c < 4; c++) channels.push(((await control(sim, '/_simulator/world/channels', { guild_id: guildFor(shard) })) as { id: string }).id);
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'qqbot-cluster-'));
-  writeFileSync(join(dir, 'bot.yaml'), [
-    `pluginsDir: ${FIXTURE_PLUGINS}`,
-    `dataDir: ${join(dir, 'data')}`,
-    'metrics: { port: 0 }',
-    'log: { level: info }',
-    'bots:',
-    '  - name: demo',
-    `    appId: "${APP_ID}"`,
-    `    secret: ${SECRET}`,
-    `    endpoint: ${sim.url}`,
-    `    tokenEndpoint: ${sim.url}/app/getAppAccessToken`,
-    `    shards: ${SHARDS}`,
-    `    sessions: { redis: "${redis.url}", leaseTtlMs: ${LEASE_TTL_MS} }`,
-    `    identifyWindowMs: ${IDENTIFY_WINDOW_MS}`,
-    '    storage: file',
-    '    plugins: { answer: {} }',
-  ].join('\n'));
-  const watcher = new Redis(redis.url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 100 });
-  watcher.on('error', () => undefined);
-  await watcher.connect();
-  const processes: BotProcess[] = [];
-  const owners = async (): Promise<Array<number | undefined>> => {
-    const values = await watcher.mget(Array.from({ length: SHARDS }, (_, i) => `qqbot:${APP_ID}:lock:shard:${i}`));
-    return values.map((v) => (v ? Number(/:(\d+):[0-9a-f]+$/.exec(v)?.[1]) : undefined));
-  };
-  return {
-    sim,
-    redis,
-    watcher,
-    dir,
-    channels,
-    processes,
-    start() {
-      const p = startBotProcess(dir);
-      processes.push(p);
-      return p;
-    },
-    owners,
-    async spread() {
-      const held = await owners();
-      return processes.filter((p) => p.child.exitCode === null && p.child.signalCode === null).map((p) => held.filter((pid) => pid === p.pid).length);
-    },
-    async close() {
-      for (const p of processes) p.kill('SIGKILL');
-      await Promise.all(processes.map((p) => p.exited));
-      watcher.disconnect();
-      await sim.close();
-      await redis.stop();
-    },
-  };
-}
-
-async function control(sim: Simulator, path: string, body: unknown): Promise<unknown> {
-  const response = await fetch(`${sim.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  assert.equal(response.status, 200, await response.clone().text());
-  return response.json();
-}
-
-async function until(what: string, probe: () => Promise<boolean> | boolean, timeoutMs = 30_000, context: () => string = () => ''): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${context()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+const cluster = (): Promise<Cluster> => startCluster({ shards: SHARDS, leaseTtlMs: LEASE_TTL_MS, identifyWindowMs: 250 });
 
 /** Posts a guild message every few ms, round-robin over every shard's channels, until stopped. */
 function traffic(c: Cluster, everyMs = 8): { posted: Set<string>; stop(): Promise<void> } {
@@ -155,12 +48,6 @@ function sessionWatch(sim: Simulator): { maxConnected: () => number; stop(): voi
   return { maxConnected: () => max, stop: () => clearInterval(timer) };
 }
 
-/** Every shard has exactly one session, and it is connected. */
-function oneLiveSessionPerShard(sim: Simulator): boolean {
-  const sessions = sim.sessions().filter((s) => s.appId === APP_ID);
-  return Array.from({ length: SHARDS }, (_, shard) => sessions.filter((s) => s.shard[0] === shard)).every((list) => list.length === 1 && list[0]!.connected);
-}
-
 async function answeredExactlyOnce(c: Cluster, posted: Set<string>): Promise<void> {
   const answers = (): Map<string, number> => {
     const count = new Map<string, number>();
@@ -177,7 +64,7 @@ async function answeredExactlyOnce(c: Cluster, posted: Set<string>): Promise<voi
 async function threeProcesses(c: Cluster): Promise<BotProcess[]> {
   const started = [c.start(), c.start(), c.start()];
   await Promise.all(started.map((p) => p.running()));
-  await until('4/4/4 with one live session per shard', async () => oneLiveSessionPerShard(c.sim) && (await c.spread()).join() === '4,4,4', 60_000, () => processContext(c));
+  await until('4/4/4 with one live session per shard', async () => c.oneLiveSessionPerShard() && (await c.spread()).join() === '4,4,4', 60_000, () => processContext(c));
   return started;
 }
 
@@ -202,13 +89,13 @@ test('3 processes, 12 shards: one live session per shard, spread 4/4/4; kill -9 
     third.kill('SIGKILL');
     await third.exited;
     const killedAt = Date.now();
-    await until('6/6 after kill -9', async () => (await c.spread()).join() === '6,6' && oneLiveSessionPerShard(c.sim), LEASE_TTL_MS + 15_000, () => processContext(c));
+    await until('6/6 after kill -9', async () => (await c.spread()).join() === '6,6' && c.oneLiveSessionPerShard(), LEASE_TTL_MS + 15_000, () => processContext(c));
     console.log(`# takeover of 4 shards after kill -9: ${Date.now() - killedAt} ms (lease TTL ${LEASE_TTL_MS} ms)`);
     await new Promise((resolve) => setTimeout(resolve, 1_000));
 
     const again = c.start();
     await again.running();
-    await until('4/4/4 after the killed process came back', async () => (await c.spread()).join() === '4,4,4' && oneLiveSessionPerShard(c.sim), 30_000, () => processContext(c));
+    await until('4/4/4 after the killed process came back', async () => (await c.spread()).join() === '4,4,4' && c.oneLiveSessionPerShard(), 30_000, () => processContext(c));
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     await load.stop();
     await answeredExactlyOnce(c, load.posted);
@@ -236,10 +123,10 @@ test('a process paused (SIGSTOP) past its lease dispatches nothing for the shard
     const load = traffic(c);
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     paused.kill('SIGSTOP');
-    await until('6/6 while one process is paused', async () => (await c.owners()).every((pid) => pid === a.pid || pid === b.pid) && oneLiveSessionPerShard(c.sim), LEASE_TTL_MS + 15_000, () => processContext(c));
+    await until('6/6 while one process is paused', async () => (await c.owners()).every((pid) => pid === a.pid || pid === b.pid) && c.oneLiveSessionPerShard(), LEASE_TTL_MS + 15_000, () => processContext(c));
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     paused.kill('SIGCONT');
-    await until('4/4/4 after the paused process rejoined', async () => (await c.spread()).join() === '4,4,4' && oneLiveSessionPerShard(c.sim), 30_000, () => processContext(c));
+    await until('4/4/4 after the paused process rejoined', async () => (await c.spread()).join() === '4,4,4' && c.oneLiveSessionPerShard(), 30_000, () => processContext(c));
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     await load.stop();
     await answeredExactlyOnce(c, load.posted);
@@ -270,7 +157,7 @@ test('redis-server killed and restarted empty mid-run: no process exits, no shar
     await new Promise((resolve) => setTimeout(resolve, 2 * LEASE_TTL_MS + 1_000));
     const answeredWhileDown = c.sim.outbox().filter((e) => e.msg_id !== undefined && load.posted.has(e.msg_id)).length;
     await c.redis.start();
-    await until('4/4/4 again in the restarted redis', async () => (await c.spread().catch(() => [])).join() === '4,4,4' && oneLiveSessionPerShard(c.sim), 30_000, () => processContext(c));
+    await until('4/4/4 again in the restarted redis', async () => (await c.spread().catch(() => [])).join() === '4,4,4' && c.oneLiveSessionPerShard(), 30_000, () => processContext(c));
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     await load.stop();
     await answeredExactlyOnce(c, load.posted);

@@ -350,7 +350,10 @@ export class Bot extends EventEmitter<BotEvents> {
         this.#sessions?.settle(dispatch);
         continue;
       }
-      if (claim === 'taken-over') this.#log.debug({ id: dispatch.id, shard: dispatch.shard }, 'handling again an event its previous shard owner did not finish');
+      if (claim === 'taken-over') {
+        this.#options.metrics?.eventRedelivered(this.config.name);
+        this.#log.debug({ id: dispatch.id, shard: dispatch.shard }, 'handling again an event its previous shard owner did not finish');
+      }
       this.#deliver(dispatch);
     }
   }

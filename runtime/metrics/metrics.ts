@@ -52,6 +52,7 @@ export class RuntimeMetrics {
   readonly #redisUp: Gauge<'bot'>;
   readonly #redisOutages: Counter<'bot'>;
   readonly #repliesDeduplicated: Counter<'bot'>;
+  readonly #redelivered: Counter<'bot'>;
 
   constructor(options: RuntimeMetricsOptions = {}) {
     const registers = [new Registry()];
@@ -182,6 +183,12 @@ export class RuntimeMetrics {
       labelNames: ['bot'],
       registers,
     });
+    this.#redelivered = new Counter({
+      name: 'qqbot_events_redelivered_total',
+      help: 'Redis sessions: events handled here although another process had taken them, because it lost their shard before finishing them.',
+      labelNames: ['bot'],
+      registers,
+    });
   }
 
   /**
@@ -210,6 +217,10 @@ export class RuntimeMetrics {
 
   replyDeduplicated(bot: string): void {
     this.#repliesDeduplicated.inc({ bot });
+  }
+
+  eventRedelivered(bot: string): void {
+    this.#redelivered.inc({ bot });
   }
 
   eventReceived(bot: string, type: string, transport: 'websocket' | 'webhook' | (string & {})): void {
