@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { startSimulator } from '../runtime/simulator/index.ts';
 import { SessionFile } from '../runtime/sessions/session-file.ts';
 import { startBotProcess } from './support/bot-process.ts';
+import { APP_ID as CLUSTER_APP_ID, startCluster } from './support/cluster.ts';
 
 const FIXTURE_PLUGINS = fileURLToPath(new URL('./fixtures/runtime/plugins', import.meta.url));
 const APP_ID = '1020000001';
@@ -91,6 +92,46 @@ test('SIGTERM while the platform pushes 50 msg/s, start again within 10 s: every
     second?.kill('SIGKILL');
     await Promise.all([first.exited, second?.exited]);
     await sim.close();
+  }
+});
+
+test('Redis sessions: SIGTERM, start again: the shards resume from the records kept in Redis and every message is answered once', { timeout: 180_000 }, async () => {
+  const c = await startCluster({ shards: 2, leaseTtlMs: 2_000, identifyWindowMs: 200 });
+  const posted = new Set<string>();
+  let posting = true;
+  let traffic = Promise.resolve();
+  try {
+    const first = c.start();
+    await first.running();
+    traffic = (async () => {
+      for (let n = 0; posting; n++) {
+        posted.add(c.sim.postMessage({ kind: 'guild_at', content: `r${n}`, channel_id: c.channels[n % c.channels.length]! }).id);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    first.kill('SIGTERM');
+    assert.equal(await first.exited, 0, first.output.stderr);
+    assert.deepEqual(await c.owners(), [undefined, undefined], 'both leases released on the way out');
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    const second = c.start();
+    await second.running();
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    posting = false;
+    await traffic;
+    const answered = () => c.sim.outbox().filter((e) => e.msg_id !== undefined && posted.has(e.msg_id));
+    const deadline = Date.now() + 30_000;
+    while (new Set(answered().map((e) => e.msg_id)).size < posted.size && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(new Set(answered().map((e) => e.msg_id)).size, posted.size, 'every message answered');
+    assert.equal(answered().length, posted.size, 'none answered twice');
+    const log = c.sim.sessionLog().filter((e) => e.appId === CLUSTER_APP_ID);
+    assert.equal(log.filter((e) => e.kind === 'identify').length, 2, 'identified once per shard, in the first run only');
+    assert.equal(log.filter((e) => e.kind === 'resume' && e.outcome === 'ok').length, 2, 'the second run resumed both');
+  } finally {
+    posting = false;
+    await traffic;
+    await c.close();
   }
 });
 

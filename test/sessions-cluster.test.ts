@@ -15,26 +15,35 @@ const LEASE_TTL_MS = 2_000;
 
 const cluster = (): Promise<Cluster> => startCluster({ shards: SHARDS, leaseTtlMs: LEASE_TTL_MS, identifyWindowMs: 250 });
 
+// traffic still running when a test fails is stopped in its `finally`
+const running = new Set<() => Promise<void>>();
+
 /** Posts a guild message every few ms, round-robin over every shard's channels, until stopped. */
 function traffic(c: Cluster, everyMs = 8): { posted: Set<string>; stop(): Promise<void> } {
   const posted = new Set<string>();
-  let running = true;
+  let on = true;
   let n = 0;
   const loop = (async () => {
-    while (running) {
+    while (on) {
       const channel = c.channels[n % c.channels.length]!;
       posted.add(c.sim.postMessage({ kind: 'guild_at', content: `m${n}`, channel_id: channel }).id);
       n++;
       await new Promise((resolve) => setTimeout(resolve, everyMs));
     }
   })();
-  return {
-    posted,
-    async stop() {
-      running = false;
-      await loop;
-    },
+  const stop = async (): Promise<void> => {
+    on = false;
+    running.delete(stop);
+    await loop;
   };
+  running.add(stop);
+  return { posted, stop };
+}
+
+async function stopEverything(c: Cluster, sessions: { stop(): void }): Promise<void> {
+  for (const stop of [...running]) await stop();
+  sessions.stop();
+  await c.close();
 }
 
 /** Samples the simulator: the most sessions any shard had connected at once. */
@@ -110,8 +119,7 @@ test('3 processes, 12 shards: one live session per shard, spread 4/4/4; kill -9 
     const movedIn = metricValue(await again.metrics(), 'qqbot_shard_moves_total', { direction: 'in' });
     assert.equal(movedIn, 4, 'the returning process got its 4 shards handed over');
   } finally {
-    sessions.stop();
-    await c.close();
+    await stopEverything(c, sessions);
   }
 });
 
@@ -120,27 +128,40 @@ test('a process paused (SIGSTOP) past its lease dispatches nothing for the shard
   const sessions = sessionWatch(c.sim);
   try {
     const [a, b, paused] = (await threeProcesses(c)) as [BotProcess, BotProcess, BotProcess];
-    const load = traffic(c);
+    const before = traffic(c);
     await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await before.stop();
+    await answeredExactlyOnce(c, before.posted);
+    // quiet now: what the paused process has taken in so far is all it may ever take from these shards
+    const received = metricValue(await paused.metrics(), 'qqbot_events_received_total');
+
     paused.kill('SIGSTOP');
+    // events for its shards now pile up in its sockets until the others take the sessions over
+    const during = traffic(c);
     await until('6/6 while one process is paused', async () => (await c.owners()).every((pid) => pid === a.pid || pid === b.pid) && c.oneLiveSessionPerShard(), LEASE_TTL_MS + 15_000, () => processContext(c));
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     paused.kill('SIGCONT');
+    // once it knows it lost all four, and before it is handed new shards, it has dispatched nothing more
+    let afterLoss = '';
+    await until('the paused process to find its leases gone', async () => {
+      afterLoss = await paused.metrics();
+      return metricValue(afterLoss, 'qqbot_shard_lease_losses_total') === 4;
+    }, 20_000, () => processContext(c));
+    assert.equal(metricValue(afterLoss, 'qqbot_shards_held'), 0, 'no shard handed back yet (else the count below proves nothing)');
+    assert.equal(metricValue(afterLoss, 'qqbot_events_received_total'), received, 'nothing dispatched for the shards it lost');
+    const refused = metricValue(afterLoss, 'qqbot_fencing_refusals_total');
+    assert.ok(refused > 0, 'what reached its old connections was refused');
+
     await until('4/4/4 after the paused process rejoined', async () => (await c.spread()).join() === '4,4,4' && c.oneLiveSessionPerShard(), 30_000, () => processContext(c));
     await new Promise((resolve) => setTimeout(resolve, 1_000));
-    await load.stop();
-    await answeredExactlyOnce(c, load.posted);
-
-    const metrics = await paused.metrics();
-    assert.equal(metricValue(metrics, 'qqbot_shard_lease_losses_total'), 4, 'it found its 4 leases held by others');
-    const refused = metricValue(metrics, 'qqbot_fencing_refusals_total');
-    assert.ok(refused > 0, 'events that reached its old connections were refused, not dispatched');
+    await during.stop();
+    await answeredExactlyOnce(c, new Set([...before.posted, ...during.posted]));
+    assert.ok(metricValue(await paused.metrics(), 'qqbot_events_received_total') > received, 'it dispatches again for the shards it was handed');
     assert.equal(sessions.maxConnected(), 1, 'no shard ever had two connected sessions');
     assert.equal(paused.child.exitCode, null);
-    console.log(`# paused process: ${refused} events refused by fencing; ${load.posted.size} messages answered once; replies deduplicated ${await metricSum([a, b, paused], 'qqbot_replies_deduplicated_total')}`);
+    console.log(`# paused process: ${refused} events refused by fencing; ${before.posted.size + during.posted.size} messages answered once`);
   } finally {
-    sessions.stop();
-    await c.close();
+    await stopEverything(c, sessions);
   }
 });
 
@@ -171,7 +192,6 @@ test('redis-server killed and restarted empty mid-run: no process exits, no shar
     for (const p of processes) assert.match(p.output.stdout, /redis unreachable/);
     console.log(`# redis restart: ${answeredWhileDown} messages answered while redis was down; ${load.posted.size} answered once`);
   } finally {
-    sessions.stop();
-    await c.close();
+    await stopEverything(c, sessions);
   }
 });

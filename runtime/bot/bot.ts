@@ -350,6 +350,12 @@ export class Bot extends EventEmitter<BotEvents> {
         this.#sessions?.settle(dispatch);
         continue;
       }
+      // the claim took a round trip: the shard may have moved meanwhile (a pause, a lost lease)
+      const admitted = this.#sessions?.admit?.(dispatch) ?? true;
+      if (!(admitted === true || (admitted !== false && (await admitted)))) {
+        this.#sessions?.settle(dispatch);
+        continue;
+      }
       if (claim === 'taken-over') {
         this.#options.metrics?.eventRedelivered(this.config.name);
         this.#log.debug({ id: dispatch.id, shard: dispatch.shard }, 'handling again an event its previous shard owner did not finish');

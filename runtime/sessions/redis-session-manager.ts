@@ -77,6 +77,7 @@ interface SessionRecord {
 }
 
 type How = 'fresh' | 'moved' | 'takeover' | 'own';
+type Renewal = 'renewed' | 'reclaimed' | 'lost';
 
 interface Held {
   id: number;
@@ -86,19 +87,25 @@ interface Held {
   state: 'running' | 'releasing' | 'lost';
   /** events waiting for a lease confirmation, in arrival order */
   pending: GatewayDispatch[];
-  renewing: Promise<'renewed' | 'reclaimed' | 'lost'> | undefined;
+  /** fencing tokens of this tenure: the first, and any taken when re-taking a lease Redis lost */
+  fences: Set<number>;
+  /** the renewal in flight, and when it was sent */
+  renewing: { sentAt: number; result: Promise<Renewal> } | undefined;
   up: boolean;
 }
 
 const RECORD_TTL_MS = 60 * 60_000;
 
-// KEYS: lock, fence counter, session record · ARGV: owner, ttl
+// KEYS: lock, fence counter, session record · ARGV: owner, ttl, fresh ('1': may start a new session)
+// A shard without a record would be identified: a new session. Unless it has been free for a while, its
+// holder may just not have re-taken it yet (Redis flushed, evicted or restarted), so leave it alone.
 const ACQUIRE = `${NEXT_FENCE}
 local held = redis.call('GET', KEYS[1])
 if held then return {0, held, {}} end
+local record = redis.call('HGETALL', KEYS[3])
+if #record == 0 and ARGV[3] ~= '1' then return {0, '', {}} end
 local f = nextFence(KEYS[2])
 redis.call('SET', KEYS[1], f .. '@' .. ARGV[1], 'PX', ARGV[2])
-local record = redis.call('HGETALL', KEYS[3])
 if #record > 0 then redis.call('HSET', KEYS[3], 'owner', ARGV[1], 'fence', f, 'released', '0') end
 return {1, f, record}
 `;
@@ -364,6 +371,11 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
     for (let i = 0; i < members.length; i += 2) live.push({ id: members[i]!, info: members[i + 1]! });
     const ownerOf = owners.map((value) => parseLockValue(value)?.owner);
     this.#updateView(live, ownerOf);
+    const now = performance.now();
+    for (let id = 0; id < this.#count; id++) {
+      if (ownerOf[id] !== undefined) this.#freeSince.delete(id);
+      else if (!this.#freeSince.has(id)) this.#freeSince.set(id, now);
+    }
     if (this.#stopping || performance.now() < this.#holdUntil) return;
     await this.#balance(live.map((m) => m.id), ownerOf);
     this.#checkStarted();
@@ -371,11 +383,6 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
 
   async #balance(members: string[], ownerOf: Array<string | undefined>): Promise<void> {
     const now = performance.now();
-    for (let id = 0; id < this.#count; id++) {
-      if (ownerOf[id] === undefined) {
-        if (!this.#freeSince.has(id)) this.#freeSince.set(id, now);
-      } else this.#freeSince.delete(id);
-    }
     // shards being released are neither ours (to release again) nor free (to take back)
     const owners = ownerOf.map((owner, id) => (owner === this.processId && this.#held.get(id)?.state !== 'running' ? '(releasing)' : owner));
     const longFree = [...this.#freeSince].filter(([, since]) => now - since > 2 * this.#renewMs).map(([id]) => id);
@@ -386,7 +393,9 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
     }
     for (const id of plan.acquire) {
       if (this.#stopping) break;
-      await this.#acquire(id).catch((error: Error) => this.#log.warn({ shard: id, err: error.message }, 'could not acquire shard'));
+      const freeFor = now - (this.#freeSince.get(id) ?? now);
+      // longer than a holder takes to re-take a lease Redis lost (one renewal interval)
+      await this.#acquire(id, freeFor >= this.#renewMs + 1_000).catch((error: Error) => this.#log.warn({ shard: id, err: error.message }, 'could not acquire shard'));
     }
   }
 
@@ -419,17 +428,18 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
 
   // ---- one shard's lease -----------------------------------------------------------------------------
 
-  async #acquire(id: number): Promise<void> {
+  /** `fresh`: the shard has been free long enough that, without a session record, it may be identified anew. */
+  async #acquire(id: number, fresh: boolean): Promise<void> {
     const keys = this.#shardKeys(id);
     const sentAt = performance.now();
-    const [ok, fence, raw] = await this.#scripts.acquire([keys.lock, keys.fence, keys.record], [this.processId, this.#ttlMs]);
+    const [ok, fence, raw] = await this.#scripts.acquire([keys.lock, keys.fence, keys.record], [this.processId, this.#ttlMs, fresh ? '1' : '0']);
     if (ok !== 1) return;
     const lease = this.#locks.lease(this.#lockName(id), this.processId, Number(fence), { ttlMs: this.#ttlMs }, sentAt);
     const record = parseRecord(raw);
     const how: How = !record ? 'fresh' : record.owner === this.processId ? 'own' : record.released ? 'moved' : 'takeover';
     const seq = new CommittedSeq();
     seq.reset(record?.seq ?? 0);
-    const held: Held = { id, lease, shard: undefined as unknown as Shard, seq, state: 'running', pending: [], renewing: undefined, up: false };
+    const held: Held = { id, lease, fences: new Set([lease.fence]), shard: undefined as unknown as Shard, seq, state: 'running', pending: [], renewing: undefined, up: false };
     held.shard = this.#newShard(held, record);
     this.#held.set(id, held);
     const from = record && record.owner !== this.processId ? record.owner : undefined;
@@ -462,6 +472,8 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
     shard.on('ready', (r) => {
       held.seq.reset(shard.session()?.seq ?? 0);
       held.up = true;
+      // a new session: record it now rather than at the next renewal, a successor must not try the old one
+      this.#renew(held).catch(() => undefined);
       this.emit('ready', r);
       this.#checkStarted();
     });
@@ -474,7 +486,7 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
     return shard;
   }
 
-  /** Every event passes here: the fencing check. */
+  /** Every event passes here: the fencing check (in arrival order: later events wait behind a pending one). */
   #gate(held: Held, dispatch: GatewayDispatch): void {
     if (held.state === 'lost') return this.#refuse(held, dispatch);
     if (held.pending.length > 0) {
@@ -487,19 +499,49 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
       return this.#deliver(held, dispatch);
     }
     held.pending.push(dispatch);
-    void this.#confirm(held);
+    void this.#confirm(held).then((lease) => {
+      if (lease === 'lost') return; // #lose refused what was pending
+      if (lease === 'unknown') this.#reportDegraded();
+      for (const pending of held.pending.splice(0)) this.#deliver(held, pending);
+    });
   }
 
-  async #confirm(held: Held): Promise<void> {
-    let result: 'renewed' | 'reclaimed' | 'lost' | 'unknown';
-    try {
-      result = await this.#renew(held);
-    } catch {
-      result = 'unknown';
+  /**
+   * An event the bot is about to hand to its plugins (after its dedupe claim, which takes a round trip):
+   * is the lease it came under still this process's? Synchronous while the lease deadline holds.
+   */
+  admit(dispatch: GatewayDispatch): boolean | Promise<boolean> {
+    if (dispatch.shard === undefined || dispatch.fence === undefined) return true;
+    const held = this.#held.get(dispatch.shard);
+    if (!held || held.state === 'lost' || !held.fences.has(dispatch.fence)) {
+      this.emit('fenced', { shard: dispatch.shard, dispatch });
+      return false;
     }
-    if (result === 'lost' || held.state === 'lost') return; // #lose refused what was pending
-    if (result === 'unknown') this.#reportDegraded();
-    for (const dispatch of held.pending.splice(0)) this.#deliver(held, dispatch);
+    if (held.lease.valid || !this.#redis.up) return true;
+    return this.#confirm(held).then((lease) => {
+      if (lease !== 'lost') return true;
+      this.#refuse(held, dispatch);
+      return false;
+    });
+  }
+
+  /**
+   * Past the lease deadline: does Redis still say the lease is ours? Only a renewal sent now counts (one
+   * sent before a pause proves nothing about after it). A timeout while Redis is connected is asked again;
+   * `unknown` only when Redis is away, or silent for a whole TTL.
+   */
+  async #confirm(held: Held): Promise<'valid' | 'lost' | 'unknown'> {
+    const since = performance.now();
+    for (;;) {
+      if (isLost(held)) return 'lost';
+      if (!this.#redis.up) return 'unknown';
+      try {
+        return (await this.#renewSentAfter(held, since)) === 'lost' ? 'lost' : 'valid';
+      } catch {
+        if (performance.now() - since > this.#ttlMs) return 'unknown';
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
   }
 
   #deliver(held: Held, dispatch: GatewayDispatch): void {
@@ -521,37 +563,47 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
   /** Before any connection: the lease must be known valid; while Redis cannot tell, wait for it. */
   async #leaseForConnect(held: Held, signal: AbortSignal): Promise<void> {
     for (;;) {
-      if (held.state === 'lost') throw new Error('the shard lease was lost');
+      if (isLost(held)) throw new Error('the shard lease was lost');
       if (held.lease.valid) return;
       if (!this.#redis.up) {
         this.#log.warn({ shard: held.id }, 'not reconnecting until redis confirms the lease');
         await this.#redis.ready(signal);
         continue;
       }
-      try {
-        if ((await this.#renew(held)) === 'lost') throw new Error('the shard lease was lost');
-        return;
-      } catch (error) {
-        if (isLost(held) || signal.aborted) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
+      const lease = await this.#confirm(held);
+      if (lease === 'lost') throw new Error('the shard lease was lost');
+      if (lease === 'valid') return;
+      signal.throwIfAborted();
     }
   }
 
   /** One renewal at a time per shard (a second one would see the value the first set). Throws when Redis cannot say. */
-  #renew(held: Held): Promise<'renewed' | 'reclaimed' | 'lost'> {
-    held.renewing ??= this.#renewOnce(held).finally(() => {
-      held.renewing = undefined;
-    });
-    return held.renewing;
+  #renew(held: Held): Promise<Renewal> {
+    if (!held.renewing) {
+      const sentAt = performance.now();
+      const result = this.#renewOnce(held, sentAt).finally(() => {
+        held.renewing = undefined;
+      });
+      held.renewing = { sentAt, result };
+    }
+    return held.renewing.result;
   }
 
-  async #renewOnce(held: Held): Promise<'renewed' | 'reclaimed' | 'lost'> {
+  /** A renewal sent at or after `since`: waits out an older one still in flight. */
+  async #renewSentAfter(held: Held, since: number): Promise<Renewal> {
+    for (;;) {
+      const current = held.renewing;
+      if (!current) return this.#renew(held);
+      if (current.sentAt >= since) return current.result;
+      await current.result.catch(() => undefined);
+    }
+  }
+
+  async #renewOnce(held: Held, sentAt: number): Promise<Renewal> {
     if (held.state === 'lost') return 'lost';
     const keys = this.#shardKeys(held.id);
     const session = held.shard.session();
     const seq = this.#resumePoint(held);
-    const sentAt = performance.now();
     const [code, value] = await this.#scripts.renew([keys.lock, keys.fence, keys.record], [
       held.lease.value, this.#ttlMs, this.processId, held.lease.fence, session?.sessionId ?? '', seq, RECORD_TTL_MS,
     ]);
@@ -563,6 +615,7 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
     if (code === 2) {
       const previous = held.lease.fence;
       held.lease = this.#locks.lease(this.#lockName(held.id), this.processId, Number(value), { ttlMs: this.#ttlMs }, sentAt);
+      held.fences.add(held.lease.fence);
       this.#log.warn({ shard: held.id, fence: held.lease.fence, previous }, 'shard lease had lapsed (redis restarted or unreachable); nobody took the shard, re-taken with a new fence');
       this.emit('lease', { shard: held.id, change: 'reclaimed', fence: held.lease.fence, held: this.held() });
       return 'reclaimed';
@@ -608,7 +661,7 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
     const deadline = performance.now() + this.#drainMs;
     for (;;) {
       try {
-        await held.renewing?.catch(() => undefined);
+        await held.renewing?.result.catch(() => undefined);
         if (isLost(held)) return;
         await this.#scripts.release([keys.lock, keys.record], [held.lease.value, resumable ? session?.sessionId ?? '' : '', seq, RECORD_TTL_MS, resumable ? '1' : '0']);
         break;

@@ -80,6 +80,11 @@ export interface SessionManager extends TypedEmitter<SessionManagerEvents> {
   shards(): ShardInfo[];
   /** An event that came from this manager is handled (or dropped with a reason): it moves the resume point. */
   settle(dispatch: GatewayDispatch): void;
+  /**
+   * Just before an event goes to the plugins: may this process still dispatch it? (Redis sessions: the
+   * lease it came under is still held here; refused events are reported as `fenced`.)
+   */
+  admit?(dispatch: GatewayDispatch): boolean | Promise<boolean>;
   /** the bot's processes and their shards (Redis sessions only) */
   cluster?(): ClusterView | undefined;
 }
