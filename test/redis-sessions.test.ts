@@ -6,7 +6,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
-import { Redis } from 'ioredis';
 import type { GatewayDispatch } from '../runtime/gateway/dispatch-event.ts';
 import { CommittedSeq } from '../runtime/sessions/committed-seq.ts';
 import { RedisConnection } from '../runtime/sessions/redis-connection.ts';

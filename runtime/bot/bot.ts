@@ -22,13 +22,14 @@ import type { PluginSupervisor } from '../plugins/sandbox/supervisor.ts';
 import type { KeyValueStore } from '../plugins/storage/key-value-store.ts';
 import { LocalSessionManager } from '../sessions/local.ts';
 import { RedisConnection } from '../sessions/redis-connection.ts';
-import { RedisEventDedupe, type ClaimResult } from '../sessions/redis-dedupe.ts';
+import { RedisEventDedupe } from '../sessions/redis-dedupe.ts';
 import { RedisReplyLedger } from '../sessions/redis-reply-ledger.ts';
 import { RedisSessionManager } from '../sessions/redis-session-manager.ts';
 import { SessionFile } from '../sessions/session-file.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
 import { BotPlugins, type PluginFailure } from './bot-plugins.ts';
 import { Dispatcher } from './dispatcher.ts';
+import { EventIntake } from './event-intake.ts';
 
 export type BotState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
@@ -90,13 +91,10 @@ export class Bot extends EventEmitter<BotEvents> {
   #client: OpenAPIClient | undefined;
   #sessions: SessionManager | undefined;
   #webhook: WebhookTransport | undefined;
-  // Redis sessions: the coordination connection, cross-process dedupe and reply ledger
+  #intake: EventIntake | undefined;
+  // Redis sessions: the coordination connection and the reply ledger
   #redis: RedisConnection | undefined;
-  #sharedDedupe: RedisEventDedupe | undefined;
   #replies: RedisReplyLedger | undefined;
-  // events waiting for their Redis dedupe claim, in arrival order
-  readonly #claims: Array<{ dispatch: GatewayDispatch; result: Promise<ClaimResult> }> = [];
-  #claiming: Promise<void> | undefined;
   #sessionFile: SessionFile | undefined;
   #intents = 0;
   #accepting = false;
@@ -233,6 +231,7 @@ export class Bot extends EventEmitter<BotEvents> {
   async #startTransport(): Promise<void> {
     const { config, metrics } = this.#options;
     const transport = config.transport;
+    this.#intake = this.#newIntake();
     if (transport.kind === 'webhook') {
       const webhook = new WebhookTransport({ port: transport.port, host: transport.host, path: transport.path, appId: config.appId, secret: config.secret!, maxSkewSec: transport.maxSkewSec, logger: this.#log });
       webhook.on('dispatch', (dispatch) => this.#ingest(dispatch));
@@ -262,7 +261,7 @@ export class Bot extends EventEmitter<BotEvents> {
       const redis = new RedisConnection({ url: config.sessions.url, name: `sessions:${config.name}`, logger: this.#log });
       const prefix = `qqbot:${config.appId}`;
       this.#redis = redis;
-      this.#sharedDedupe = new RedisEventDedupe({ redis, prefix });
+      this.#intake = this.#newIntake(new RedisEventDedupe({ redis, prefix }));
       this.#replies = new RedisReplyLedger({ redis, prefix });
       redis.on('up', () => metrics?.redisState(config.name, true, false));
       redis.on('down', () => metrics?.redisState(config.name, false, redis.outages > 0));
@@ -320,48 +319,29 @@ export class Bot extends EventEmitter<BotEvents> {
     }
   }
 
+  #newIntake(shared?: RedisEventDedupe): EventIntake {
+    const metrics = this.#options.metrics;
+    return new EventIntake({
+      local: this.#dedupe,
+      ...(shared ? { shared } : {}),
+      admit: (dispatch) => this.#sessions?.admit?.(dispatch) ?? true,
+      settle: (dispatch) => this.#sessions?.settle(dispatch),
+      deliver: (dispatch) => this.#deliver(dispatch),
+      onDuplicate: () => metrics?.eventDeduplicated(this.config.name),
+      onRedelivered: (dispatch) => {
+        metrics?.eventRedelivered(this.config.name);
+        this.#log.debug({ id: dispatch.id, shard: dispatch.shard }, 'handling again an event its previous shard owner did not finish');
+      },
+    });
+  }
+
   #ingest(dispatch: GatewayDispatch): void {
     if (!this.#accepting) {
       this.#sessions?.settle(dispatch);
       return;
     }
-    const metrics = this.#options.metrics;
-    metrics?.eventReceived(this.config.name, dispatch.t, dispatch.transport);
-    if (this.#dedupe.seen(dispatch)) {
-      metrics?.eventDeduplicated(this.config.name);
-      this.#sessions?.settle(dispatch);
-      return;
-    }
-    if (!this.#sharedDedupe) return this.#deliver(dispatch);
-    // claims are sent at once (pipelined) and their answers taken in arrival order, so order holds
-    this.#claims.push({ dispatch, result: this.#sharedDedupe.claim(dispatch) });
-    this.#claiming ??= this.#takeClaims().finally(() => {
-      this.#claiming = undefined;
-    });
-  }
-
-  async #takeClaims(): Promise<void> {
-    while (this.#claims.length > 0) {
-      const { dispatch, result } = this.#claims[0]!;
-      const claim = await result;
-      this.#claims.shift();
-      if (claim === 'duplicate') {
-        this.#options.metrics?.eventDeduplicated(this.config.name);
-        this.#sessions?.settle(dispatch);
-        continue;
-      }
-      // the claim took a round trip: the shard may have moved meanwhile (a pause, a lost lease)
-      const admitted = this.#sessions?.admit?.(dispatch) ?? true;
-      if (!(admitted === true || (admitted !== false && (await admitted)))) {
-        this.#sessions?.settle(dispatch);
-        continue;
-      }
-      if (claim === 'taken-over') {
-        this.#options.metrics?.eventRedelivered(this.config.name);
-        this.#log.debug({ id: dispatch.id, shard: dispatch.shard }, 'handling again an event its previous shard owner did not finish');
-      }
-      this.#deliver(dispatch);
-    }
+    this.#options.metrics?.eventReceived(this.config.name, dispatch.t, dispatch.transport);
+    this.#intake!.take(dispatch);
   }
 
   #deliver(dispatch: GatewayDispatch): void {
@@ -371,14 +351,14 @@ export class Bot extends EventEmitter<BotEvents> {
   }
 
   #settled(dispatch: GatewayDispatch): void {
-    void this.#sharedDedupe?.done(dispatch);
+    this.#intake?.done(dispatch);
     this.#sessions?.settle(dispatch);
     this.emit('handled', dispatch);
   }
 
   /** Waits for the events taken in so far: their dedupe claims, then their handlers. Returns how many are unfinished. */
   async #drain(timeoutMs: number): Promise<number> {
-    await this.#claiming;
+    await this.#intake?.idle();
     return this.#dispatcher.drain(timeoutMs);
   }
 

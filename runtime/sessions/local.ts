@@ -1,15 +1,13 @@
 import type { Logger } from '../logging/logger.ts';
 import { silentLogger } from '../logging/logger.ts';
-import type { BackoffOptions } from '../gateway/backoff.ts';
-import type { GatewayBotInfo, GatewayTokenSource } from '../gateway/dispatch-event.ts';
+import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
 import { GatewayFatalError, SessionsStoppedError } from '../gateway/errors.ts';
 import { TypedEmitter } from '../gateway/event-source.ts';
 import { describeIntents } from '../gateway/intents.ts';
 import { Shard, type ShardInfo } from '../gateway/shard.ts';
 import { CommittedSeq } from './committed-seq.ts';
 import { IdentifyThrottle } from './identify-throttle.ts';
-import type { SessionManager, SessionManagerEvents, StopOptions } from './session-manager.ts';
-import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
+import { shardTuning, type SessionManager, type SessionManagerEvents, type SessionManagerOptions, type StopOptions } from './session-manager.ts';
 
 /** What a successor needs to resume one shard: the session, the seq to resume from, what to drop when replayed. */
 export interface SavedSession {
@@ -20,31 +18,9 @@ export interface SavedSession {
   settledAbove?: string[];
 }
 
-export interface LocalSessionManagerOptions {
-  /** `GET /gateway/bot` (OpenAPIClient#gatewayBot) */
-  gatewayInfo: () => Promise<GatewayBotInfo>;
-  tokenSource: GatewayTokenSource;
-  intents: number;
-  /** `auto` takes `/gateway/bot`'s recommendation; default `auto` */
-  shards?: 'auto' | number;
-  logger?: Logger;
-  /** reconnect backoff per shard; default 1 s … 60 s */
-  backoff?: BackoffOptions;
-  /** the platform's identify window; default 5 000 ms (qq-protocol.md §7) */
-  identifyWindowMs?: number;
-  /** identify `properties` */
-  properties?: Record<string, string>;
+export interface LocalSessionManagerOptions extends SessionManagerOptions {
   /** sessions left by a predecessor (`sessions()`), resumed instead of identified */
   resumeFrom?: SavedSession[];
-  /**
-   * true: the consumer calls `settle()` for every dispatch once it is handled, and a resume point never
-   * skips an event still in a handler. Default false: the point is the last event received.
-   */
-  settleEvents?: boolean;
-  /** per connection; default 20 000 ms */
-  helloTimeoutMs?: number;
-  /** per identify/resume; default 20 000 ms */
-  readyTimeoutMs?: number;
 }
 
 /**
@@ -124,10 +100,7 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
         intents: this.#intents,
         identifyThrottle,
         resumeThrottle,
-        ...(this.#options.properties ? { properties: this.#options.properties } : {}),
-        ...(this.#options.backoff ? { backoff: this.#options.backoff } : {}),
-        ...(this.#options.helloTimeoutMs ? { helloTimeoutMs: this.#options.helloTimeoutMs } : {}),
-        ...(this.#options.readyTimeoutMs ? { readyTimeoutMs: this.#options.readyTimeoutMs } : {}),
+        ...shardTuning(this.#options),
         ...(previous ? { session: { sessionId: previous.sessionId, seq: previous.seq } } : {}),
         logger: this.#log,
       });

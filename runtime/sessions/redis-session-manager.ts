@@ -28,8 +28,7 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../logging/logger.ts';
 import { silentLogger } from '../logging/logger.ts';
-import type { BackoffOptions } from '../gateway/backoff.ts';
-import type { GatewayBotInfo, GatewayDispatch, GatewayTokenSource } from '../gateway/dispatch-event.ts';
+import type { GatewayBotInfo, GatewayDispatch } from '../gateway/dispatch-event.ts';
 import { GatewayFatalError, SessionsStoppedError } from '../gateway/errors.ts';
 import { TypedEmitter } from '../gateway/event-source.ts';
 import { describeIntents } from '../gateway/intents.ts';
@@ -39,32 +38,18 @@ import { IdentifyThrottle } from './identify-throttle.ts';
 import type { RedisConnection } from './redis-connection.ts';
 import { RedisIdentifyThrottle } from './redis-identify-throttle.ts';
 import { NEXT_FENCE, parseLockValue, RedisLock, type LockLease } from './redis-lock.ts';
-import type { ClusterView, SessionManager, SessionManagerEvents, StopOptions } from './session-manager.ts';
+import { shardTuning, type ClusterView, type SessionManager, type SessionManagerEvents, type SessionManagerOptions, type StopOptions } from './session-manager.ts';
 import { planSpread } from './spread.ts';
 
-export interface RedisSessionManagerOptions {
+export interface RedisSessionManagerOptions extends SessionManagerOptions {
   redis: RedisConnection;
   appId: string;
-  gatewayInfo: () => Promise<GatewayBotInfo>;
-  tokenSource: GatewayTokenSource;
-  intents: number;
-  /** `auto` takes `/gateway/bot`'s recommendation (or the count the bot's other processes run); default `auto` */
-  shards?: 'auto' | number;
-  logger?: Logger;
-  backoff?: BackoffOptions;
-  /** the platform's identify window; default 5 000 ms */
-  identifyWindowMs?: number;
-  properties?: Record<string, string>;
-  helloTimeoutMs?: number;
-  readyTimeoutMs?: number;
   /** lease TTL; renewals every TTL/3. Default 10 000 ms */
   leaseTtlMs?: number;
   /** this process's name in Redis; default `{host}:{pid}:{random}` */
   processId?: string;
   /** how long a shard being released or stopped waits for its events' handlers; default 10 000 ms */
   drainMs?: number;
-  /** see LocalSessionManagerOptions.settleEvents; default false */
-  settleEvents?: boolean;
 }
 
 /** A session record kept for a shard (never the token). */
@@ -89,6 +74,8 @@ interface Held {
   pending: GatewayDispatch[];
   /** fencing tokens of this tenure: the first, and any taken when re-taking a lease Redis lost */
   fences: Set<number>;
+  /** set once the lease is being handed back (a release and a stop may both ask) */
+  givingUp: Promise<void> | undefined;
   /** the renewal in flight, and when it was sent */
   renewing: { sentAt: number; result: Promise<Renewal> } | undefined;
   up: boolean;
@@ -206,7 +193,7 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
   #tickAgain = false;
   #holdUntil = 0;
   #freeSince = new Map<number, number>();
-  #view: ClusterView | undefined;
+  #view: Omit<ClusterView, 'redis'> | undefined;
   #fatal: GatewayFatalError | undefined;
   #stopping = false;
   #degradedReported = false;
@@ -361,7 +348,7 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
     if (!this.#redis.up || this.#fatal) return;
     const held = [...this.#held.values()].filter((h) => h.state !== 'lost');
     const renewals = held.map((h) => this.#renew(h).catch(() => undefined));
-    const info = JSON.stringify({ host: hostname(), pid: process.pid, startedAt: this.#startedAt, shards: this.held() });
+    const info = JSON.stringify({ host: hostname(), pid: process.pid, startedAt: this.#startedAt });
     const [members, owners] = await Promise.all([
       this.#scripts.heartbeat(this.#memberKeys(), [this.processId, this.#ttlMs, info]),
       this.#redis.client.mget(Array.from({ length: this.#count }, (_, id) => this.#locks.keys(this.#lockName(id)).lock)),
@@ -422,7 +409,6 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
       processes,
       unowned: ownerOf.flatMap((owner, id) => (owner === undefined ? [id] : [])),
       updatedAt: Date.now(),
-      redis: { up: true, url: this.#redis.shownUrl, outages: this.#redis.outages },
     };
   }
 
@@ -439,7 +425,8 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
     const how: How = !record ? 'fresh' : record.owner === this.processId ? 'own' : record.released ? 'moved' : 'takeover';
     const seq = new CommittedSeq();
     seq.reset(record?.seq ?? 0);
-    const held: Held = { id, lease, fences: new Set([lease.fence]), shard: undefined as unknown as Shard, seq, state: 'running', pending: [], renewing: undefined, up: false };
+    // the shard's listeners need `held` and `held` needs the shard: it is filled in on the next line
+    const held: Held = { id, lease, fences: new Set([lease.fence]), shard: undefined as unknown as Shard, seq, state: 'running', pending: [], givingUp: undefined, renewing: undefined, up: false };
     held.shard = this.#newShard(held, record);
     this.#held.set(id, held);
     const from = record && record.owner !== this.processId ? record.owner : undefined;
@@ -459,10 +446,7 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
       identifyThrottle: this.#identify!,
       resumeThrottle: this.#resume!,
       beforeConnect: (signal) => this.#leaseForConnect(held, signal),
-      ...(options.properties ? { properties: options.properties } : {}),
-      ...(options.backoff ? { backoff: options.backoff } : {}),
-      ...(options.helloTimeoutMs ? { helloTimeoutMs: options.helloTimeoutMs } : {}),
-      ...(options.readyTimeoutMs ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
+      ...shardTuning(options),
       ...(record?.sessionId ? { session: { sessionId: record.sessionId, seq: record.seq } } : {}),
       logger: this.#log,
     });
@@ -653,7 +637,12 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
     await this.#giveUp(held, true);
   }
 
-  async #giveUp(held: Held, resumable: boolean): Promise<void> {
+  #giveUp(held: Held, resumable: boolean): Promise<void> {
+    held.givingUp ??= this.#releaseLease(held, resumable);
+    return held.givingUp;
+  }
+
+  async #releaseLease(held: Held, resumable: boolean): Promise<void> {
     if (held.state === 'lost') return;
     const keys = this.#shardKeys(held.id);
     const session = held.shard.session();
@@ -663,7 +652,8 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
       try {
         await held.renewing?.result.catch(() => undefined);
         if (isLost(held)) return;
-        await this.#scripts.release([keys.lock, keys.record], [held.lease.value, resumable ? session?.sessionId ?? '' : '', seq, RECORD_TTL_MS, resumable ? '1' : '0']);
+        const released = await this.#scripts.release([keys.lock, keys.record], [held.lease.value, resumable ? session?.sessionId ?? '' : '', seq, RECORD_TTL_MS, resumable ? '1' : '0']);
+        if (released === 0) return this.#lose(held, 'it was no longer ours when released');
         break;
       } catch (error) {
         // Redis away: the lease will expire and the last record written stands (its replay is deduplicated)
@@ -700,6 +690,7 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
     await client.set(key, mine, 'NX');
     const stored = Number(await client.get(key));
     if (stored === mine) return mine;
+    // the live members (this process has not joined yet: the call only lists them)
     const members = await this.#scripts.heartbeat(this.#memberKeys(), [this.processId, this.#ttlMs, '']);
     if (members.length === 0) {
       // nobody runs the old count any more

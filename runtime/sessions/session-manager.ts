@@ -1,8 +1,46 @@
+import type { BackoffOptions } from '../gateway/backoff.ts';
 import type { TypedEmitter } from '../gateway/event-source.ts';
-import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
-import type { ShardEvents, ShardInfo } from '../gateway/shard.ts';
+import type { GatewayBotInfo, GatewayDispatch, GatewayTokenSource } from '../gateway/dispatch-event.ts';
+import type { ShardEvents, ShardInfo, ShardOptions } from '../gateway/shard.ts';
+import type { Logger } from '../logging/logger.ts';
 
 export type { GatewayBotInfo, GatewayTokenSource } from '../gateway/dispatch-event.ts';
+
+/** What every session manager takes. */
+export interface SessionManagerOptions {
+  /** `GET /gateway/bot` (OpenAPIClient#gatewayBot) */
+  gatewayInfo: () => Promise<GatewayBotInfo>;
+  tokenSource: GatewayTokenSource;
+  intents: number;
+  /** `auto` takes `/gateway/bot`'s recommendation; default `auto` */
+  shards?: 'auto' | number;
+  logger?: Logger;
+  /** reconnect backoff per shard; default 1 s … 60 s */
+  backoff?: BackoffOptions;
+  /** the platform's identify window; default 5 000 ms (qq-protocol.md §7) */
+  identifyWindowMs?: number;
+  /** identify `properties` */
+  properties?: Record<string, string>;
+  /**
+   * true: the consumer calls `settle()` for every dispatch once it is handled, and a resume point never
+   * skips an event still in a handler. Default false: the point is the last event received.
+   */
+  settleEvents?: boolean;
+  /** per connection; default 20 000 ms */
+  helloTimeoutMs?: number;
+  /** per identify/resume; default 20 000 ms */
+  readyTimeoutMs?: number;
+}
+
+/** The options a manager passes through to each of its shards as they are. */
+export function shardTuning(options: SessionManagerOptions): Pick<ShardOptions, 'properties' | 'backoff' | 'helloTimeoutMs' | 'readyTimeoutMs'> {
+  return {
+    ...(options.properties ? { properties: options.properties } : {}),
+    ...(options.backoff ? { backoff: options.backoff } : {}),
+    ...(options.helloTimeoutMs ? { helloTimeoutMs: options.helloTimeoutMs } : {}),
+    ...(options.readyTimeoutMs ? { readyTimeoutMs: options.readyTimeoutMs } : {}),
+  };
+}
 
 /** A change to the shard leases this process holds (Redis sessions). */
 export interface LeaseChange {
