@@ -6,6 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { ClusterView } from '../runtime/sessions/session-manager.ts';
 import type { Simulator } from '../runtime/simulator/index.ts';
 import { metricValue, type BotProcess } from './support/bot-process.ts';
 import { APP_ID, startCluster, until, type Cluster } from './support/cluster.ts';
@@ -92,6 +93,15 @@ test('3 processes, 12 shards: one live session per shard, spread 4/4/4; kill -9 
   try {
     const [a, b, third] = (await threeProcesses(c)) as [BotProcess, BotProcess, BotProcess];
     for (const p of [a, b, third]) assert.match(p.output.stdout, /bot demo: shards (\d+, )*\d+ of 12 held by process/);
+    // every process's console lists all three processes and who holds what, read from Redis
+    await until('the consoles to see 3 processes holding 4 shards each', async () => {
+      const states = await Promise.all([a, b, third].map((p) => p.consoleState()));
+      return states.every((state, i) => {
+        const cluster = state.bots[0].cluster as ClusterView | undefined;
+        const self = cluster?.processes.find((p) => p.self);
+        return cluster?.redis.up === true && cluster.processes.length === 3 && cluster.processes.every((p) => p.shards.length === 4) && self?.pid === [a, b, third][i]!.pid;
+      });
+    });
 
     const load = traffic(c);
     await new Promise((resolve) => setTimeout(resolve, 1_500));

@@ -14,8 +14,8 @@ export interface BotProcess {
   running(timeoutMs?: number): Promise<void>;
   /** the /metrics text (bot.yaml must configure `metrics: { port: 0 }`) */
   metrics(): Promise<string>;
-  /** parsed JSON log lines */
-  logs(): Array<Record<string, unknown>>;
+  /** the console's `/api/state` (bot.yaml must configure `console: { port: 0 }`) */
+  consoleState(): Promise<any>;
   kill(signal?: NodeJS.Signals): void;
 }
 
@@ -45,15 +45,10 @@ export function startBotProcess(cwd: string, file = 'bot.yaml', env: NodeJS.Proc
       assert.ok(url, `no metrics URL printed:\n${output.stdout.slice(-2000)}`);
       return (await fetch(url)).text();
     },
-    logs() {
-      return output.stdout.split('\n').flatMap((line) => {
-        if (!line.startsWith('{')) return [];
-        try {
-          return [JSON.parse(line) as Record<string, unknown>];
-        } catch {
-          return [];
-        }
-      });
+    async consoleState() {
+      const url = /console: (http:\/\/\S+)/.exec(output.stdout)?.[1];
+      assert.ok(url, `no console URL printed:\n${output.stdout.slice(-2000)}`);
+      return (await fetch(new URL('/api/state', url))).json();
     },
     kill(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);

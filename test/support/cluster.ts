@@ -67,6 +67,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     `pluginsDir: ${options.pluginsDir ?? fileURLToPath(new URL('../fixtures/runtime/plugins', import.meta.url))}`,
     `dataDir: ${join(dir, 'data')}`,
     'metrics: { port: 0 }',
+    'console: { port: 0 }',
     'log: { level: info }',
     'bots:',
     '  - name: demo',
