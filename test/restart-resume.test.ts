@@ -95,6 +95,39 @@ test('SIGTERM while the platform pushes 50 msg/s, start again within 10 s: every
   }
 });
 
+test('a saved session the platform no longer knows: the next start identifies instead and answers what comes after', { timeout: 120_000 }, async () => {
+  // sessions stay resumable for 300 ms only: the restart comes too late
+  const sim = await startSimulator({ bots: [{ appId: APP_ID, secret: 'late-secret' }], resumeWindowMs: 300, identifyWindowMs: 200, printCredentials: false });
+  const dir = mkdtempSync(join(tmpdir(), 'qqbot-late-'));
+  writeFileSync(join(dir, 'bot.yaml'), [
+    `pluginsDir: ${FIXTURE_PLUGINS}`,
+    `dataDir: ${join(dir, 'data')}`,
+    'bots:',
+    `  - { name: demo, appId: "${APP_ID}", secret: late-secret, endpoint: "${sim.url}", tokenEndpoint: "${sim.url}/app/getAppAccessToken", shards: 1, identifyWindowMs: 200, plugins: { answer: {} } }`,
+  ].join('\n'));
+  const first = startBotProcess(dir);
+  let second: ReturnType<typeof startBotProcess> | undefined;
+  try {
+    await first.running();
+    first.kill('SIGTERM');
+    assert.equal(await first.exited, 0, first.output.stderr);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    second = startBotProcess(dir);
+    await second.running();
+    const { id } = sim.postMessage({ kind: 'c2c', content: 'after' });
+    const deadline = Date.now() + 20_000;
+    while (!sim.outbox().some((e) => e.msg_id === id) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(sim.outbox().filter((e) => e.msg_id === id).length, 1, 'answered by the new session');
+    const log = sim.sessionLog();
+    assert.deepEqual(log.map((e) => [e.kind, e.outcome]), [['identify', 'ok'], ['resume', 'rejected'], ['identify', 'ok']]);
+  } finally {
+    first.kill('SIGKILL');
+    second?.kill('SIGKILL');
+    await Promise.all([first.exited, second?.exited]);
+    await sim.close();
+  }
+});
+
 test('Redis sessions: SIGTERM, start again: the shards resume from the records kept in Redis and every message is answered once', { timeout: 180_000 }, async () => {
   const c = await startCluster({ shards: 2, leaseTtlMs: 2_000, identifyWindowMs: 200 });
   const posted = new Set<string>();
