@@ -10,6 +10,7 @@ const suites: Array<[string, () => Promise<BenchRow[]>]> = [
   ['hot reload', async () => (await import('./hot-reload.ts')).benchHotReload()],
   ['storage', async () => (await import('./storage.ts')).benchStorage()],
   ['webhook flood', async () => (await import('./webhook-flood.ts')).benchWebhookFlood()],
+  ['sessions', async () => (await import('./sessions.ts')).benchSessions()],
 ];
 
 const format = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '' : n >= 100 ? n.toFixed(0) : n >= 1 ? n.toFixed(2) : n.toFixed(3));

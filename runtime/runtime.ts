@@ -152,6 +152,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
         },
         storage: (storageConfig) => this.#storage!.open(storageConfig, botConfig.name),
         displayRoot: config.dir,
+        dataDir: config.dataDir,
         logger: this.#log,
         pluginGrants: () => this.#pluginGrants,
         metrics: this.metrics,
@@ -286,6 +287,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
         const { id: _id, ...counters } = s;
         return { name: plugin.name, ...counters, sendFailures, ...grants };
       });
+      const cluster = bot.sessions?.cluster?.();
       return {
         name: bot.config.name,
         appId: bot.config.appId,
@@ -294,6 +296,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
         transport: bot.config.transport.kind,
         intents: describeIntents(bot.intents),
         shards: (bot.sessions?.shards() ?? []).map((s) => ({ id: s.id, count: s.count, state: s.state, seq: s.seq, reconnects: s.reconnects, ...(s.latencyMs !== undefined ? { latencyMs: s.latencyMs } : {}) })),
+        ...(cluster ? { cluster } : {}),
         plugins,
         simulator: bot.config.endpoint.kind === 'simulator',
       };
@@ -374,6 +377,9 @@ export class Runtime extends EventEmitter implements RuntimeView {
     const name = bot.config.name;
     bot.on('state', (state, error) => {
       this.#live({ bot: name, kind: state === 'failed' ? 'error' : 'state', text: error ? `${state}: ${error.message}` : state });
+    });
+    bot.on('shards', (held) => {
+      this.#live({ bot: name, kind: 'state', text: `shards held by this process: ${held.length > 0 ? held.join(', ') : 'none'}` });
     });
     bot.on('dispatch', (dispatch) => {
       // the dispatch path is hot: format a log line only when a console is watching

@@ -53,7 +53,7 @@ test('env interpolation: ${VAR}, ${VAR:-default}, numbers coerced where the sche
   assert.equal(bot.appId, '102');
   assert.equal(bot.secret?.reveal(), 's3cr3t-value');
   assert.deepEqual(bot.transport, { kind: 'webhook', port: 8443, path: '/cb', host: '127.0.0.1', maxSkewSec: 300 }, 'loopback unless a host is set: a TLS proxy fronts it');
-  assert.deepEqual(bot.sessions, { kind: 'redis', url: 'redis://127.0.0.1:6380' });
+  assert.deepEqual(bot.sessions, { kind: 'redis', url: 'redis://127.0.0.1:6380', leaseTtlMs: 10_000 });
   assert.equal(bot.shards, 4);
   // the secret cannot leak through logging or JSON
   assert.ok(!JSON.stringify(config).includes('s3cr3t-value'));
@@ -97,6 +97,16 @@ test('unknown keys, duplicate names, missing credentials and nested type errors 
 
   const noBots = failure(write('nobots.yaml', 'pluginsDir: ./p\n'));
   assert.match(noBots.message, /nobots\.yaml:1:1: bots: missing required key "bots"|nobots\.yaml:1:1: \(top level\): missing required key "bots"/);
+});
+
+test('sessions: redis takes a lease TTL; a TTL or identify window out of range is named with its place', () => {
+  const config = loadConfig(write('lease.yaml', 'bots:\n  - name: a\n    appId: "1"\n    secret: s\n    sessions: { redis: "redis://h:6379", leaseTtlMs: 3000 }\n    identifyWindowMs: 500\n'));
+  assert.deepEqual(config.bots[0]!.sessions, { kind: 'redis', url: 'redis://h:6379', leaseTtlMs: 3000 });
+  assert.equal(config.bots[0]!.identifyWindowMs, 500);
+  const short = failure(write('short.yaml', 'bots:\n  - name: a\n    appId: "1"\n    secret: s\n    sessions: { redis: "redis://h:6379", leaseTtlMs: 10 }\n'));
+  assert.match(short.message, /short\.yaml:5:\d+: bots\[0\]\.sessions(\.leaseTtlMs)?: expected/);
+  const window = failure(write('window.yaml', 'bots:\n  - name: a\n    appId: "1"\n    secret: s\n    identifyWindowMs: 5\n'));
+  assert.match(window.message, /window\.yaml:5:\d+: bots\[0\]\.identifyWindowMs: expected milliseconds \(integer 100–60000\)/);
 });
 
 test('a missing file is a clear error', () => {

@@ -16,6 +16,9 @@ const TOKEN = 'console-token-7f3a9c';
  * A small but real RuntimeView: a fixed runtime picture, and a chat that records what a person
  * sends and answers like an echo plugin would (asynchronously, as the simulator does).
  */
+/** the demo bot's coordination Redis went away five seconds before the test started */
+const REDIS_DOWN_SINCE = Date.now() - 5_000;
+
 class TestRuntimeView extends EventEmitter implements RuntimeView {
   readonly sent: ChatInput[] = [];
   readonly messages: ChatMessage[] = [];
@@ -59,9 +62,20 @@ class TestRuntimeView extends EventEmitter implements RuntimeView {
           intents: ['GUILD_MESSAGES', 'PUBLIC_GUILD_MESSAGES', 'GROUP_AND_C2C_EVENT'],
           simulator: true,
           shards: [
-            { id: 0, count: 2, state: 'ready', seq: 42, latencyMs: 12, reconnects: 0 },
-            { id: 1, count: 2, state: 'resuming', seq: 17, reconnects: 2 },
+            { id: 0, count: 4, state: 'ready', seq: 42, latencyMs: 12, reconnects: 0 },
+            { id: 1, count: 4, state: 'resuming', seq: 17, reconnects: 2 },
           ],
+          cluster: {
+            processId: 'host-a:101:beef',
+            shardCount: 4,
+            processes: [
+              { id: 'host-a:101:beef', host: 'host-a', pid: 101, startedAt: 1, shards: [0, 1], self: true, stale: false },
+              { id: 'host-b:202:cafe', host: 'host-b', pid: 202, startedAt: 1, shards: [2], self: false, stale: false },
+            ],
+            unowned: [3],
+            updatedAt: 1,
+            redis: { up: false, url: 'redis://127.0.0.1:6379/', outages: 1, downSince: REDIS_DOWN_SINCE },
+          },
           plugins: [
             { name: 'echo', version: 3, status: 'running', events: 120, errors: 0, cpuMs: 48.2, heapUsedBytes: 2_400_000, restarts: 0, queued: 0, queuedBytes: 0, dropped: {}, sendFailures: {}, source: 'folder' },
             { name: 'dice', version: 1, status: 'quarantined', events: 9, errors: 5, cpuMs: 1500, heapUsedBytes: 9_800_000, restarts: 3, queued: 0, queuedBytes: 0, dropped: { quarantined: 4, backlog_full: 2 }, sendFailures: { E_REPLY_WINDOW: 1 }, lastError: 'CPU time limit (50 ms) exceeded in handler for AT_MESSAGE_CREATE', source: 'folder' },
@@ -380,6 +394,12 @@ test('browser: the console shows shards and plugins, and a chat message gets the
     await page.locator('tr[data-shard]').first().waitFor();
     assert.equal(await page.locator('tr[data-bot="demo"][data-shard]').count(), 2);
     assert.match(await page.locator('tr[data-bot="demo"][data-shard="1"]').innerText(), /resuming/);
+    // Redis sessions: every process of the bot with its shards, and Redis being down
+    assert.equal(await page.locator('tr[data-bot="demo"][data-process]').count(), 2);
+    assert.match(await page.locator('tr[data-process="host-a:101:beef"]').innerText(), /this process[\s\S]*0, 1/i);
+    assert.match(await page.locator('tr[data-process="host-b:202:cafe"]').innerText(), /host-b[\s\S]*pid 202[\s\S]*2/);
+    assert.match(await page.locator('article[data-bot="demo"] [data-unowned]').innerText(), /shard 3/);
+    assert.match(await page.locator('article[data-bot="demo"] [data-redis="down"]').innerText(), /redis down for \d+s/i);
     assert.equal(await page.locator('tr[data-plugin]').count(), 3);
     // a pending permission request shows on its plugin and in the summary, with the command that grants it
     assert.match(await page.locator('tr[data-plugin="qqbot-plugin-mod"][data-pending="true"]').innerText(), /awaiting approval: members\.manage — run qqbot plugin approve qqbot-plugin-mod/);

@@ -4,6 +4,7 @@
  * credentials, fatal close, no intents) is stopped and reported; other bots keep running.
  */
 import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
 import type { BotConfig, StorageConfig } from '../config/types.ts';
 import { QQBotError } from '../errors.ts';
 import { EventDeduper } from '../gateway/dedupe.ts';
@@ -14,15 +15,22 @@ import type { ShardState } from '../gateway/shard.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { RuntimeMetrics, ShardState as MetricShardState } from '../metrics/metrics.ts';
 import { AccessTokenSource, LegacyTokenSource, OpenAPIClient, resolveEndpoints, routeTemplate, type TokenSource } from '../openapi/index.ts';
-import type { PluginCapabilities } from '../plugins/capabilities/index.ts';
+import { CapabilityError, type PluginCapabilities } from '../plugins/capabilities/index.ts';
+import { isPlatformError } from '../plugins/capabilities/capability-error.ts';
 import type { DiscoveredPlugin } from '../plugins/discovery.ts';
 import type { GrantTable } from '../plugins/grants.ts';
 import type { PluginSupervisor } from '../plugins/sandbox/supervisor.ts';
 import type { KeyValueStore } from '../plugins/storage/key-value-store.ts';
 import { LocalSessionManager } from '../sessions/local.ts';
+import { RedisConnection } from '../sessions/redis-connection.ts';
+import { RedisEventDedupe } from '../sessions/redis-dedupe.ts';
+import { RedisReplyLedger } from '../sessions/redis-reply-ledger.ts';
+import { RedisSessionManager } from '../sessions/redis-session-manager.ts';
+import { SessionFile } from '../sessions/session-file.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
 import { BotPlugins, type PluginFailure } from './bot-plugins.ts';
 import { Dispatcher, type DispatchCounts } from './dispatcher.ts';
+import { EventIntake } from './event-intake.ts';
 import { LossReporter } from './loss-reporter.ts';
 
 export type BotState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -46,14 +54,20 @@ export interface BotOptions {
   simulatorUrl?: string;
   /** with `endpoint: simulator` and webhook transport: tell the simulator where to deliver */
   registerSimulatorWebhook?: (appId: string, url: string) => Promise<unknown>;
-  /** tests shorten the platform's identify window against the simulator */
+  /** tests shorten the platform's identify window against the simulator (bot.yaml's identifyWindowMs wins) */
   identifyWindowMs?: number;
+  /** where a local-sessions bot keeps its resume points across restarts (`{dataDir}/sessions`) */
+  dataDir?: string;
 }
+
+type Requester = (method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, options?: { body?: unknown; query?: Record<string, string | number | boolean> }) => Promise<unknown>;
 
 export interface BotEvents {
   state: [state: BotState, error?: Error];
   dispatch: [dispatch: GatewayDispatch];
   handled: [dispatch: GatewayDispatch];
+  /** Redis sessions: the shards this process holds changed */
+  shards: [held: number[]];
 }
 
 const METRIC_STATE: Record<ShardState, MetricShardState> = {
@@ -84,6 +98,11 @@ export class Bot extends EventEmitter<BotEvents> {
   #sessions: SessionManager | undefined;
   #webhook: WebhookTransport | undefined;
   #webhookPort = 0;
+  #intake: EventIntake | undefined;
+  // Redis sessions: the coordination connection and the reply ledger
+  #redis: RedisConnection | undefined;
+  #replies: RedisReplyLedger | undefined;
+  #sessionFile: SessionFile | undefined;
   #intents = 0;
   #accepting = false;
   #received = 0;
@@ -102,7 +121,7 @@ export class Bot extends EventEmitter<BotEvents> {
       capabilities: options.capabilities,
       losses: this.losses,
       ...(options.metrics ? { metrics: options.metrics } : {}),
-      onHandled: (dispatch) => this.emit('handled', dispatch),
+      onHandled: (dispatch) => this.#settled(dispatch),
     });
   }
 
@@ -190,7 +209,11 @@ export class Bot extends EventEmitter<BotEvents> {
     await this.#sessions?.setIntents(next);
   }
 
-  /** Stop taking events, let handlers finish (bounded), close shards so they can be resumed. */
+  /**
+   * Stop taking events, close the shards (resumably), let the handlers of what was taken finish (bounded),
+   * then save where each session can be resumed: in Redis for Redis sessions (another process may resume
+   * at once), under dataDir for local ones (the next start resumes).
+   */
   async stop(options: { drainMs?: number } = {}): Promise<{ unfinished: number }> {
     if (this.#state === 'stopped') {
       // bound but never started: start-up stopped before this bot's turn
@@ -199,14 +222,21 @@ export class Bot extends EventEmitter<BotEvents> {
     }
     this.#setState('stopping');
     this.#accepting = false;
-    await this.#sessions?.stop({ resumable: true }).catch((error: Error) => this.#log.warn({ err: error.message }, 'closing shards'));
+    let unfinished: number | undefined;
+    const drain = async (): Promise<void> => {
+      unfinished ??= await this.#drain(options.drainMs ?? 10_000);
+    };
+    await this.#sessions?.stop({ resumable: true, settle: drain }).catch((error: Error) => this.#log.warn({ err: error.message }, 'closing shards'));
     await this.#webhook?.stop().catch(() => undefined);
-    const unfinished = await this.#dispatcher.drain(options.drainMs ?? 10_000);
-    if (unfinished > 0) this.#log.warn({ unfinished }, 'stopped with handlers still running');
+    await drain();
+    if (unfinished! > 0) this.#log.warn({ unfinished }, 'stopped with handlers still running');
+    if (this.#sessionFile && this.#sessions instanceof LocalSessionManager) {
+      await this.#sessionFile.save(this.#sessions.sessions()).catch((error: Error) => this.#log.error({ err: error.message, file: this.#sessionFile?.path }, 'could not save the sessions for the next start'));
+    }
     await this.#closeClient();
     this.losses.close();
     this.#setState('stopped');
-    return { unfinished };
+    return { unfinished: unfinished! };
   }
 
   async #connectClient(): Promise<void> {
@@ -223,7 +253,7 @@ export class Bot extends EventEmitter<BotEvents> {
     }
     this.#client = client;
     this.#options.grant({
-      request: (method, path, options) => client.request(method, path, options),
+      request: (method, path, options) => this.#request(client, method, path, options),
       storage: await this.#options.storage(config.storage),
       ...(config.fetchHosts ? { fetchHosts: config.fetchHosts } : {}),
     });
@@ -242,6 +272,7 @@ export class Bot extends EventEmitter<BotEvents> {
   async #startTransport(): Promise<void> {
     const { config, metrics } = this.#options;
     const transport = config.transport;
+    this.#intake = this.#newIntake();
     if (transport.kind === 'webhook') {
       await this.bind();
       this.#webhook!.open();
@@ -253,18 +284,49 @@ export class Bot extends EventEmitter<BotEvents> {
       }
       return;
     }
-    if (config.sessions.kind === 'redis') {
-      throw new BotStartError('E_BOT_SESSIONS', `bot "${config.name}": sessions: { redis } is not available in this version; use sessions: local`);
-    }
     const client = this.#client!;
-    const sessions = new LocalSessionManager({
+    const common = {
       gatewayInfo: () => client.gatewayBot(),
       tokenSource: this.#tokenSource!,
       intents: this.#intents,
       shards: config.shards,
       logger: this.#log,
-      ...(this.#options.identifyWindowMs !== undefined ? { identifyWindowMs: this.#options.identifyWindowMs } : {}),
-    });
+      // the bot settles every event it takes (#settled), so resume points never skip one in a handler
+      settleEvents: true,
+      ...(config.identifyWindowMs ?? this.#options.identifyWindowMs ? { identifyWindowMs: config.identifyWindowMs ?? this.#options.identifyWindowMs } : {}),
+    };
+    let sessions: LocalSessionManager | RedisSessionManager;
+    if (config.sessions.kind === 'redis') {
+      const redis = new RedisConnection({ url: config.sessions.url, name: `sessions:${config.name}`, logger: this.#log });
+      const prefix = `qqbot:${config.appId}`;
+      this.#redis = redis;
+      this.#intake = this.#newIntake(new RedisEventDedupe({ redis, prefix }));
+      this.#replies = new RedisReplyLedger({ redis, prefix });
+      redis.on('up', () => metrics?.redisState(config.name, true, false));
+      redis.on('down', () => metrics?.redisState(config.name, false, redis.outages > 0));
+      if (config.storage.kind === 'file') {
+        this.#log.warn({ dataDir: this.#options.dataDir }, 'sessions are shared through redis but plugin storage is in local files: a shard that moves to another host finds other data there (use storage: { redis } or leave storage unset)');
+      }
+      sessions = new RedisSessionManager({ ...common, redis, appId: config.appId, leaseTtlMs: config.sessions.leaseTtlMs });
+      sessions.on('lease', (change) => {
+        metrics?.leaseChange(config.name, change.change, change.how, change.held.length);
+        this.emit('shards', change.held);
+      });
+      sessions.on('fenced', () => metrics?.fencingRefusal(config.name));
+    } else {
+      const dataDir = this.#options.dataDir;
+      const saved = [];
+      if (dataDir !== undefined) {
+        this.#sessionFile = new SessionFile({ dir: join(dataDir, 'sessions'), bot: config.name, appId: config.appId, logger: this.#log });
+        saved.push(...await this.#sessionFile.take().catch((error: Error) => {
+          this.#log.warn({ err: error.message }, 'could not read the saved sessions: identifying');
+          return [];
+        }));
+        // events a predecessor finished above its resume point come again in the replay: drop them
+        for (const session of saved) this.#dedupe.remember(session.settledAbove ?? []);
+      }
+      sessions = new LocalSessionManager({ ...common, resumeFrom: saved });
+    }
     sessions.on('dispatch', (dispatch) => this.#ingest(dispatch));
     sessions.on('error', (error) => this.#log.warn({ err: error.message }, 'gateway'));
     sessions.on('fatal', (error) => void this.#fail(error));
@@ -276,17 +338,67 @@ export class Bot extends EventEmitter<BotEvents> {
     await sessions.start();
   }
 
-  #ingest(dispatch: GatewayDispatch): void {
-    if (!this.#accepting) return;
+  /**
+   * The bot's OpenAPI requests from plugins. With Redis sessions, a passive reply is first claimed in
+   * the bot's reply ledger, so an event handled again after its shard moved is not answered twice.
+   */
+  async #request(client: OpenAPIClient, ...[method, path, options]: Parameters<Requester>): Promise<unknown> {
+    const ledger = this.#replies;
+    if (!ledger || method !== 'POST') return client.request(method, path, options);
+    if (!(await ledger.claim(options?.body))) {
+      this.#options.metrics?.replyDeduplicated(this.config.name);
+      throw new CapabilityError('E_DUPLICATE_REPLY', 'this reply was already sent by another process of the bot (the event was handled again after its shard moved)');
+    }
+    try {
+      return await client.request(method, path, options);
+    } catch (error) {
+      // refused by the platform: nothing was sent, a retry may claim the reply again
+      if (isPlatformError(error)) await ledger.unclaim(options?.body);
+      throw error;
+    }
+  }
+
+  #newIntake(shared?: RedisEventDedupe): EventIntake {
     const metrics = this.#options.metrics;
-    metrics?.eventReceived(this.config.name, dispatch.t, dispatch.transport);
-    if (this.#dedupe.seen(dispatch)) {
-      metrics?.eventDeduplicated(this.config.name);
+    return new EventIntake({
+      local: this.#dedupe,
+      ...(shared ? { shared } : {}),
+      admit: (dispatch) => this.#sessions?.admit?.(dispatch) ?? true,
+      settle: (dispatch) => this.#sessions?.settle(dispatch),
+      deliver: (dispatch) => this.#deliver(dispatch),
+      onDuplicate: () => metrics?.eventDeduplicated(this.config.name),
+      onRedelivered: (dispatch) => {
+        metrics?.eventRedelivered(this.config.name);
+        this.#log.debug({ id: dispatch.id, shard: dispatch.shard }, 'handling again an event its previous shard owner did not finish');
+      },
+    });
+  }
+
+  #ingest(dispatch: GatewayDispatch): void {
+    if (!this.#accepting) {
+      this.#sessions?.settle(dispatch);
       return;
     }
+    this.#options.metrics?.eventReceived(this.config.name, dispatch.t, dispatch.transport);
+    this.#intake!.take(dispatch);
+  }
+
+  #deliver(dispatch: GatewayDispatch): void {
     this.#received += 1;
     this.emit('dispatch', dispatch);
     this.#dispatcher.dispatch(dispatch);
+  }
+
+  #settled(dispatch: GatewayDispatch): void {
+    this.#intake?.done(dispatch);
+    this.#sessions?.settle(dispatch);
+    this.emit('handled', dispatch);
+  }
+
+  /** Waits for the events taken in so far: their dedupe claims, then their handlers. Returns how many are unfinished. */
+  async #drain(timeoutMs: number): Promise<number> {
+    await this.#intake?.idle();
+    return this.#dispatcher.drain(timeoutMs);
   }
 
   async #fail(error: Error): Promise<void> {
@@ -296,7 +408,7 @@ export class Bot extends EventEmitter<BotEvents> {
     this.#log.error({ code: (error as QQBotError).code, err: error.message }, 'bot stopped');
     await this.#sessions?.stop({ resumable: false }).catch(() => undefined);
     await this.#webhook?.stop().catch(() => undefined);
-    await this.#dispatcher.drain(5000);
+    await this.#drain(5000);
     await this.plugins.unloadAll().catch((e: Error) => this.#log.warn({ err: e.message }, 'unloading plugins of a failed bot'));
     await this.#closeClient();
     this.#setState('failed', error);
@@ -305,6 +417,7 @@ export class Bot extends EventEmitter<BotEvents> {
   async #closeClient(): Promise<void> {
     this.#tokenSource?.close();
     await this.#client?.close().catch(() => undefined);
+    await this.#redis?.close();
   }
 
   #setState(state: BotState, error?: Error): void {

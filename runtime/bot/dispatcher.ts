@@ -59,6 +59,7 @@ export class Dispatcher {
     const targets = plugins.subscribers(dispatch.t);
     if (targets.length === 0) {
       this.#handled += 1;
+      this.#options.onHandled?.(dispatch, []);
       return;
     }
     const id = dispatch.id ?? '';

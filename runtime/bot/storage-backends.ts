@@ -13,19 +13,9 @@ import { importFileStore } from '../plugins/storage/file-store-import.ts';
 import type { KeyValueStore } from '../plugins/storage/key-value-store.ts';
 import { RedisKeyValueStore } from '../plugins/storage/redis-store.ts';
 import { SqliteKeyValueStore } from '../plugins/storage/sqlite-store.ts';
+import { redactRedisUrl as redactUrl } from '../sessions/redis-connection.ts';
 
 export class StorageUnavailableError extends QQBotError {}
-
-/** `redis://user:pass@host` → `redis://user:***@host`: the URL may carry a password. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparsable URL)';
-  }
-}
 
 export class StorageBackends {
   readonly #dataDir: string;

@@ -2,7 +2,7 @@ import { relative } from 'node:path';
 import { loadConfig } from '../config/index.ts';
 import { describeIntents, mergeIntents, PRIVATE_DOMAIN_INTENTS } from '../gateway/intents.ts';
 import { enabledPluginNames, isEnabled, pluginConfigSite } from '../bot/bot-plugins.ts';
-import { redactUrl } from '../bot/storage-backends.ts';
+import { redactRedisUrl as redactUrl } from '../sessions/redis-connection.ts';
 import { bundlePlugin } from '../plugins/bundler.ts';
 import { discoverPlugins, findPlugin, type DiscoveredPlugin } from '../plugins/discovery.ts';
 import { approveCommand, describePending, grantItems, grantsFile, hasPending, readGrants, reviewGrant, type GrantTable } from '../plugins/grants.ts';
@@ -29,7 +29,8 @@ export async function checkCommand(args: string[]): Promise<number> {
 
   for (const bot of config.bots) {
     const endpoint = bot.endpoint.kind === 'url' ? bot.endpoint.url : bot.endpoint.kind;
-    const transport = bot.transport.kind === 'webhook' ? `webhook :${bot.transport.port}${bot.transport.path}` : `websocket, shards ${bot.shards}`;
+    const sessions = bot.sessions.kind === 'redis' ? ` shared through redis ${redactUrl(bot.sessions.url)} (lease ${bot.sessions.leaseTtlMs} ms)` : '';
+    const transport = bot.transport.kind === 'webhook' ? `webhook :${bot.transport.port}${bot.transport.path}` : `websocket, shards ${bot.shards}${sessions}`;
     const storage = bot.storage.kind === 'redis' ? `redis ${redactUrl(bot.storage.url)}` : 'sqlite (dataDir)';
     out.push('', `bot ${bot.name} (app ${bot.appId}) → ${endpoint}, ${transport}, auth ${bot.secret ? 'access token' : 'legacy token'}, storage ${storage}`);
     const names = enabledPluginNames(bot) ?? discovery.plugins.filter((p) => isEnabled(bot, p)).map((p) => p.name);

@@ -39,6 +39,14 @@ export async function startCommand(args: string[]): Promise<number> {
   const failed = bots.filter((bot) => bot.state === 'failed');
   const lines = [`qqbot: ${bots.length - failed.length}/${bots.length} bots running`];
   for (const bot of failed) lines.push(`  bot ${bot.config.name} failed: ${bot.error?.message ?? 'unknown error'}`);
+  for (const bot of runtime.bots.values()) {
+    if (bot.state === 'failed' || !bot.sessions) continue;
+    const held = bot.sessions.shards().map((s) => s.id);
+    const cluster = bot.sessions.cluster?.();
+    const of = cluster?.shardCount ?? bot.sessions.shards()[0]?.count ?? 0;
+    const where = cluster ? ` by process ${cluster.processId} (${cluster.processes.filter((p) => !p.stale).length} process(es) share the bot through redis)` : '';
+    lines.push(`  bot ${bot.config.name}: shards ${held.length > 0 ? held.join(', ') : 'none yet'} of ${of} held${where}`);
+  }
   if (runtime.consoleUrl) lines.push(`  console: ${runtime.consoleUrl}`);
   if (runtime.metricsPort !== undefined) lines.push(`  metrics: http://${config.metrics?.host}:${runtime.metricsPort}/metrics`);
   if (runtime.simulator) lines.push(`  simulator: ${runtime.simulator.url} (send messages from the console's chat pane)`);

@@ -151,7 +151,8 @@ interface RawBot {
   tokenEndpoint?: string;
   transport?: 'websocket' | { webhook: { port: number; path?: string; host?: string; maxSkewSec?: number } };
   shards?: 'auto' | number;
-  sessions?: 'local' | { redis: string };
+  sessions?: 'local' | { redis: string; leaseTtlMs?: number };
+  identifyWindowMs?: number;
   storage?: 'file' | { redis: string };
   intents?: Array<string | number>;
   plugins?: Record<string, unknown> | null;
@@ -212,6 +213,7 @@ function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number)
       transport,
       shards: bot.shards ?? 'auto',
       sessions: parseSessions(bot.sessions),
+      ...(bot.identifyWindowMs !== undefined ? { identifyWindowMs: bot.identifyWindowMs } : {}),
       storage: parseStorage(bot.storage, bot.sessions),
       intents: bot.intents ?? [],
       ...(bot.plugins !== undefined && bot.plugins !== null ? { plugins: bot.plugins } : {}),
@@ -331,7 +333,7 @@ function parseTransport(value: RawBot['transport']): TransportConfig {
 
 function parseSessions(value: RawBot['sessions']): SessionsConfig {
   if (value === undefined || value === 'local') return { kind: 'local' };
-  return { kind: 'redis', url: value.redis };
+  return { kind: 'redis', url: value.redis, leaseTtlMs: value.leaseTtlMs ?? 10_000 };
 }
 
 /** A bot on Redis sessions keeps its plugin data there too, unless told otherwise. */

@@ -51,17 +51,21 @@ const bot = {
       oneOf: [{ const: 'auto' }, { type: 'integer', minimum: 1 }],
     },
     sessions: {
-      'x-expected': 'local | { redis: redis://host:port }',
+      'x-expected': 'local | { redis: redis://host:port, leaseTtlMs? }',
       oneOf: [
         { const: 'local' },
         {
           type: 'object',
           additionalProperties: false,
           required: ['redis'],
-          properties: { redis: { type: 'string', pattern: '^rediss?://' } },
+          properties: {
+            redis: { type: 'string', pattern: '^rediss?://' },
+            leaseTtlMs: { type: 'integer', minimum: 500, maximum: 600_000, 'x-expected': 'milliseconds (integer 500–600000)' },
+          },
         },
       ],
     },
+    identifyWindowMs: { type: 'integer', minimum: 100, maximum: 60_000, 'x-expected': 'milliseconds (integer 100–60000)' },
     storage: {
       'x-expected': 'file | { redis: redis://host:port }',
       oneOf: [

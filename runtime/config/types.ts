@@ -8,7 +8,11 @@ export type TransportConfig =
   | { kind: 'websocket' }
   | { kind: 'webhook'; port: number; path: string; host: string; maxSkewSec: number };
 
-export type SessionsConfig = { kind: 'local' } | { kind: 'redis'; url: string };
+/**
+ * Where a bot's websocket shards run: all in this process (resume points kept under dataDir across
+ * restarts), or shared by every process of the bot through Redis leases of `leaseTtlMs`.
+ */
+export type SessionsConfig = { kind: 'local' } | { kind: 'redis'; url: string; leaseTtlMs: number };
 
 /** Where `ctx.storage` keeps plugin data: files under dataDir, or a Redis server. */
 export type StorageConfig = { kind: 'file' } | { kind: 'redis'; url: string };
@@ -34,6 +38,8 @@ export interface BotConfig {
   transport: TransportConfig;
   shards: 'auto' | number;
   sessions: SessionsConfig;
+  /** the platform's identify window (default 5 000 ms); only a simulator or another platform needs it changed */
+  identifyWindowMs?: number;
   storage: StorageConfig;
   /** extra intents beyond the plugins' (names like "GUILD_MESSAGES" or bit values) */
   intents: Array<string | number>;

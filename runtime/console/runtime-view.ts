@@ -3,6 +3,9 @@
  * implements it; the console only reads snapshots and listens to `live` entries.
  */
 import type { EventEmitter } from 'node:events';
+import type { ClusterView } from '../sessions/session-manager.ts';
+
+export type { ClusterView };
 
 export interface ShardView {
   id: number;
@@ -44,7 +47,10 @@ export interface BotView {
   error?: string;
   transport: 'websocket' | 'webhook';
   intents: string[];
+  /** shards running in this process */
   shards: ShardView[];
+  /** Redis sessions only */
+  cluster?: ClusterView;
   plugins: PluginView[];
   /** true when the bot talks to the embedded simulator: the console offers its chat pane */
   simulator: boolean;

@@ -25,7 +25,7 @@ export class EventDeduper {
 
   /** true when this event was already let through (the caller drops it); otherwise records it. */
   seen(dispatch: GatewayDispatch): boolean {
-    const keys = keysOf(dispatch);
+    const keys = dedupeKeys(dispatch);
     if (keys.length === 0) return false;
     const now = Date.now();
     this.#evict(now);
@@ -33,6 +33,13 @@ export class EventDeduper {
     for (const k of keys) this.#seen.set(k, now + this.#ttlMs);
     while (this.#seen.size > this.#size) this.#seen.delete(this.#seen.keys().next().value!);
     return false;
+  }
+
+  /** Marks keys as seen (events a predecessor process handled: see CommittedSeq). */
+  remember(keys: Iterable<string>): void {
+    const expires = Date.now() + this.#ttlMs;
+    for (const key of keys) this.#seen.set(key, expires);
+    while (this.#seen.size > this.#size) this.#seen.delete(this.#seen.keys().next().value!);
   }
 
   #evict(now: number): void {
@@ -43,7 +50,8 @@ export class EventDeduper {
   }
 }
 
-function keysOf(dispatch: GatewayDispatch): string[] {
+/** The keys an event is deduplicated by (in memory here, and across processes in Redis). */
+export function dedupeKeys(dispatch: GatewayDispatch): string[] {
   const keys: string[] = [];
   if (dispatch.id) keys.push(`e:${dispatch.id}`);
   const d = dispatch.d as { id?: unknown } | null;

@@ -9,6 +9,8 @@ export interface GatewayDispatch {
   id?: string;
   /** websocket shard id; absent for webhook */
   shard?: number;
+  /** fencing token of the shard lease it arrived under (Redis sessions only) */
+  fence?: number;
   transport: 'websocket' | 'webhook';
   /** ms since epoch when the frame/request arrived */
   receivedAt: number;

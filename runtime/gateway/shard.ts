@@ -9,7 +9,10 @@ import { TypedEmitter } from './event-source.ts';
 
 export type ShardState = 'idle' | 'connecting' | 'hello' | 'identifying' | 'resuming' | 'ready' | 'reconnecting' | 'stopped' | 'fatal';
 
-/** Paces session starts; shared by the shards of one bot (see sessions/identify-throttle.ts). */
+/**
+ * Paces session starts; shared by the shards of one bot (see sessions/identify-throttle.ts). A grant with a
+ * `sent()` method is told when the identify/resume went out (the platform counts arrivals).
+ */
 export interface StartThrottle {
   wait(signal?: AbortSignal): Promise<unknown>;
 }
@@ -39,6 +42,12 @@ export interface ShardOptions {
   heartbeatJitter?: () => number;
   /** a session to resume instead of identifying (handed over by a predecessor) */
   session?: { sessionId: string; seq: number };
+  /**
+   * awaited before every connection (the first and each reconnect); while it is pending nothing is
+   * opened, and if it rejects the attempt counts as failed (backoff, then again). A distributed session
+   * manager checks the shard's lease here.
+   */
+  beforeConnect?: (signal: AbortSignal) => Promise<void>;
   logger?: Logger;
 }
 
@@ -137,13 +146,15 @@ export class Shard extends TypedEmitter<ShardEvents> {
 
   /**
    * Ends the connection and the loop. With `resumable` (default) the socket is closed with a non-1000
-   * code so the session survives for a successor; `session()` then gives what it needs.
+   * code so the session survives for a successor; `session()` then gives what it needs. `abandon` drops
+   * the socket without a close frame: for a shard whose session another process may already have
+   * resumed, which nothing we send must touch.
    */
-  async stop(options: { resumable?: boolean } = {}): Promise<void> {
+  async stop(options: { resumable?: boolean; abandon?: boolean } = {}): Promise<void> {
     const resumable = options.resumable ?? true;
     this.#stopping = { kind: 'stop' };
     this.#life.abort(new Error('shard stopped'));
-    this.#endConnection?.({ kind: 'stop' }, 'close', resumable ? RESUMABLE_CLOSE_CODE : 1000);
+    this.#endConnection?.({ kind: 'stop' }, options.abandon ? 'terminate' : 'close', resumable ? RESUMABLE_CLOSE_CODE : 1000);
     await this.#loop;
     if (this.#state !== 'fatal') this.#setState('stopped');
   }
@@ -209,6 +220,15 @@ export class Shard extends TypedEmitter<ShardEvents> {
         return this.#tokenFailure(error);
       }
     }
+    if (this.#options.beforeConnect) {
+      try {
+        await this.#options.beforeConnect(this.#life.signal);
+      } catch (error) {
+        if (this.#stopping) return this.#stopping;
+        return { kind: 'reconnect', reason: `not connecting: ${(error as Error).message}` };
+      }
+      if (this.#stopping) return this.#stopping;
+    }
     let url: string;
     try {
       url = await this.#options.gatewayUrl();
@@ -273,8 +293,9 @@ export class Shard extends TypedEmitter<ShardEvents> {
         const resuming = this.#sessionId !== undefined;
         const throttle = resuming ? this.#options.resumeThrottle : this.#options.identifyThrottle;
         this.#setState(resuming ? 'resuming' : 'identifying');
+        let grant: unknown;
         try {
-          await throttle?.wait(conn.signal);
+          grant = await throttle?.wait(conn.signal);
         } catch {
           return; // connection ended while queued
         }
@@ -299,6 +320,7 @@ export class Shard extends TypedEmitter<ShardEvents> {
             d: { token, intents: this.#intents, shard: [this.id, this.count], properties: this.#options.properties ?? defaultProperties() },
           });
         }
+        (grant as { sent?: () => void } | undefined)?.sent?.();
       };
 
       const onDispatch = (frame: GatewayEnvelope): void => {

@@ -49,6 +49,16 @@ export class RuntimeMetrics {
   readonly #webhookRejected: Counter<'bot' | 'reason'>;
   #backlogs: () => Array<{ bot: string; plugin: string; events: number; bytes: number }> = () => [];
   readonly #children = new Map<object, Map<string, unknown>>();
+  readonly #shardMoves: Counter<'bot' | 'direction'>;
+  readonly #shardTakeovers: Counter<'bot'>;
+  readonly #leaseLosses: Counter<'bot'>;
+  readonly #leaseReclaims: Counter<'bot'>;
+  readonly #fencingRefusals: Counter<'bot'>;
+  readonly #shardsHeld: Gauge<'bot'>;
+  readonly #redisUp: Gauge<'bot'>;
+  readonly #redisOutages: Counter<'bot'>;
+  readonly #repliesDeduplicated: Counter<'bot'>;
+  readonly #redelivered: Counter<'bot'>;
 
   constructor(options: RuntimeMetricsOptions = {}) {
     const registers = [new Registry()];
@@ -170,6 +180,66 @@ export class RuntimeMetrics {
       labelNames: ['bot', 'reason'],
       registers,
     });
+    this.#shardMoves = new Counter({
+      name: 'qqbot_shard_moves_total',
+      help: 'Redis sessions: shards handed over between live processes to keep the spread even (in: taken here, out: released from here).',
+      labelNames: ['bot', 'direction'],
+      registers,
+    });
+    this.#shardTakeovers = new Counter({
+      name: 'qqbot_shard_takeovers_total',
+      help: 'Redis sessions: shards taken over here after their previous holder stopped renewing its lease (died or paused).',
+      labelNames: ['bot'],
+      registers,
+    });
+    this.#leaseLosses = new Counter({
+      name: 'qqbot_shard_lease_losses_total',
+      help: 'Redis sessions: shard leases this process found held by another process (it was paused or cut off past its lease).',
+      labelNames: ['bot'],
+      registers,
+    });
+    this.#leaseReclaims = new Counter({
+      name: 'qqbot_shard_lease_reclaims_total',
+      help: 'Redis sessions: leases re-taken after Redis lost them (restarted empty, or unreachable past the TTL) while nobody else took the shard.',
+      labelNames: ['bot'],
+      registers,
+    });
+    this.#fencingRefusals = new Counter({
+      name: 'qqbot_fencing_refusals_total',
+      help: 'Redis sessions: events not dispatched because the lease of the shard they came on had passed to another process.',
+      labelNames: ['bot'],
+      registers,
+    });
+    this.#shardsHeld = new Gauge({
+      name: 'qqbot_shards_held',
+      help: 'Redis sessions: shards this process holds.',
+      labelNames: ['bot'],
+      registers,
+    });
+    this.#redisUp = new Gauge({
+      name: 'qqbot_sessions_redis_up',
+      help: 'Redis sessions: 1 while the coordination Redis is reachable, 0 while it is not.',
+      labelNames: ['bot'],
+      registers,
+    });
+    this.#redisOutages = new Counter({
+      name: 'qqbot_sessions_redis_outages_total',
+      help: 'Redis sessions: times the coordination Redis became unreachable.',
+      labelNames: ['bot'],
+      registers,
+    });
+    this.#repliesDeduplicated = new Counter({
+      name: 'qqbot_replies_deduplicated_total',
+      help: 'Redis sessions: replies not sent because another process of the bot had already sent the same one (an event handled again after its shard moved).',
+      labelNames: ['bot'],
+      registers,
+    });
+    this.#redelivered = new Counter({
+      name: 'qqbot_events_redelivered_total',
+      help: 'Redis sessions: events handled here although another process had taken them, because it lost their shard before finishing them.',
+      labelNames: ['bot'],
+      registers,
+    });
   }
 
   /** An event one plugin did not handle, and why (every event ends handled or here). */
@@ -185,6 +255,38 @@ export class RuntimeMetrics {
   /** Where the backlog gauges read from, at scrape time. */
   watchBacklogs(read: () => Array<{ bot: string; plugin: string; events: number; bytes: number }>): void {
     this.#backlogs = read;
+  }
+
+  /**
+   * Redis sessions: a lease this process took or gave up. Moves count hand-overs between live processes
+   * (in: acquired after a release; out: released); takeovers count shards taken from a process whose
+   * lease expired; losses count leases found held by someone else; reclaims count leases re-taken after
+   * Redis lost them.
+   */
+  leaseChange(bot: string, change: 'acquired' | 'released' | 'lost' | 'reclaimed', how: string | undefined, held: number): void {
+    if (change === 'acquired' && how === 'moved') this.#shardMoves.inc({ bot, direction: 'in' });
+    if (change === 'acquired' && how === 'takeover') this.#shardTakeovers.inc({ bot });
+    if (change === 'released') this.#shardMoves.inc({ bot, direction: 'out' });
+    if (change === 'lost') this.#leaseLosses.inc({ bot });
+    if (change === 'reclaimed') this.#leaseReclaims.inc({ bot });
+    this.#shardsHeld.set({ bot }, held);
+  }
+
+  fencingRefusal(bot: string): void {
+    this.#fencingRefusals.inc({ bot });
+  }
+
+  redisState(bot: string, up: boolean, outage: boolean): void {
+    this.#redisUp.set({ bot }, up ? 1 : 0);
+    if (outage) this.#redisOutages.inc({ bot });
+  }
+
+  replyDeduplicated(bot: string): void {
+    this.#repliesDeduplicated.inc({ bot });
+  }
+
+  eventRedelivered(bot: string): void {
+    this.#redelivered.inc({ bot });
   }
 
   eventReceived(bot: string, type: string, transport: 'websocket' | 'webhook' | (string & {})): void {

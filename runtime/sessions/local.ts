@@ -1,34 +1,26 @@
 import type { Logger } from '../logging/logger.ts';
 import { silentLogger } from '../logging/logger.ts';
-import type { BackoffOptions } from '../gateway/backoff.ts';
-import type { GatewayBotInfo, GatewayTokenSource } from '../gateway/dispatch-event.ts';
+import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
 import { GatewayFatalError, SessionsStoppedError } from '../gateway/errors.ts';
 import { TypedEmitter } from '../gateway/event-source.ts';
 import { describeIntents } from '../gateway/intents.ts';
 import { Shard, type ShardInfo } from '../gateway/shard.ts';
+import { CommittedSeq } from './committed-seq.ts';
 import { IdentifyThrottle } from './identify-throttle.ts';
-import type { SessionManager, SessionManagerEvents } from './session-manager.ts';
+import { shardTuning, type SessionManager, type SessionManagerEvents, type SessionManagerOptions, type StopOptions } from './session-manager.ts';
 
-export interface LocalSessionManagerOptions {
-  /** `GET /gateway/bot` (OpenAPIClient#gatewayBot) */
-  gatewayInfo: () => Promise<GatewayBotInfo>;
-  tokenSource: GatewayTokenSource;
-  intents: number;
-  /** `auto` takes `/gateway/bot`'s recommendation; default `auto` */
-  shards?: 'auto' | number;
-  logger?: Logger;
-  /** reconnect backoff per shard; default 1 s … 60 s */
-  backoff?: BackoffOptions;
-  /** the platform's identify window; default 5 000 ms (qq-protocol.md §7) */
-  identifyWindowMs?: number;
-  /** identify `properties` */
-  properties?: Record<string, string>;
+/** What a successor needs to resume one shard: the session, the seq to resume from, what to drop when replayed. */
+export interface SavedSession {
+  shard: number;
+  sessionId: string;
+  seq: number;
+  /** dedupe keys of events above `seq` that were already handled (see CommittedSeq) */
+  settledAbove?: string[];
+}
+
+export interface LocalSessionManagerOptions extends SessionManagerOptions {
   /** sessions left by a predecessor (`sessions()`), resumed instead of identified */
-  resumeFrom?: Array<{ shard: number; sessionId: string; seq: number }>;
-  /** per connection; default 20 000 ms */
-  helloTimeoutMs?: number;
-  /** per identify/resume; default 20 000 ms */
-  readyTimeoutMs?: number;
+  resumeFrom?: SavedSession[];
 }
 
 /**
@@ -42,6 +34,7 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
   readonly #log: Logger;
   #intents: number;
   #shards: Shard[] = [];
+  readonly #points = new Map<number, CommittedSeq>();
   #fatal: GatewayFatalError | undefined;
   #stopping = false;
   // rejects a start() still waiting for its shards when stop() comes first
@@ -96,6 +89,9 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
 
     for (let id = 0; id < count; id++) {
       const previous = resumable.get(id);
+      const point = new CommittedSeq();
+      point.reset(previous?.seq ?? 0);
+      this.#points.set(id, point);
       const shard = new Shard({
         id,
         count,
@@ -104,14 +100,14 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
         intents: this.#intents,
         identifyThrottle,
         resumeThrottle,
-        ...(this.#options.properties ? { properties: this.#options.properties } : {}),
-        ...(this.#options.backoff ? { backoff: this.#options.backoff } : {}),
-        ...(this.#options.helloTimeoutMs ? { helloTimeoutMs: this.#options.helloTimeoutMs } : {}),
-        ...(this.#options.readyTimeoutMs ? { readyTimeoutMs: this.#options.readyTimeoutMs } : {}),
+        ...shardTuning(this.#options),
         ...(previous ? { session: { sessionId: previous.sessionId, seq: previous.seq } } : {}),
         logger: this.#log,
       });
-      shard.on('dispatch', (d) => this.emit('dispatch', d));
+      shard.on('dispatch', (d) => {
+        if (this.#options.settleEvents) point.dispatched(d);
+        this.emit('dispatch', d);
+      });
       shard.on('state', (s) => this.emit('state', s));
       shard.on('error', (e) => this.emit('error', e));
       const onUp = (): void => {
@@ -119,6 +115,7 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
         if (readyOnce.size === count) settle?.resolve();
       };
       shard.on('ready', (r) => {
+        point.reset(shard.session()?.seq ?? 0);
         onUp();
         this.emit('ready', r);
       });
@@ -138,18 +135,29 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
     return started;
   }
 
-  async stop(options: { resumable?: boolean } = {}): Promise<void> {
+  async stop(options: StopOptions = {}): Promise<void> {
     this.#stopping = true;
     this.#cancelStart?.(new SessionsStoppedError('E_SESSIONS_STOPPED', 'session manager was stopped before every shard was ready', {}));
-    await Promise.all(this.#shards.map((s) => s.stop(options)));
+    await Promise.all(this.#shards.map((s) => s.stop({ resumable: options.resumable ?? true })));
+    await options.settle?.();
     this.#log.info({ resumable: options.resumable ?? true }, 'shards stopped');
   }
 
-  /** Sessions a successor process can pass as `resumeFrom`. */
-  sessions(): Array<{ shard: number; sessionId: string; seq: number }> {
+  settle(dispatch: GatewayDispatch): void {
+    if (dispatch.shard !== undefined) this.#points.get(dispatch.shard)?.settled(dispatch);
+  }
+
+  /**
+   * Sessions a successor process can pass as `resumeFrom`: each resumes from the last seq up to which
+   * every event was settled, so an event still in a handler is replayed rather than lost.
+   */
+  sessions(): SavedSession[] {
     return this.#shards.flatMap((s) => {
       const session = s.session();
-      return session ? [{ shard: s.id, ...session }] : [];
+      if (!session) return [];
+      const point = this.#options.settleEvents ? this.#points.get(s.id)?.point() : undefined;
+      if (!point) return [{ shard: s.id, ...session }];
+      return [{ shard: s.id, sessionId: session.sessionId, seq: Math.min(point.seq, session.seq), ...(point.settledAbove.length > 0 ? { settledAbove: point.settledAbove } : {}) }];
     });
   }
 

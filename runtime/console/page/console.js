@@ -59,6 +59,26 @@ function shardRow(bot, s) {
   </tr>`;
 }
 
+// Redis sessions: every process of the bot (read from Redis), the shards each holds, and Redis itself.
+function clusterSection(bot) {
+  const c = bot.cluster;
+  if (!c) return '';
+  const redis = c.redis.up
+    ? `<span class="badge ok" data-redis="up">redis up</span>`
+    : `<span class="badge bad" data-redis="down">redis down${c.redis.downSince ? ` for ${esc(fmtUptime(Date.now() - c.redis.downSince))}` : ''}</span>`;
+  const rows = c.processes.map((p) => `<tr data-bot="${esc(bot.name)}" data-process="${esc(p.id)}"${p.self ? ' data-self' : ''}>
+      <td><span class="name">${esc(p.id)}</span>${p.self ? ' <span class="badge ok">this process</span>' : ''}${p.stale ? ' <span class="badge warn" title="heartbeat expired: its shards free up when their leases do">not renewing</span>' : ''}</td>
+      <td>${esc(p.host)}${p.pid ? ` <span class="dim">pid ${esc(p.pid)}</span>` : ''}</td>
+      <td class="num">${esc(p.shards.length)}</td>
+      <td>${p.shards.length ? esc(p.shards.join(', ')) : '<span class="dim">none</span>'}</td>
+    </tr>`).join('');
+  const unowned = c.unowned.length ? `<p class="warn-text" data-unowned>Not held by any process: shard ${esc(c.unowned.join(', '))}</p>` : '';
+  return `<h3>Processes</h3>
+    <p class="cluster-meta">${redis} <span class="dim">${esc(c.redis.url)} · ${esc(c.redis.outages)} outage${c.redis.outages === 1 ? '' : 's'}</span></p>
+    <div class="table-wrap"><table class="grid processes"><thead><tr><th>Process</th><th>Host</th><th class="num">Shards</th><th>Shard ids (of ${esc(c.shardCount)})</th></tr></thead>
+    <tbody>${rows}</tbody></table></div>${unowned}`;
+}
+
 function pluginRow(bot, p) {
   const bad = p.status === 'quarantined' || p.status === 'failed';
   const lost = Object.values(p.dropped || {}).some((n) => n > 0) || Object.values(p.sendFailures || {}).some((n) => n > 0);
@@ -107,12 +127,13 @@ function botCard(bot) {
     <header class="bot-head">
       <h2>${esc(bot.name)}</h2>
       <span class="badge ${stateCls}">${esc(bot.state)}</span>
-      <span class="meta">app ${esc(bot.appId)} · ${esc(bot.transport)}${bot.simulator ? ' · simulator' : ''}${bot.shards.length ? ` · ${ready}/${bot.shards.length} shards ready` : ''}</span>
+      <span class="meta">app ${esc(bot.appId)} · ${esc(bot.transport)}${bot.simulator ? ' · simulator' : ''}${bot.shards.length ? ` · ${ready}/${bot.shards.length} shards ready` : ''}${bot.cluster ? ` · redis sessions, ${bot.cluster.processes.length} process${bot.cluster.processes.length === 1 ? '' : 'es'}` : ''}</span>
     </header>
     ${bot.error ? `<p class="bot-error">${esc(bot.error)}</p>` : ''}
     ${bot.intents.length ? `<p class="intents">${bot.intents.map((i) => `<code>${esc(i)}</code>`).join(' ')}</p>` : ''}
-    <h3>Shards</h3>
+    <h3>Shards${bot.cluster ? ' <span class="dim">(held by this process)</span>' : ''}</h3>
     ${shards}
+    ${clusterSection(bot)}
     <h3>Plugins</h3>
     ${plugins}
   </article>`;
