@@ -32,9 +32,9 @@ test('SIGTERM while the platform pushes 50 msg/s, start again within 10 s: every
     '    identifyWindowMs: 200',
     '    plugins: { answer: {} }',
   ].join('\n'));
-  // guild messages on both shards (the seeded guilds 0 and 1), and C2C on shard 0
-  const world = (await (await fetch(`${sim.url}/_simulator/world`)).json()) as { guilds: Array<{ id: string; channels: Array<{ id: string; type: number }> }> };
-  const guilds = world.guilds.slice(0, 2).map((g) => g.id);
+  // guild messages on both shards, and C2C on shard 0. Spread over 20 guilds (a channel each): the
+  // platform takes at most 5 messages per second into one channel, and guild k lands on shard k % 2.
+  const guilds = Array.from({ length: 20 }, (_, k) => String((BigInt(k + 1) << 22n) + 1n));
   const first = startBotProcess(dir);
   let second: ReturnType<typeof startBotProcess> | undefined;
   const posted = new Set<string>();
@@ -46,7 +46,7 @@ test('SIGTERM while the platform pushes 50 msg/s, start again within 10 s: every
     await first.running();
     traffic = (async () => {
       while (posting) {
-        const input = n % 3 === 2 ? { kind: 'c2c' as const, content: `c${n}`, user: { id: `user-${n % 7}` } } : { kind: 'guild_at' as const, content: `g${n}`, guild_id: guilds[n % 2]! };
+        const input = n % 3 === 2 ? { kind: 'c2c' as const, content: `c${n}`, user: { id: `user-${n % 7}` } } : { kind: 'guild_at' as const, content: `g${n}`, guild_id: guilds[n % guilds.length]! };
         posted.add(sim.postMessage(input).id);
         n++;
         await new Promise((resolve) => setTimeout(resolve, 20));
