@@ -13,7 +13,7 @@ import { percentile, withRatio, type BenchRow } from './rows.ts';
 const ECHO = fileURLToPath(new URL('../test/fixtures/runtime/plugins/alpha/index.ts', import.meta.url));
 const BURNER = fileURLToPath(new URL('./fixtures/burner.ts', import.meta.url));
 const FAN_OUT = 10;
-const ONE_AT_A_TIME = 300;
+const ONE_AT_A_TIME = 1000;
 const EVENTS = 5000;
 const IN_FLIGHT = 64;
 const IDLE_ISOLATES = 50;
