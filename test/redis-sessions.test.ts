@@ -182,17 +182,41 @@ test('cross-process dedupe: a claim under a lost lease is taken over, a finished
   });
 });
 
-test('reply ledger: one process sends reply #n to a message; a refused send can be claimed again', async () => {
-  await withRedis(async (_redis, connect) => {
-    const [a, b] = [new RedisReplyLedger({ redis: await connect('a'), prefix: 'qqbot:1' }), new RedisReplyLedger({ redis: await connect('b'), prefix: 'qqbot:1' })];
+test('reply ledger: one process sends reply #n; a refused send can be claimed again; a sender that died mid-request is reported, resent only where the platform refuses repeats', async () => {
+  await withRedis(async (redis, connect) => {
+    const holdMs = 400;
+    const connection = await connect('b');
+    const [a, b] = [new RedisReplyLedger({ redis: await connect('a'), prefix: 'qqbot:1', holdMs }), new RedisReplyLedger({ redis: connection, prefix: 'qqbot:1', holdMs })];
+    const channel = '/channels/c1/messages';
     const reply = { content: 'hi', msg_id: 'm1', msg_seq: 1 };
-    assert.equal(await a.claim(reply), true);
-    assert.equal(await b.claim(reply), false, 'the other process handled the event again: its reply is not sent');
-    assert.equal(await b.claim({ ...reply, msg_seq: 2 }), true, 'a second reply is another pair');
-    assert.equal(await b.claim({ content: 'x', event_id: 'm1', msg_seq: 1 }), true, 'event_id and msg_id are separate spaces');
-    await a.unclaim(reply);
-    assert.equal(await b.claim(reply), true);
-    assert.equal(await a.claim({ content: 'proactive' }), true, 'no passive id: nothing to claim');
+
+    // a sends; b, handling the event again, waits for a's answer and then does not send
+    const sending = a.claimFor(channel, reply)!;
+    assert.equal(await sending.take(), 'send');
+    assert.equal(await sending.take(), 'send', 'a retry of the same request keeps its claim');
+    const waiting = b.claimFor(channel, reply)!.take();
+    await sending.sent();
+    assert.equal(await waiting, 'duplicate', 'the other process handled the event again: its reply is not sent');
+    assert.equal(await b.claimFor(channel, { ...reply, msg_seq: 2 })!.take(), 'send', 'a second reply is another pair');
+    assert.equal(await b.claimFor(channel, { content: 'x', event_id: 'm1', msg_seq: 1 })!.take(), 'send', 'event_id and msg_id are separate spaces');
+    assert.equal(a.claimFor(channel, { content: 'proactive' }), undefined, 'no passive id: nothing to claim');
+
+    // refused by the platform: released, the next claim sends
+    const refused = a.claimFor(channel, { content: 'r', msg_id: 'm2' })!;
+    assert.equal(await refused.take(), 'send');
+    await refused.released();
+    assert.equal(await b.claimFor(channel, { content: 'r', msg_id: 'm2' })!.take(), 'send');
+
+    // a takes claims and "dies" (never marks them): past the hold, b cannot know whether they went out
+    assert.equal(await a.claimFor(channel, { content: 'd', msg_id: 'm3' })!.take(), 'send');
+    const group = '/v2/groups/g1/messages';
+    assert.equal(await a.claimFor(group, { content: 'd', msg_id: 'm4', msg_seq: 1 })!.take(), 'send');
+    assert.equal(await b.claimFor(channel, { content: 'd', msg_id: 'm3' })!.take(), 'unknown', 'a guild channel would show a resend twice');
+    assert.equal(await b.claimFor(group, { content: 'd', msg_id: 'm4', msg_seq: 1 })!.take(), 'send', 'a group refuses a repeated pair itself: resent');
+
+    await redis.stop();
+    await until('the connection to notice', () => !connection.up);
+    assert.equal(await b.claimFor(channel, { content: 'down', msg_id: 'm5' })!.take(), 'send', 'no shard can move while Redis is away: the reply goes out');
   });
 });
 

@@ -339,21 +339,30 @@ export class Bot extends EventEmitter<BotEvents> {
   }
 
   /**
-   * The bot's OpenAPI requests from plugins. With Redis sessions, a passive reply is first claimed in
-   * the bot's reply ledger, so an event handled again after its shard moved is not answered twice.
+   * The bot's OpenAPI requests from plugins. With Redis sessions, a passive reply is claimed in the bot's
+   * reply ledger right before it leaves, so an event handled again after its shard moved is not answered
+   * twice, and a reply whose sender died mid-request is reported, not silently lost or doubled.
    */
   async #request(client: OpenAPIClient, ...[method, path, options]: Parameters<Requester>): Promise<unknown> {
-    const ledger = this.#replies;
-    if (!ledger || method !== 'POST') return client.request(method, path, options);
-    if (!(await ledger.claim(options?.body))) {
-      this.#options.metrics?.replyDeduplicated(this.config.name);
-      throw new CapabilityError('E_DUPLICATE_REPLY', 'this reply was already sent by another process of the bot (the event was handled again after its shard moved)');
-    }
+    const claim = method === 'POST' ? this.#replies?.claimFor(path, options?.body) : undefined;
+    if (!claim) return client.request(method, path, options);
+    const beforeSend = async (): Promise<void> => {
+      const outcome = await claim.take();
+      if (outcome === 'duplicate') {
+        this.#options.metrics?.replyDeduplicated(this.config.name);
+        throw new CapabilityError('E_DUPLICATE_REPLY', 'this reply was already sent by another process of the bot (the event was handled again after its shard moved)');
+      }
+      if (outcome === 'unknown') {
+        throw new CapabilityError('E_REPLY_OUTCOME_UNKNOWN', 'another process of the bot died while sending this reply; whether the platform took it cannot be known, and a guild channel would show it twice, so it is not sent again');
+      }
+    };
     try {
-      return await client.request(method, path, options);
+      const result = await client.request(method, path, { ...options, beforeSend });
+      await claim.sent();
+      return result;
     } catch (error) {
       // refused by the platform: nothing was sent, a retry may claim the reply again
-      if (isPlatformError(error)) await ledger.unclaim(options?.body);
+      if (isPlatformError(error)) await claim.released();
       throw error;
     }
   }

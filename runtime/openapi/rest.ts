@@ -23,6 +23,8 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** epoch ms after which the request must not be sent (a passive reply's window): it fails with E_OPENAPI_DEADLINE */
   deadline?: number;
+  /** runs right before each attempt leaves (after queueing and pacing); a rejection fails the request unsent */
+  beforeSend?: () => Promise<void>;
 }
 
 export interface RestOptions {
@@ -211,6 +213,7 @@ export class Rest extends EventEmitter<RestEvents> {
     let retries = 0;
     for (;;) {
       const auth = await this.#tokenSource.authorization();
+      await options.beforeSend?.();
       const started = performance.now();
       let res: RawResponse;
       try {
