@@ -12,7 +12,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { loadConfig } from '../runtime/config/index.ts';
 import { createLogger } from '../runtime/logging/logger.ts';
-import type { ReloadCoordinator, ReloadResult } from '../runtime/plugins/reload-coordinator.ts';
+import type { ReloadCoordinator, ReloadResult } from '../runtime/bot/reload-coordinator.ts';
 import { Runtime } from '../runtime/runtime.ts';
 import type { OutboxEntry } from '../runtime/simulator/index.ts';
 import { percentile, withRatio, type BenchRow } from './rows.ts';

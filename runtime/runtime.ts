@@ -3,11 +3,9 @@
  * the plugin-host supervisor, the capability layer, every bot of bot.yaml, the console and the
  * metrics endpoint. It is also the console's view of the world.
  */
-import { EventEmitter } from 'node:events';
 import type { RuntimeConfig } from './config/types.ts';
-import type { BotView, ChatInput, ChatMessage, LiveEntry, PluginView, RuntimeView } from './console/runtime-view.ts';
+import type { ChatInput } from './console/runtime-view.ts';
 import { startConsole } from './console/server.ts';
-import { describeIntents } from './gateway/intents.ts';
 import type { Logger } from './logging/logger.ts';
 import { ListenError } from './net/listen-error.ts';
 import { RuntimeMetrics } from './metrics/metrics.ts';
@@ -19,11 +17,9 @@ import { startSimulator, type OutboxEntry, type Simulator, type SimulatorOptions
 import { Bot } from './bot/bot.ts';
 import { enabledPluginNames, isEnabled } from './bot/bot-plugins.ts';
 import { StorageBackends } from './bot/storage-backends.ts';
-import { approveCommand, grantsFile, readGrants, type GrantTable } from './plugins/grants.ts';
-import { ReloadCoordinator } from './plugins/reload-coordinator.ts';
-import { VERSION } from './version.ts';
-
-const CHAT_HISTORY = 500;
+import { grantsFile, readGrants, type GrantTable } from './plugins/grants.ts';
+import { ReloadCoordinator } from './bot/reload-coordinator.ts';
+import { RuntimeViewModel } from './runtime-view-model.ts';
 
 export interface RuntimeOptions {
   config: RuntimeConfig;
@@ -42,7 +38,7 @@ export interface RuntimeOptions {
   watchDebounceMs?: number;
 }
 
-export class Runtime extends EventEmitter implements RuntimeView {
+export class Runtime {
   readonly config: RuntimeConfig;
   readonly metrics = new RuntimeMetrics();
   readonly bots = new Map<string, Bot>();
@@ -50,9 +46,6 @@ export class Runtime extends EventEmitter implements RuntimeView {
   readonly #options: RuntimeOptions;
   readonly #log: Logger;
   readonly #grants: Record<string, BotCapabilities> = {};
-  readonly #chat: ChatMessage[] = [];
-  /** replies and sends that did not go out, by instance id and error code */
-  readonly #sendFailures = new Map<string, Record<string, number>>();
   #simulator: Simulator | undefined;
   #supervisor: PluginSupervisor | undefined;
   #capabilities: PluginCapabilities | undefined;
@@ -64,13 +57,16 @@ export class Runtime extends EventEmitter implements RuntimeView {
   #reloader: ReloadCoordinator | undefined;
   #starting: Promise<void> | undefined;
   #stopRequested = false;
-  #chatN = 0;
   consoleUrl: string | undefined;
   metricsPort: number | undefined;
-  chat?: RuntimeView['chat'];
+  /** what the console shows */
+  readonly view: RuntimeViewModel = new RuntimeViewModel({
+    bots: () => this.bots.values(),
+    pluginStats: () => this.#supervisor?.stats() ?? [],
+    startedAt: this.startedAt,
+  });
 
   constructor(options: RuntimeOptions) {
-    super();
     this.config = options.config;
     this.#options = options;
     this.#log = options.logger;
@@ -114,9 +110,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
       logger: this.#log.child({ part: 'capabilities' }),
       onSendFailed: ({ bot, plugin, code, message }) => {
         this.metrics.replyFailed(bot, plugin, code);
-        const counts = this.#sendFailures.get(`${bot}/${plugin}`) ?? {};
-        counts[code] = (counts[code] ?? 0) + 1;
-        this.#sendFailures.set(`${bot}/${plugin}`, counts);
+        this.view.sendFailed(bot, plugin, code);
         this.bots.get(bot)?.losses.lost('reply', plugin, code, message);
       },
     });
@@ -132,11 +126,11 @@ export class Runtime extends EventEmitter implements RuntimeView {
     const discovery = await discoverPlugins({ pluginsDir: config.pluginsDir, projectDir: config.dir });
     for (const problem of discovery.problems) {
       this.#log.error({ plugin: problem.plugin, code: problem.code }, problem.message);
-      this.#live({ kind: 'error', text: problem.message });
+      this.view.live({ kind: 'error', text: problem.message });
     }
     for (const warning of discovery.warnings) {
       this.#log.warn({ plugin: warning.plugin, code: warning.code }, warning.message);
-      this.#live({ kind: 'error', text: warning.message });
+      this.view.live({ kind: 'error', text: warning.message });
     }
     this.#discovered = discovery.plugins;
     this.#readPluginGrants();
@@ -203,7 +197,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
       grantsFile: grantsFile(this.config.dir),
       logger: this.#log,
       metrics: this.metrics,
-      live: (entry) => this.#live(entry),
+      live: (note) => this.view.live(note),
       ...(this.#options.watchDebounceMs !== undefined ? { debounceMs: this.#options.watchDebounceMs } : {}),
     });
     await reloader.start();
@@ -245,7 +239,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
     } catch (error) {
       this.#pluginGrants = {};
       this.#log.error({ err: (error as Error).message }, 'plugin grants not read: plugins from npm run without permissions');
-      this.#live({ kind: 'error', text: `plugin grants not read: ${(error as Error).message}` });
+      this.view.live({ kind: 'error', text: `plugin grants not read: ${(error as Error).message}` });
     }
   }
 
@@ -269,39 +263,10 @@ export class Runtime extends EventEmitter implements RuntimeView {
       else {
         const message = `bot "${bot.config.name}" enables plugin "${name}", which was not found in ${this.config.pluginsDir} or node_modules`;
         this.#log.error({ bot: bot.config.name, plugin: name }, message);
-        this.#live({ bot: bot.config.name, kind: 'error', text: message });
+        this.view.live({ bot: bot.config.name, kind: 'error', text: message });
       }
     }
     return found;
-  }
-
-  snapshot(): { version: string; startedAt: number; bots: BotView[] } {
-    const stats = this.#supervisor?.stats() ?? [];
-    const bots = [...this.bots.values()].map((bot): BotView => {
-      const prefix = `${bot.config.name}/`;
-      const plugins = bot.plugins.loaded.map((plugin): PluginView => {
-        const s = stats.find((entry) => entry.id === `${prefix}${plugin.name}`);
-        const sendFailures = this.#sendFailures.get(`${prefix}${plugin.name}`) ?? {};
-        const grants = { source: plugin.source, ...(plugin.pending.length > 0 ? { pending: [...plugin.pending], approve: approveCommand(plugin.name) } : {}) };
-        if (!s) return { name: plugin.name, version: plugin.version, status: 'stopped', events: 0, errors: 0, cpuMs: 0, heapUsedBytes: 0, restarts: 0, queued: 0, queuedBytes: 0, dropped: {}, sendFailures, ...grants };
-        const { id: _id, ...counters } = s;
-        return { name: plugin.name, ...counters, sendFailures, ...grants };
-      });
-      const cluster = bot.sessions?.cluster?.();
-      return {
-        name: bot.config.name,
-        appId: bot.config.appId,
-        state: bot.state,
-        ...(bot.error ? { error: bot.error.message } : {}),
-        transport: bot.config.transport.kind,
-        intents: describeIntents(bot.intents),
-        shards: (bot.sessions?.shards() ?? []).map((s) => ({ id: s.id, count: s.count, state: s.state, seq: s.seq, reconnects: s.reconnects, ...(s.latencyMs !== undefined ? { latencyMs: s.latencyMs } : {}) })),
-        ...(cluster ? { cluster } : {}),
-        plugins,
-        simulator: bot.config.endpoint.kind === 'simulator',
-      };
-    });
-    return { version: VERSION, startedAt: this.startedAt, bots };
   }
 
   async #startBot(bot: Bot): Promise<void> {
@@ -309,7 +274,7 @@ export class Runtime extends EventEmitter implements RuntimeView {
     this.#log.info({ bot: name }, 'bot connecting');
     try {
       const failures = await bot.start(this.enabledPlugins(bot));
-      for (const failure of failures) this.#live({ bot: name, kind: 'error', text: `plugin ${failure.plugin}: ${failure.error.message}` });
+      for (const failure of failures) this.view.live({ bot: name, kind: 'error', text: `plugin ${failure.plugin}: ${failure.error.message}` });
       const shards = bot.sessions?.shards() ?? [];
       this.#log.info({ bot: name, shards: `${shards.filter((s) => s.state === 'ready').length}/${shards.length}`, plugins: bot.plugins.loaded.length }, 'bot ready');
     } catch (error) {
@@ -334,30 +299,25 @@ export class Runtime extends EventEmitter implements RuntimeView {
     this.#log.info({ url: simulator.url }, 'embedded simulator running');
 
     const botByApp = new Map(simulated.map((bot) => [bot.appId, bot.name]));
+    const chat = this.view.openChat((input: ChatInput) => {
+      const bot = this.config.bots.find((b) => b.name === input.bot && b.endpoint.kind === 'simulator');
+      if (!bot) throw new Error(`bot "${input.bot}" does not use the simulator`);
+      return { id: simulator.postMessage({ appId: bot.appId, kind: input.kind, content: input.content, ...(input.user ? { user: input.user } : {}) }).id };
+    });
     simulator.on('outbox', (entry: OutboxEntry) => {
       const bot = botByApp.get(entry.appId);
       if (!bot) return;
       const content = typeof entry.body.content === 'string' ? entry.body.content : JSON.stringify(entry.body);
-      this.#pushChat({ bot, from: 'bot', kind: entry.scene, content });
-      this.#live({ bot, kind: 'reply', text: `${entry.scene} reply: ${content.slice(0, 200)}` });
+      chat.push({ bot, from: 'bot', kind: entry.scene, content });
+      this.view.live({ bot, kind: 'reply', text: `${entry.scene} reply: ${content.slice(0, 200)}` });
     });
-    this.chat = {
-      send: async (input: ChatInput) => {
-        const bot = this.config.bots.find((b) => b.name === input.bot && b.endpoint.kind === 'simulator');
-        if (!bot) throw new Error(`bot "${input.bot}" does not use the simulator`);
-        const posted = simulator.postMessage({ appId: bot.appId, kind: input.kind, content: input.content, ...(input.user ? { user: input.user } : {}) });
-        this.#pushChat({ bot: input.bot, from: 'user', kind: input.kind, content: input.content });
-        return { id: posted.id };
-      },
-      history: (since = 0) => this.#chat.filter((m) => m.n > since),
-    };
   }
 
   async #startServers(): Promise<void> {
     const { config } = this;
     if (config.console && this.#options.console !== false) {
       const { port, host, token } = config.console;
-      const server = await startConsole({ view: this, port, host, ...(token ? { token } : {}), logger: this.#log.child({ part: 'console' }) }).catch((error: Error) => {
+      const server = await startConsole({ view: this.view, port, host, ...(token ? { token } : {}), logger: this.#log.child({ part: 'console' }) }).catch((error: Error) => {
         throw error.cause ? new ListenError('the console', { host, port }, error.cause, this.#where('console.port')) : error;
       });
       this.consoleUrl = server.url;
@@ -376,17 +336,17 @@ export class Runtime extends EventEmitter implements RuntimeView {
   #watchBot(bot: Bot): void {
     const name = bot.config.name;
     bot.on('state', (state, error) => {
-      this.#live({ bot: name, kind: state === 'failed' ? 'error' : 'state', text: error ? `${state}: ${error.message}` : state });
+      this.view.live({ bot: name, kind: state === 'failed' ? 'error' : 'state', text: error ? `${state}: ${error.message}` : state });
     });
     bot.on('shards', (held) => {
-      this.#live({ bot: name, kind: 'state', text: `shards held by this process: ${held.length > 0 ? held.join(', ') : 'none'}` });
+      this.view.live({ bot: name, kind: 'state', text: `shards held by this process: ${held.length > 0 ? held.join(', ') : 'none'}` });
     });
     bot.on('dispatch', (dispatch) => {
       // the dispatch path is hot: format a log line only when a console is watching
-      if (this.listenerCount('live') === 0) return;
+      if (!this.view.watched) return;
       const data = dispatch.d as { content?: unknown } | undefined;
       const content = typeof data?.content === 'string' ? `: ${data.content.slice(0, 200)}` : '';
-      this.#live({ bot: name, kind: 'event', text: `${dispatch.t}${dispatch.shard !== undefined ? ` (shard ${dispatch.shard})` : ''}${content}` });
+      this.view.live({ bot: name, kind: 'event', text: `${dispatch.t}${dispatch.shard !== undefined ? ` (shard ${dispatch.shard})` : ''}${content}` });
     });
   }
 
@@ -400,39 +360,28 @@ export class Runtime extends EventEmitter implements RuntimeView {
       const text = args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ');
       const method = (['debug', 'info', 'warn', 'error'].includes(level) ? level : 'info') as 'debug' | 'info' | 'warn' | 'error';
       this.#log[method]({ bot, plugin }, text);
-      this.#live({ bot, kind: 'log', text: `${plugin}: ${text.slice(0, 300)}` });
+      this.view.live({ bot, kind: 'log', text: `${plugin}: ${text.slice(0, 300)}` });
     });
     supervisor.on('plugin-error', ({ instanceId, error }: { instanceId: string; error: string }) => {
       const { bot, plugin } = split(instanceId);
       this.#log.error({ bot, plugin }, `plugin error: ${error}`);
-      this.#live({ bot, kind: 'error', text: `${plugin}: ${String(error).split('\n').slice(0, 3).join(' | ')}` });
+      this.view.live({ bot, kind: 'error', text: `${plugin}: ${String(error).split('\n').slice(0, 3).join(' | ')}` });
     });
     supervisor.on('restarted', ({ instanceId, reason }: { instanceId: string; reason: string }) => {
       const { bot, plugin } = split(instanceId);
       this.metrics.pluginRestart(bot, plugin, reason);
-      this.#live({ bot, kind: 'error', text: `${plugin} restarted: ${reason}` });
+      this.view.live({ bot, kind: 'error', text: `${plugin} restarted: ${reason}` });
     });
     supervisor.on('quarantined', ({ instanceId, reason }: { instanceId: string; reason: string }) => {
       const { bot, plugin } = split(instanceId);
       this.metrics.pluginQuarantined(bot, plugin);
       this.#log.error({ bot, plugin, reason }, 'plugin quarantined');
-      this.#live({ bot, kind: 'error', text: `${plugin} quarantined: ${reason}` });
+      this.view.live({ bot, kind: 'error', text: `${plugin} quarantined: ${reason}` });
     });
     supervisor.on('host-crashed', ({ reason, kind }) => {
       this.metrics.hostCrashed(kind);
       this.#log.error({ reason }, 'plugin host crashed; restarting it');
-      this.#live({ kind: 'error', text: `plugin host crashed: ${reason}` });
+      this.view.live({ kind: 'error', text: `plugin host crashed: ${reason}` });
     });
-  }
-
-  #pushChat(message: Omit<ChatMessage, 'n' | 'at'>): void {
-    const entry: ChatMessage = { ...message, n: ++this.#chatN, at: Date.now() };
-    this.#chat.push(entry);
-    if (this.#chat.length > CHAT_HISTORY) this.#chat.shift();
-    this.emit('chat', entry);
-  }
-
-  #live(entry: Omit<LiveEntry, 'at'>): void {
-    this.emit('live', { at: Date.now(), ...entry } satisfies LiveEntry);
   }
 }

@@ -117,7 +117,7 @@ test('a plugin whose backlog is full drops the overflow loudly (metrics, a log l
     assert.equal(sample(metrics, 'qqbot_events_dropped_total', { bot: 'tight', plugin: 'alpha', reason: 'backlog_full' }), 0);
     const stats = runtime.supervisor.stats().find((s) => s.id === 'tight/laggard')!;
     assert.equal(stats.dropped.backlog_full, dropped);
-    const view = runtime.snapshot().bots[0]!.plugins.find((p) => p.name === 'laggard')!;
+    const view = runtime.view.snapshot().bots[0]!.plugins.find((p) => p.name === 'laggard')!;
     assert.equal(view.dropped.backlog_full, dropped, 'the console row shows it');
     const warned = logs.filter((l) => l.plugin === 'laggard' && l.reason === 'backlog_full');
     assert.ok(warned.length >= 1, 'logged');
@@ -185,7 +185,7 @@ test('kill -9 of the plugin host at ~300 messages/s: every event is answered or 
     const metrics = await runtime.metrics.text();
     assert.ok(sample(metrics, 'qqbot_plugin_restarts_total', { bot: 'hardy', plugin: 'alpha' }) >= 1, 'the restart is counted');
     assert.ok(sample(metrics, 'qqbot_plugin_host_crashes_total', { kind: 'exited' }) >= 1, 'the crash is counted');
-    const view = runtime.snapshot().bots[0]!.plugins.find((p) => p.name === 'alpha')!;
+    const view = runtime.view.snapshot().bots[0]!.plugins.find((p) => p.name === 'alpha')!;
     assert.ok(view.restarts >= 1, 'the console shows the restart');
     for (const [reason, n] of Object.entries(bot.counts.droppedDeliveries)) {
       assert.equal(sample(metrics, 'qqbot_events_dropped_total', { bot: 'hardy', plugin: 'alpha', reason }), n);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../runtime/config/index.ts';
 import { createLogger } from '../runtime/logging/logger.ts';
 import type { LiveEntry } from '../runtime/console/runtime-view.ts';
-import type { ReloadResult } from '../runtime/plugins/reload-coordinator.ts';
+import type { ReloadResult } from '../runtime/bot/reload-coordinator.ts';
 import { Runtime } from '../runtime/runtime.ts';
 import type { OutboxEntry, Simulator } from '../runtime/simulator/index.ts';
 
@@ -86,7 +86,7 @@ async function startProjectWith(t: TestContext, prepare: (dir: string) => Promis
     identifyWindowMs: 50,
   });
   const live: LiveEntry[] = [];
-  runtime.on('live', (entry: LiveEntry) => live.push(entry));
+  runtime.view.on('live', (entry: LiveEntry) => live.push(entry));
   t.after(() => runtime.stop({ drainMs: 2000 }));
   await runtime.start();
   for (const bot of runtime.bots.values()) assert.equal(bot.state, 'running');

@@ -12,15 +12,14 @@ import { access, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { watch, type FSWatcher } from 'chokidar';
-import type { Bot } from '../bot/bot.ts';
-import { isEnabled } from '../bot/bot-plugins.ts';
-import type { LiveEntry } from '../console/runtime-view.ts';
 import type { QQBotError } from '../errors.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { RuntimeMetrics } from '../metrics/metrics.ts';
-import { discoverPlugins, type DiscoveredPlugin } from './discovery.ts';
-import type { GrantTable } from './grants.ts';
-import { PluginWatcher, type PluginChange } from './watcher.ts';
+import { discoverPlugins, type DiscoveredPlugin } from '../plugins/discovery.ts';
+import type { GrantTable } from '../plugins/grants.ts';
+import { PluginWatcher, type PluginChange } from '../plugins/watcher.ts';
+import type { Bot } from './bot.ts';
+import { isEnabled } from './bot-plugins.ts';
 
 /** What the coordinator needs from the runtime that owns the bots. */
 export interface ReloadHost {
@@ -44,10 +43,16 @@ export interface ReloadCoordinatorOptions {
   host: ReloadHost;
   logger: Logger;
   metrics?: RuntimeMetrics;
-  /** console live entries */
-  live?: (entry: Omit<LiveEntry, 'at'>) => void;
+  /** what a person watching should see: a plugin went live, or a reload failed */
+  live?: (note: ReloadNote) => void;
   /** per-plugin quiet time before a burst of file events is acted on (default 100 ms) */
   debounceMs?: number;
+}
+
+export interface ReloadNote {
+  bot?: string;
+  kind: 'reload' | 'error';
+  text: string;
 }
 
 export interface ReloadResult {
