@@ -80,7 +80,10 @@ test('SIGTERM while the platform pushes 50 msg/s, start again within 10 s: every
 
     const log = sim.sessionLog();
     assert.equal(log.filter((e) => e.kind === 'identify').length, identifiesBefore, 'the second run identified nothing');
-    assert.equal(identifiesBefore, 2);
+    // one session per shard; a 4008 refusal (two identifies closer than the window once a loaded machine
+    // delays the first in transit) is retried by the runtime and may add a rejected entry, not a session
+    const firstRunSessions = log.filter((e) => e.kind === 'identify' && e.outcome === 'ok');
+    assert.deepEqual(firstRunSessions.map((e) => e.shard?.[0]).sort(), [0, 1], JSON.stringify(log));
     assert.equal(log.filter((e) => e.kind === 'resume' && e.outcome === 'ok').length, 2, 'both shards resumed');
     assert.match(second.output.stdout, /resuming the sessions saved by the previous run/);
     assert.deepEqual(readdirSync(join(dir, 'data', 'sessions')), [], 'the saved file was taken');
