@@ -357,7 +357,7 @@ export const entries: PreludeEntries = {
     if (!t) return;
     if (!t.repeat) timers.delete(id);
     try {
-      t.fn(...t.args);
+      t.fn.apply(undefined, t.args); // called bare: `this` is not the timer's record
     } catch (e) {
       hostReport('error', stringify(describe(e)));
     }
