@@ -80,7 +80,7 @@ const SYNC_RETURN_AVG_NS = 250_000;
 /** An entry on the host's thread takes as many events as fit this much CPU, at most MAX_BATCH. */
 const BATCH_BUDGET_NS = 1_000_000;
 const MAX_BATCH = 16;
-/** The design's cap on an onUnload/snapshot hand-off (sandbox-isolation.md §8). */
+/** The design's cap on an onUnload/snapshot hand-off (docs/sandbox.md §8). */
 const SNAPSHOT_MAX_CHARS = 256 * 1024;
 const MB = 1024 * 1024;
 
