@@ -24,15 +24,16 @@ let cached: string | undefined;
  * Throws E_PRELUDE_BUILD when the bundler fails (a broken install, not a plugin's fault).
  */
 export function preludeScript(): string {
-  cached ??= buildPrelude();
+  cached ??= bundlePrelude(PRELUDE_ENTRY);
   return cached;
 }
 
-function buildPrelude(): string {
+/** The bundling behind preludeScript(), uncached; `entry` is a parameter so a test can break it. */
+export function bundlePrelude(entry: string): string {
   let code: string;
   try {
     const result = buildSync({
-      entryPoints: [PRELUDE_ENTRY],
+      entryPoints: [entry],
       bundle: true,
       write: false,
       format: 'iife',
@@ -45,7 +46,7 @@ function buildPrelude(): string {
   } catch (error) {
     const errors = ((error as { errors?: Message[] }).errors ?? []).map((m) => m.text);
     const detail = errors.length > 0 ? errors.join('; ') : error instanceof Error ? error.message : String(error);
-    throw new QQBotError('E_PRELUDE_BUILD', `cannot bundle the sandbox prelude (${PRELUDE_ENTRY}): ${detail}`, { entry: PRELUDE_ENTRY, errors }, { cause: error });
+    throw new QQBotError('E_PRELUDE_BUILD', `cannot bundle the sandbox prelude (${entry}): ${detail}`, { entry, errors }, { cause: error });
   }
   // A function scope keeps the bundle's name off the isolate's global (esbuild's iife is strict).
   return `(function () {\n${code}\nreturn ${BUNDLE_NAME}.entries;\n})()`;
