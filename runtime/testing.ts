@@ -215,7 +215,7 @@ function lookupFrom(hosts: Record<string, string>): LookupFunction {
   }) as unknown as LookupFunction;
 }
 
-/** Realistic payloads (qq-protocol.md §16); the test's fields win. */
+/** Realistic payloads (docs/protocol.md §16); the test's fields win. */
 function defaultsFor(type: EventType, n: number): object {
   const timestamp = new Date().toISOString();
   const guildMessage = {

@@ -1,4 +1,4 @@
-/** Event payloads as the platform sends them (qq-protocol.md §16). Fields not listed still arrive. */
+/** Event payloads as the platform sends them (docs/protocol.md §16). Fields not listed still arrive. */
 
 export interface User {
   id: string;
@@ -156,7 +156,7 @@ export interface AudioEvent {
   text?: string;
 }
 
-/** Event type (`t`) → payload (`d`). The keys are exactly the dispatch types of qq-protocol.md §8. */
+/** Event type (`t`) → payload (`d`). The keys are exactly the dispatch types of docs/protocol.md §8. */
 export interface EventMap {
   GUILD_CREATE: Guild;
   GUILD_UPDATE: Guild;

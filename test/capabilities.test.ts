@@ -139,7 +139,7 @@ describe('api proxy', () => {
     assert.equal(api.seen.length, 0);
   });
 
-  test('methods map to the platform routes of qq-protocol.md §12, with the bot\'s credentials added by the client only', async () => {
+  test('methods map to the platform routes of docs/protocol.md §12, with the bot\'s credentials added by the client only', async () => {
     const caps = setup();
     caps.registerInstance(spec('main', 'x', ['messages.send', 'messages.recall', 'members.read', 'members.manage', 'guilds.read']));
     api.respond.fn = (r) => (r.path === '/guilds/g1/members/u1' && r.method === 'GET' ? { body: { user: { id: 'u1' }, nick: 'n' } } : undefined);

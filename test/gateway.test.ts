@@ -23,7 +23,7 @@ function dispatch(t: string, d: unknown, id?: string, transport: GatewayDispatch
   return toDispatch({ op: 0, t, d, ...(id ? { id } : {}) }, transport, transport === 'websocket' ? 0 : undefined);
 }
 
-test('close policy follows the recommended table of qq-protocol.md §6.7', () => {
+test('close policy follows the recommended table of docs/protocol.md §6.7', () => {
   for (const code of [4008, 4009, 1000, 1001, 1006, 1011, 4000]) assert.equal(closeAction(code).action, 'resume', `close ${code}`);
   for (const code of [4006, 4007, 4900, 4903, 4913]) assert.equal(closeAction(code).action, 'identify', `close ${code}`);
   assert.equal(closeAction(4004).action, 'refresh-identify');

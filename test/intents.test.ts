@@ -4,7 +4,7 @@ import { IntentError } from '../runtime/gateway/errors.ts';
 import { EVENT_INTENT, INTENTS, PRIVATE_DOMAIN_INTENTS, describeIntents, intentsForEvents, mergeIntents } from '../runtime/gateway/intents.ts';
 import type { EventType } from '../sdk-types/events.ts';
 
-test('intent bits match the protocol table (qq-protocol.md §8)', () => {
+test('intent bits match the protocol table (docs/protocol.md §8)', () => {
   assert.equal(INTENTS.GUILDS, 1);
   assert.equal(INTENTS.GUILD_MEMBERS, 2);
   assert.equal(INTENTS.GUILD_MESSAGES, 512);

@@ -1,5 +1,5 @@
 /**
- * What a shard does after its connection ends (qq-protocol.md §6.7, "recommended policy"):
+ * What a shard does after its connection ends (docs/protocol.md §6.7, "recommended policy"):
  * resume on transient ends, identify when the session is gone, refresh the token on 4004, and stop
  * the bot (never the process) on configuration errors and 4914/4915, where retrying only burns the
  * daily session budget.

@@ -16,7 +16,7 @@ export interface GatewayDispatch {
   receivedAt: number;
 }
 
-/** `GET /gateway/bot` (qq-protocol.md §3). */
+/** `GET /gateway/bot` (docs/protocol.md §3). */
 export interface GatewayBotInfo {
   url: string;
   shards: number;
@@ -30,7 +30,7 @@ export interface GatewayTokenSource {
   refresh(): Promise<string>;
 }
 
-/** The envelope of a websocket frame or webhook body (qq-protocol.md §4). */
+/** The envelope of a websocket frame or webhook body (docs/protocol.md §4). */
 export interface GatewayEnvelope {
   op: number;
   d?: unknown;

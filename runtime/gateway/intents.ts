@@ -1,6 +1,6 @@
 import { IntentError } from './errors.ts';
 
-/** Intent bits the QQ gateway knows (qq-protocol.md §8). Discord leftovers (1<<2…1<<8, 1<<11, 1<<13, 1<<14) are deliberately absent. */
+/** Intent bits the QQ gateway knows (docs/protocol.md §8). Discord leftovers (1<<2…1<<8, 1<<11, 1<<13, 1<<14) are deliberately absent. */
 export const INTENTS: Readonly<Record<string, number>> = Object.freeze({
   GUILDS: 1 << 0,
   GUILD_MEMBERS: 1 << 1,
@@ -64,7 +64,7 @@ export function intentsForEvents(events: string[], where: string): number {
   for (const event of events) {
     const bit = Object.hasOwn(EVENT_INTENT, event) ? EVENT_INTENT[event] : undefined;
     if (bit === undefined) {
-      throw new IntentError('E_UNKNOWN_EVENT', `${where} subscribes to unknown event type "${event}" (see qq-protocol.md §8 for the event names)`, { where, event });
+      throw new IntentError('E_UNKNOWN_EVENT', `${where} subscribes to unknown event type "${event}" (see docs/protocol.md §8 for the event names)`, { where, event });
     }
     bits |= bit;
   }

@@ -330,7 +330,7 @@ export class Shard extends TypedEmitter<ShardEvents> {
             end({ kind: 'reconnect', reason: 'READY without session_id', fresh: true }, 'close', 1000);
             return;
           }
-          // the configured shard pair is kept: READY's `shard` is not trusted (qq-protocol.md §6.3)
+          // the configured shard pair is kept: READY's `shard` is not trusted (docs/protocol.md §6.3)
           this.#sessionId = d.session_id;
           this.#seq = typeof frame.s === 'number' ? frame.s : 0;
           this.#established();

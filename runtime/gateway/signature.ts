@@ -1,7 +1,7 @@
 import { createPrivateKey, createPublicKey, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
 import type { Secret } from '../config/secret.ts';
 
-// PKCS#8 DER header for a raw 32-byte Ed25519 seed (qq-protocol.md §11.2).
+// PKCS#8 DER header for a raw 32-byte Ed25519 seed (docs/protocol.md §11.2).
 const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
 /** Ed25519 keys derived from a bot secret; both sides of a webhook derive the same pair. */

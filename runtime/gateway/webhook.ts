@@ -16,7 +16,7 @@ export interface WebhookTransportOptions {
   /** callback path, e.g. `/qqbot/callback` */
   path: string;
   appId: string;
-  /** the bot secret: the Ed25519 key is derived from it (qq-protocol.md §11.2) */
+  /** the bot secret: the Ed25519 key is derived from it (docs/protocol.md §11.2) */
   secret: Secret;
   /** accept timestamps at most this far from our clock; default 300 s */
   maxSkewSec?: number;

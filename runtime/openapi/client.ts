@@ -22,7 +22,7 @@ function p(strings: TemplateStringsArray, ...values: (string | number)[]): strin
 }
 
 /**
- * Typed QQ bot OpenAPI (the endpoint set botgo offers, qq-protocol.md §12). Every method queues on
+ * Typed QQ bot OpenAPI (the endpoint set botgo offers, docs/protocol.md §12). Every method queues on
  * its route's rate-limit bucket; failures reject with `OpenAPIError`. `request()` reaches anything
  * not covered here.
  */

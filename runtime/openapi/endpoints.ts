@@ -10,7 +10,7 @@ const PRODUCTION_API = 'https://api.sgroup.qq.com';
 const SANDBOX_API = 'https://sandbox.api.sgroup.qq.com';
 
 /**
- * Hosts for a bot.yaml `endpoint` (qq-protocol.md §1). The token endpoint is the same for
+ * Hosts for a bot.yaml `endpoint` (docs/protocol.md §1). The token endpoint is the same for
  * production and sandbox; a custom URL keeps it too (bot.yaml `tokenEndpoint` overrides it).
  * `simulator` is resolved by the runtime, which knows where its simulator listens.
  */

@@ -88,7 +88,7 @@ const CHANNEL_LIMIT_CODE = 20028;
 const AUDIT_CODES = new Set([304023, 304024]);
 const TOKEN_EXPIRED_CODE = 11244;
 /**
- * Codes the platform documents as "retry" (qq-protocol.md §15.3): a transient failure, retried once.
+ * Codes the platform documents as "retry" (docs/protocol.md §15.3): a transient failure, retried once.
  * The 112xx ones fail the token/permission check before the request does anything; recalls (306xxx)
  * and reactions (620007) are idempotent; so those go again whatever the method. The 5010xx ones are
  * send failures that do not say whether the message went out, so a send is retried only when the
@@ -382,7 +382,7 @@ function isOneOf(codes: ReadonlySet<number> | number, ...values: (number | undef
   return values.some((v) => v !== undefined && (typeof codes === 'number' ? v === codes : codes.has(v)));
 }
 
-/** A 2xx body that is really an error report (qq-protocol.md §15.1: 201/202 carry one). */
+/** A 2xx body that is really an error report (docs/protocol.md §15.1: 201/202 carry one). */
 function isErrorBody(body: unknown): body is Record<string, unknown> & { code: number } {
   return isRecord(body) && typeof body.code === 'number' && body.code !== 0 && typeof body.message === 'string';
 }

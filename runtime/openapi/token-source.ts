@@ -66,7 +66,7 @@ const RETRY_BASE_MS = 500;
 const RETRY_MAX_MS = 30_000;
 
 /**
- * The access-token flow (qq-protocol.md §2.2, §2.3): POST {appId, clientSecret}, cache the token,
+ * The access-token flow (docs/protocol.md §2.2, §2.3): POST {appId, clientSecret}, cache the token,
  * renew it inside the platform's 60-s overlap window, one fetch in flight at a time.
  */
 export class AccessTokenSource implements TokenSource {

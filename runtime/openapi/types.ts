@@ -1,5 +1,5 @@
 /**
- * Request and response bodies of the OpenAPI endpoints (qq-protocol.md §12, §13). Ids are strings;
+ * Request and response bodies of the OpenAPI endpoints (docs/protocol.md §12, §13). Ids are strings;
  * the platform adds fields over time, so responses are open where it matters.
  */
 import type { Channel, Guild, GuildMessage, MediaUpload, MessageBody, SendResult, User } from 'qqbot-sdk-types';

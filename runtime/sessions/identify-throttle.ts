@@ -1,7 +1,7 @@
 export interface IdentifyThrottleOptions {
   /** session starts allowed per window (`session_start_limit.max_concurrency`) */
   maxConcurrency: number;
-  /** window length; default 5 000 ms (qq-protocol.md §7) */
+  /** window length; default 5 000 ms (docs/protocol.md §7) */
   windowMs?: number;
   /**
    * extra spacing added to each window, because the server measures arrival times and our sends

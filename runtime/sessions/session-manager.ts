@@ -17,7 +17,7 @@ export interface SessionManagerOptions {
   logger?: Logger;
   /** reconnect backoff per shard; default 1 s … 60 s */
   backoff?: BackoffOptions;
-  /** the platform's identify window; default 5 000 ms (qq-protocol.md §7) */
+  /** the platform's identify window; default 5 000 ms (docs/protocol.md §7) */
   identifyWindowMs?: number;
   /** identify `properties` */
   properties?: Record<string, string>;

@@ -1,5 +1,10 @@
-import type { ChannelSendRate } from './options.ts';
 import { CODES, PlatformError } from './platform-error.ts';
+
+export interface ChannelSendRate {
+  messages: number;
+  perMs: number;
+}
+
 
 /** Channels remembered at most before idle ones are swept. */
 const SWEEP_ABOVE = 10_000;

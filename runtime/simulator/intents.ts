@@ -1,5 +1,5 @@
 /**
- * The simulator's own event → intent table (qq-protocol.md §8). Kept apart from the runtime's
+ * The simulator's own event → intent table (docs/protocol.md §8). Kept apart from the runtime's
  * table on purpose: the simulator plays the platform, so a mistake in one is caught by the other.
  */
 const TABLE: Record<number, readonly string[]> = {

@@ -1,5 +1,5 @@
 import { ControlInputError } from './errors.ts';
-import type { ReplyScene } from './options.ts';
+import type { ReplyScene } from './message-ledger.ts';
 import { World, type User } from './world.ts';
 
 export type PostMessageKind = 'guild_at' | 'guild' | 'direct' | 'group_at' | 'c2c';

@@ -1,5 +1,7 @@
-import type { ReplyScene } from './options.ts';
 import { CODES, PlatformError } from './platform-error.ts';
+
+/** Where a message goes: the four kinds of target the platform distinguishes (§14). */
+export type ReplyScene = 'c2c' | 'group' | 'guild' | 'direct';
 
 /** A user message or event the platform pushed, which a bot may answer passively. */
 export interface InboundRecord {

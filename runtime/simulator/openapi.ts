@@ -1,7 +1,8 @@
 import { ChannelSendWindow } from './channel-send-rate.ts';
 import type { Gateway } from './gateway.ts';
-import { epochNow, type MessageLedger } from './message-ledger.ts';
-import type { ReplyScene, ResolvedOptions, SimulatorBot } from './options.ts';
+import { epochNow, type MessageLedger, type ReplyScene } from './message-ledger.ts';
+import type { ResolvedOptions } from './resolved-options.ts';
+import type { SimulatorBot } from './simulator-bot.ts';
 import type { Outbox, OutboxEntry } from './outbox.ts';
 import { CODES, PlatformError } from './platform-error.ts';
 import type { ProactiveQuota } from './proactive-quota.ts';

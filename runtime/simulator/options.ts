@@ -1,17 +1,16 @@
 import type { Logger } from '../logging/logger.ts';
+import type { ChannelSendRate } from './channel-send-rate.ts';
 import { SimulatorConfigError } from './errors.ts';
+import type { ReplyScene } from './message-ledger.ts';
+import { DEFAULT_PROACTIVE_QUOTAS, type ProactiveMode, type ProactiveQuotas } from './proactive-quota.ts';
+import type { ResolvedOptions } from './resolved-options.ts';
+import { DEFAULT_BOT, type SimulatorBot } from './simulator-bot.ts';
 import type { SimulatorState } from './state.ts';
 
-export interface SimulatorBot {
-  appId: string;
-  secret: string;
-  /** legacy fixed token for `Bot {appId}.{token}` auth; without it only access tokens work */
-  token?: string;
-  /** intent bits this bot is not entitled to: identifying with any of them closes with 4014 */
-  deniedIntents?: number;
-  username?: string;
-}
-
+/**
+ * The simulator's public options. They name its saved state, which names every part's snapshot, so
+ * the parts take ResolvedOptions (resolved-options.ts) and never import this file.
+ */
 export interface SimulatorOptions {
   /** @defaultValue '127.0.0.1' */
   host?: string;
@@ -74,64 +73,6 @@ export interface SimulatorOptions {
   logger?: Logger;
 }
 
-export type ReplyScene = 'c2c' | 'group' | 'guild' | 'direct';
-
-export interface ChannelSendRate {
-  messages: number;
-  perMs: number;
-}
-
-export type ProactiveMode = 'allowed' | 'quota' | 'off';
-
-/** §14's proactive quotas; days and months are counted in China time (UTC+8). */
-export interface ProactiveQuotas {
-  c2cPerUserPerMonth: number;
-  groupPerGroupPerMonth: number;
-  channelPerChannelPerDay: number;
-  /** distinct channels of one guild a bot may push to per day */
-  channelsPerGuildPerDay: number;
-  dmPerUserPerDay: number;
-  dmPerDay: number;
-}
-
-export const DEFAULT_PROACTIVE_QUOTAS: Readonly<ProactiveQuotas> = Object.freeze({
-  c2cPerUserPerMonth: 4,
-  groupPerGroupPerMonth: 4,
-  channelPerChannelPerDay: 20,
-  channelsPerGuildPerDay: 2,
-  dmPerUserPerDay: 2,
-  dmPerDay: 200,
-});
-
-export const DEFAULT_BOT: Readonly<Required<Pick<SimulatorBot, 'appId' | 'secret' | 'token'>>> = Object.freeze({
-  appId: '1020000001',
-  secret: 'simulator-secret',
-  token: 'simulator-token',
-});
-
-export interface ResolvedOptions {
-  host: string;
-  port: number;
-  allowedHosts: string[];
-  bots: SimulatorBot[];
-  tokenLifetimeSec: number;
-  heartbeatIntervalMs: number;
-  sessionTimeoutMs: number;
-  recommendedShards: number;
-  sessionStartLimit: { total: number; remaining: number; maxConcurrency: number; resetAfterMs: number };
-  identifyWindowMs: number;
-  replayBufferSize: number;
-  resumeWindowMs: number;
-  maxFrameBytes: number;
-  replyWindowMs: Record<ReplyScene, number>;
-  channelSendRate: ChannelSendRate | false;
-  apiLatencyMs: number;
-  webhookMaxAttempts: number;
-  proactive: ProactiveMode;
-  proactiveQuotas: ProactiveQuotas;
-  printCredentials: boolean;
-}
-
 function nonNegativeInt(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value < 0) throw new SimulatorConfigError(`simulator option ${name} must be a non-negative integer`, { option: name });
@@ -192,18 +133,4 @@ export function resolveOptions(options: SimulatorOptions): ResolvedOptions {
     proactiveQuotas,
     printCredentials: options.printCredentials ?? true,
   };
-}
-
-/**
- * Parses the CLI's `--bot appId:secret[:token]`. The error never repeats the flag's value,
- * because it carries a secret.
- */
-export function parseBotFlag(s: string): SimulatorBot {
-  const parts = s.split(':');
-  const [appId, secret, token] = parts;
-  if (parts.length < 2 || parts.length > 3 || !appId || !secret || (parts.length === 3 && !token)) {
-    throw new SimulatorConfigError('--bot expects appId:secret or appId:secret:token (none of them empty, no extra ":")', { appId: appId || undefined });
-  }
-  if (!/^[0-9A-Za-z_-]+$/.test(appId)) throw new SimulatorConfigError('--bot appId may only contain letters, digits, "_" and "-"', { appId });
-  return token ? { appId, secret, token } : { appId, secret };
 }

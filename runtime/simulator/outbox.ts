@@ -1,4 +1,4 @@
-import type { ReplyScene } from './options.ts';
+import type { ReplyScene } from './message-ledger.ts';
 
 /** One message a bot posted through the OpenAPI, in the order the simulator accepted them. */
 export interface OutboxEntry {

@@ -1,5 +1,5 @@
 /**
- * Errors as the platform answers them (qq-protocol.md §15): HTTP status plus
+ * Errors as the platform answers them (docs/protocol.md §15): HTTP status plus
  * `{code, message, err_code?, trace_id}`; the trace id also goes into `X-Tps-trace-ID`.
  */
 export class PlatformError extends Error {

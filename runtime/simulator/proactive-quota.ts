@@ -1,5 +1,28 @@
-import type { ProactiveMode, ProactiveQuotas, ReplyScene } from './options.ts';
+import type { ReplyScene } from './message-ledger.ts';
 import { CODES, PlatformError } from './platform-error.ts';
+
+export type ProactiveMode = 'allowed' | 'quota' | 'off';
+
+/** §14's proactive quotas; days and months are counted in China time (UTC+8). */
+export interface ProactiveQuotas {
+  c2cPerUserPerMonth: number;
+  groupPerGroupPerMonth: number;
+  channelPerChannelPerDay: number;
+  /** distinct channels of one guild a bot may push to per day */
+  channelsPerGuildPerDay: number;
+  dmPerUserPerDay: number;
+  dmPerDay: number;
+}
+
+export const DEFAULT_PROACTIVE_QUOTAS: Readonly<ProactiveQuotas> = Object.freeze({
+  c2cPerUserPerMonth: 4,
+  groupPerGroupPerMonth: 4,
+  channelPerChannelPerDay: 20,
+  channelsPerGuildPerDay: 2,
+  dmPerUserPerDay: 2,
+  dmPerDay: 200,
+});
+
 
 /** Where an unsolicited send goes: channel id, DM guild id, group openid or user openid. */
 export interface ProactiveSend { appId: string; scene: ReplyScene; target: string; /** guild of the channel (guild scene) */ guildId?: string }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { SimulatorBot } from './options.ts';
+import type { SimulatorBot } from './simulator-bot.ts';
 import { CODES, PlatformError } from './platform-error.ts';
 
 export interface IssuedToken {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'undici';
 import type { Logger } from '../logging/logger.ts';
 import { ControlInputError } from './errors.ts';
-import type { SimulatorBot } from './options.ts';
+import type { SimulatorBot } from './simulator-bot.ts';
 import { WebhookSigner } from './webhook-signature.ts';
 
 /** One request the simulator made to a bot's callback URL, and what came back. */

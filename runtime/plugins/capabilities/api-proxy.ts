@@ -6,7 +6,7 @@
 import { API_METHODS } from '../../../sdk-types/api.ts';
 import { buildApiRequest, isApiMethod, type HttpMethod } from './api-routes.ts';
 import { CapabilityError, isPlatformError, isUnsent, passiveWindowClosed } from './capability-error.ts';
-import type { ReplyReservation } from './reply-router.ts';
+import type { ReplyReservation } from './event-registry.ts';
 import { auditFromError, toSendResult } from './send-result.ts';
 
 /**

@@ -1,5 +1,5 @@
 /**
- * `ctx.api.<method>(…args)` → platform request (qq-protocol.md §12). Each method declares the JSON
+ * `ctx.api.<method>(…args)` → platform request (docs/protocol.md §12). Each method declares the JSON
  * Schema of its positional arguments; nothing reaches the OpenAPI client before they pass.
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';

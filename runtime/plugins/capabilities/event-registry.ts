@@ -24,6 +24,15 @@ export interface ReplyThread {
   openedAt: number;
 }
 
+/** One reply slot taken from a thread: its msg_seq, and how to give the slot back. */
+export interface ReplyReservation {
+  seq: number;
+  /** epoch ms the passive window closes: a send still waiting then is not sent */
+  deadline: number;
+  /** the platform refused the send: it did not use up one of the message's replies (the seq stays burnt) */
+  release(): void;
+}
+
 export interface EventRecord {
   ref: string;
   bot: string;

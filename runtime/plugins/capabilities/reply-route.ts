@@ -1,6 +1,6 @@
 /**
  * Where a passive reply to an event goes, with which id field, and under which of the platform's
- * rules (qq-protocol.md §14): window length and the per-message reply cap.
+ * rules (docs/protocol.md §14): window length and the per-message reply cap.
  */
 
 export type ReplyScene = 'channel' | 'dm' | 'group' | 'c2c';
@@ -90,7 +90,7 @@ export function replyRouteFor(type: string, eventId: string, payload: unknown): 
         const sourceId = str(eventId);
         return sourceId === undefined ? { reason } : { reason, source: { scene: 'channel', idField: 'event_id', sourceId, ...RULES.channel } };
       }
-      return { reason: `the platform accepts no passive reply to ${type} events (qq-protocol.md §14)` };
+      return { reason: `the platform accepts no passive reply to ${type} events (docs/protocol.md §14)` };
   }
 }
 

@@ -9,20 +9,11 @@ import type { SendResult } from 'qqbot-sdk-types';
 import type { ApiRequester } from './api-proxy.ts';
 import { CapabilityError, isPlatformError, isUnsent, passiveWindowClosed } from './capability-error.ts';
 import { firstError, MESSAGE_BODY_SCHEMA, withMsgType } from './api-routes.ts';
-import type { EventRecord, EventRegistry, ReplyThread } from './event-registry.ts';
+import type { EventRecord, EventRegistry, ReplyReservation, ReplyThread } from './event-registry.ts';
 import { isReplyRoute, type PassiveSource } from './reply-route.ts';
 import { auditFromError, toSendResult } from './send-result.ts';
 
 const validateBody = new Ajv({ strict: false }).compile(MESSAGE_BODY_SCHEMA);
-
-/** One reply slot taken from a thread: its msg_seq, and how to give the slot back. */
-export interface ReplyReservation {
-  seq: number;
-  /** epoch ms the passive window closes: a send still waiting then is not sent */
-  deadline: number;
-  /** the platform refused the send: it did not use up one of the message's replies (the seq stays burnt) */
-  release(): void;
-}
 
 export class ReplyRouter {
   readonly #events: EventRegistry;

@@ -1,6 +1,6 @@
 /**
  * Normalises what a send returns. HTTP 202 with code 304023/304024 means "queued for audit"
- * (qq-protocol.md §13.3): a success carrying `audit_id`, whether the client returned the body or
+ * (docs/protocol.md §13.3): a success carrying `audit_id`, whether the client returned the body or
  * threw it as an error.
  */
 import type { SendResult } from 'qqbot-sdk-types';

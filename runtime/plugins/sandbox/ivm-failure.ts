@@ -1,5 +1,5 @@
 /**
- * The one place that reads isolated-vm's error texts (sandbox-isolation.md §7). Anything that is
+ * The one place that reads isolated-vm's error texts (docs/sandbox.md §7). Anything that is
  * not one of these is an error thrown by plugin code and surfaced through an entry.
  */
 export type IvmFailure = 'timeout' | 'memory' | 'disposed' | 'plugin';

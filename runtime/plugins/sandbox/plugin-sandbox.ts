@@ -17,7 +17,8 @@ import { DEFAULT_LIMITS, type CallResult, type DispatchOutcome, type DropReason,
 import { DeadlineQueue } from './deadline-queue.ts';
 import type { FailureKind, LogLevel } from './ipc.ts';
 import { classifyIvmError } from './ivm-failure.ts';
-import { PRELUDE_FILENAME, PRELUDE_SOURCE } from './prelude.ts';
+import { ENTRY_NAMES, HOST_GLOBALS, INTERNAL_CAPABILITIES, type EntryName, type PreludeInit, type RefusalCode } from './prelude/boundary.ts';
+import { PRELUDE_FILENAME, preludeScript } from './prelude-script.ts';
 import { SandboxTimers } from './sandbox-timers.ts';
 import { createStackMapper, type StackMapper } from './stack-mapper.ts';
 
@@ -79,7 +80,7 @@ const SYNC_RETURN_AVG_NS = 250_000;
 /** An entry on the host's thread takes as many events as fit this much CPU, at most MAX_BATCH. */
 const BATCH_BUDGET_NS = 1_000_000;
 const MAX_BATCH = 16;
-/** The design's cap on an onUnload/snapshot hand-off (sandbox-isolation.md §8). */
+/** The design's cap on an onUnload/snapshot hand-off (docs/sandbox.md §8). */
 const SNAPSHOT_MAX_CHARS = 256 * 1024;
 const MB = 1024 * 1024;
 
@@ -116,7 +117,7 @@ export class PluginSandbox {
   readonly #mapper: StackMapper;
   readonly #timers: SandboxTimers;
   readonly #tails: DeadlineQueue<EventState>;
-  #entries = new Map<string, Entry>();
+  #entries = new Map<EntryName, Entry>();
   /** where entries run: the host's thread, or isolated-vm's pool (always during load) */
   #onHostThread = false;
   /** average CPU an event costs an entry (EWMA, ns) */
@@ -158,6 +159,8 @@ export class PluginSandbox {
 
   /** Builds the isolate, runs prelude, bundle and setup. Throws SandboxLoadFailure. */
   static async create(spec: PluginInstanceSpec, hooks: SandboxHooks): Promise<PluginSandbox> {
+    // before the try: E_PRELUDE_BUILD is the runtime's fault, not to be wrapped as the plugin's load failure
+    preludeScript();
     const sandbox = new PluginSandbox(spec, hooks);
     try {
       await sandbox.#load();
@@ -186,16 +189,17 @@ export class PluginSandbox {
     const timeout = spec.limits.loadTimeoutMs;
     const context = await this.#isolate.createContext();
     const jail = context.global;
-    await jail.set('__qqbotHostCall', new ivm.Callback((id: unknown, cap: unknown, json: unknown, seq: unknown) => this.#hostCall(id, cap, json, seq)));
-    await jail.set('__qqbotHostReport', new ivm.Callback((kind: unknown, json: unknown) => this.#hostReport(kind, json), { ignored: true }));
-    await jail.set('__qqbotInit', JSON.stringify({ bot: spec.bot, config: spec.config ?? {}, apiMethods: Object.keys(API_METHODS), payloadBytes: spec.limits.payloadBytes, eventTypes: EVENT_TYPES, events: spec.events }));
+    await jail.set(HOST_GLOBALS.call, new ivm.Callback((id: unknown, cap: unknown, json: unknown, seq: unknown) => this.#hostCall(id, cap, json, seq)));
+    await jail.set(HOST_GLOBALS.report, new ivm.Callback((kind: unknown, json: unknown) => this.#hostReport(kind, json), { ignored: true }));
+    const init: PreludeInit = { bot: spec.bot, config: spec.config ?? {}, apiMethods: Object.keys(API_METHODS), payloadBytes: spec.limits.payloadBytes, eventTypes: EVENT_TYPES, events: spec.events };
+    await jail.set(HOST_GLOBALS.init, JSON.stringify(init));
     jail.release();
 
-    const prelude = await this.#isolate.compileScript(PRELUDE_SOURCE, { filename: PRELUDE_FILENAME });
+    const prelude = await this.#isolate.compileScript(preludeScript(), { filename: PRELUDE_FILENAME });
     const entries = (await prelude.run(context, { reference: true, timeout })) as ivm.Reference<Record<string, unknown>>;
     prelude.release();
     // Taken before any plugin code runs: the plugin cannot swap them out from under the host.
-    for (const name of ['setup', 'dispatch', 'settle', 'timer', 'snapshot', 'restore']) {
+    for (const name of ENTRY_NAMES) {
       this.#entries.set(name, (await entries.get(name, { reference: true })) as Entry);
     }
     entries.release();
@@ -346,7 +350,7 @@ export class PluginSandbox {
    * host's thread when the plugin is cheap and no async entry is pending, else in the async chain.
    * `begin` runs right before the entry does, whichever way it runs.
    */
-  #apply(name: string, args: unknown[], timeout: number, events: readonly EventState[], begin?: () => void): Promise<EntryResult> {
+  #apply(name: EntryName, args: unknown[], timeout: number, events: readonly EventState[], begin?: () => void): Promise<EntryResult> {
     if (this.#onHostThread && this.#asyncEntries === 0 && !this.#dead) {
       begin?.();
       const ref = this.#entries.get(name);
@@ -542,11 +546,11 @@ export class PluginSandbox {
 
   // ---- host functions (run on the Node thread while the isolate waits) ------------------------
 
-  #hostCall(id: unknown, capability: unknown, json: unknown, seq?: unknown): string | null {
+  #hostCall(id: unknown, capability: unknown, json: unknown, seq?: unknown): RefusalCode | null {
     if (this.#dead) return 'E_DISPOSED';
     if (typeof id !== 'number' || typeof capability !== 'string' || typeof json !== 'string') return 'E_CAPABILITY';
     switch (capability) {
-      case '$done': {
+      case INTERNAL_CAPABILITIES.done: {
         const state = this.#events.get(id);
         if (state) {
           const err = json === 'null' ? undefined : parseError(json);
@@ -561,9 +565,9 @@ export class PluginSandbox {
         }
         return null;
       }
-      case '$timer':
+      case INTERNAL_CAPABILITIES.timer:
         return this.#timers.set(id, json);
-      case '$clearTimer':
+      case INTERNAL_CAPABILITIES.clearTimer:
         this.#timers.clear(id);
         return null;
     }

@@ -4,6 +4,8 @@
  * and a firing whose previous entry still waits is skipped rather than queued twice.
  */
 
+import type { RefusalCode } from './prelude/boundary.ts';
+
 /** Floor for setInterval: each firing is an entry, so a 0 ms interval would be a busy loop. */
 const MIN_INTERVAL_MS = 10;
 
@@ -22,7 +24,7 @@ export class SandboxTimers {
   }
 
   /** `$timer` from the prelude: `{ ms, repeat }`. Returns a refusal code, or null when set. */
-  set(id: number, json: string): string | null {
+  set(id: number, json: string): RefusalCode | null {
     if (this.#stopped) return 'E_DISPOSED';
     if (this.#timers.size >= this.#max) return 'E_TIMER_LIMIT';
     let ms = 0;
