@@ -104,7 +104,7 @@ export const PRELUDE_SOURCE = String.raw`(function () {
         return chars > maxChars ? 'E_PAYLOAD' : null;
       }
       if (v === null || typeof v !== 'object') return null;
-      if (path.has(v)) return 'E_CYCLE';
+      if (path.has(v)) return 'cycle';
       if (--budget < 0) return null;
       path.add(v);
       for (const k of ownKeys(v)) {
@@ -119,7 +119,7 @@ export const PRELUDE_SOURCE = String.raw`(function () {
     return walk(root);
   }
   function toJson(v) {
-    if (precheck(v) === 'E_CYCLE') throw new TypeError('Converting circular structure to JSON');
+    if (precheck(v) === 'cycle') throw new TypeError('Converting circular structure to JSON');
     return stringify(v);
   }
 
@@ -129,7 +129,7 @@ export const PRELUDE_SOURCE = String.raw`(function () {
     if (found === 'E_PAYLOAD') return Promise.reject(makeError({ code: 'E_PAYLOAD', message: capability + ': ' + MessageFor.E_PAYLOAD }));
     let json;
     try {
-      if (found === 'E_CYCLE') throw new TypeError('Converting circular structure to JSON');
+      if (found === 'cycle') throw new TypeError('Converting circular structure to JSON');
       json = stringify(value);
     } catch (e) {
       return Promise.reject(makeError({ code: 'E_INVALID_ARGUMENT', message: 'payload is not JSON: ' + describe(e).message }));
