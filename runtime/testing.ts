@@ -145,13 +145,13 @@ export async function createTestHarness(options: TestHarnessOptions): Promise<Te
   capabilities.registerInstance(spec, { fetchHosts: loaded.manifest.fetchHosts ?? [] });
 
   const supervisor = new PluginSupervisor({ onCall: capabilities.handle, restartBackoffMs: { min: 50, max: 500 } });
-  supervisor.on('log', (entry: { level: string; args: unknown[] }) => {
+  supervisor.on('log', (entry) => {
     logs.push({ level: entry.level, args: entry.args });
     // the prelude's word that a handler will never run in production: shown, not only recorded
     const [text] = entry.args;
     if (entry.level === 'warn' && typeof text === 'string' && text.startsWith('ctx.on(')) process.emitWarning(`${name}: ${text}`, { code: 'QQBOT_UNDECLARED_EVENT' });
   });
-  supervisor.on('plugin-error', (entry: { error: string }) => errors.push(entry.error));
+  supervisor.on('plugin-error', (entry) => errors.push(entry.error));
   try {
     await supervisor.start();
     await supervisor.load(spec);

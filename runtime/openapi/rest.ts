@@ -72,8 +72,8 @@ export interface RequestErrorEvent {
 /** Events for metrics and logs. None of them carries a credential. */
 export interface RestEvents {
   response: [event: ResponseEvent];
-  rateLimited: [event: RateLimitedEvent];
-  requestError: [event: RequestErrorEvent];
+  'rate-limited': [event: RateLimitedEvent];
+  'request-error': [event: RequestErrorEvent];
 }
 
 /** Platform codes that mean "slow down", not "no": the request was not accepted, send it again. */
@@ -165,7 +165,7 @@ export class Rest extends EventEmitter<RestEvents> {
       sendRate: options.channelSendRate ?? { messages: 5, perMs: 1000 },
       onRateLimited: (info) => {
         this.#logger.warn({ route: info.route, waitMs: info.waitMs, hits: info.hits }, 'rate limited; route paused');
-        this.emit('rateLimited', info);
+        this.emit('rate-limited', info);
       },
     });
   }
@@ -221,7 +221,7 @@ export class Rest extends EventEmitter<RestEvents> {
       } catch (err) {
         if (!(err instanceof OpenAPIError)) throw err;
         const error = err;
-        this.emit('requestError', { route, method, code: error.code, durationMs: performance.now() - started });
+        this.emit('request-error', { route, method, code: error.code, durationMs: performance.now() - started });
         const retryable = error.code === 'E_OPENAPI_TIMEOUT' || error.code === 'E_OPENAPI_NETWORK';
         if (retryable && SAFE_METHODS.has(method) && retries < this.#retries) {
           retries++;

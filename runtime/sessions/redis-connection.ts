@@ -13,7 +13,7 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../logging/logger.ts';
 import { silentLogger } from '../logging/logger.ts';
-import { TypedEmitter } from '../gateway/event-source.ts';
+import { EventEmitter } from 'node:events';
 
 export interface RedisConnectionOptions {
   /** `redis://` or `rediss://` URL; a password in it never reaches a log line */
@@ -28,7 +28,6 @@ export interface RedisConnectionOptions {
 }
 
 export interface RedisConnectionEvents {
-  [event: string]: unknown[];
   /** connected and ready (first time and after every reconnect) */
   up: [];
   /** the connection broke or could not be made */
@@ -46,7 +45,7 @@ export function redactRedisUrl(url: string): string {
   }
 }
 
-export class RedisConnection extends TypedEmitter<RedisConnectionEvents> {
+export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
   readonly client: Redis;
   /** the URL with any password masked */
   readonly shownUrl: string;

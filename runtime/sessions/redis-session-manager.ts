@@ -30,7 +30,7 @@ import type { Logger } from '../logging/logger.ts';
 import { silentLogger } from '../logging/logger.ts';
 import type { GatewayBotInfo, GatewayDispatch } from '../gateway/dispatch-event.ts';
 import { GatewayFatalError, SessionsStoppedError } from '../gateway/errors.ts';
-import { TypedEmitter } from '../gateway/event-source.ts';
+import { EventEmitter } from 'node:events';
 import { describeIntents } from '../gateway/intents.ts';
 import { Shard, type ShardInfo } from '../gateway/shard.ts';
 import { CommittedSeq } from './committed-seq.ts';
@@ -163,7 +163,7 @@ end
 return out
 `;
 
-export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> implements SessionManager {
+export class RedisSessionManager extends EventEmitter<SessionManagerEvents> implements SessionManager {
   readonly processId: string;
   readonly #options: RedisSessionManagerOptions;
   readonly #log: Logger;
@@ -452,7 +452,7 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
     });
     shard.on('dispatch', (d) => this.#gate(held, d));
     shard.on('state', (s) => this.emit('state', s));
-    shard.on('error', (e) => this.emit('error', e));
+    shard.on('error', (e) => this.listenerCount('error') > 0 && this.emit('error', e));
     shard.on('ready', (r) => {
       held.seq.reset(shard.session()?.seq ?? 0);
       held.up = true;
