@@ -2,10 +2,11 @@ import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import type { Logger } from '../logging/logger.ts';
 import { silentLogger } from '../logging/logger.ts';
-import { Backoff, type BackoffOptions } from './backoff.ts';
+import { Backoff, type BackoffOptions } from '../time/backoff.ts';
 import { closeAction, type FatalCode } from './close-policy.ts';
 import { toDispatch, type GatewayDispatch, type GatewayEnvelope, type GatewayTokenSource } from './dispatch-event.ts';
 import { GatewayFatalError } from './errors.ts';
+import { sleep } from '../time/sleep.ts';
 
 export type ShardState = 'idle' | 'connecting' | 'hello' | 'identifying' | 'resuming' | 'ready' | 'reconnecting' | 'stopped' | 'fatal';
 
@@ -506,22 +507,4 @@ export class Shard extends EventEmitter<ShardEvents> {
 
 function defaultProperties(): Record<string, string> {
   return { $os: process.platform, $browser: 'qqbot-runtime', $device: 'qqbot-runtime' };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

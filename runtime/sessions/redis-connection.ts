@@ -14,6 +14,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from '../logging/logger.ts';
 import { silentLogger } from '../logging/logger.ts';
 import { EventEmitter } from 'node:events';
+import { backoffDelay } from '../time/backoff.ts';
 
 export interface RedisConnectionOptions {
   /** `redis://` or `rediss://` URL; a password in it never reaches a log line */
@@ -71,7 +72,7 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
       commandTimeout: options.commandTimeoutMs ?? 2_000,
       connectTimeout: 2_000,
       enableAutoPipelining: true,
-      retryStrategy: (times) => Math.round(Math.min(maxBackoffMs, 50 * 2 ** Math.min(times, 10)) * (0.5 + Math.random() / 2)),
+      retryStrategy: (times) => backoffDelay(times + 1, { baseMs: 50, maxMs: maxBackoffMs }),
     });
     this.client.on('ready', () => this.#onUp());
     this.client.on('error', (error: Error) => {

@@ -40,6 +40,7 @@ import { RedisIdentifyThrottle } from './redis-identify-throttle.ts';
 import { NEXT_FENCE, parseLockValue, RedisLock, type LockLease } from './redis-lock.ts';
 import { shardTuning, type ClusterView, type SessionManager, type SessionManagerEvents, type SessionManagerOptions, type StopOptions } from './session-manager.ts';
 import { planSpread } from './spread.ts';
+import { sleep } from '../time/sleep.ts';
 
 export interface RedisSessionManagerOptions extends SessionManagerOptions {
   redis: RedisConnection;
@@ -523,7 +524,7 @@ export class RedisSessionManager extends EventEmitter<SessionManagerEvents> impl
         return (await this.#renewSentAfter(held, since)) === 'lost' ? 'lost' : 'valid';
       } catch {
         if (performance.now() - since > this.#ttlMs) return 'unknown';
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await sleep(100);
       }
     }
   }
@@ -661,7 +662,7 @@ export class RedisSessionManager extends EventEmitter<SessionManagerEvents> impl
           this.#log.warn({ shard: held.id, err: (error as Error).message }, 'could not release the shard lease; it will expire');
           break;
         }
-        await new Promise((resolve) => setTimeout(resolve, 200));
+        await sleep(200);
       }
     }
     held.lease.markLost('released');

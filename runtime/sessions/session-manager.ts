@@ -1,4 +1,4 @@
-import type { BackoffOptions } from '../gateway/backoff.ts';
+import type { BackoffOptions } from '../time/backoff.ts';
 import type { EventEmitter } from 'node:events';
 import type { GatewayBotInfo, GatewayDispatch, GatewayTokenSource } from '../gateway/dispatch-event.ts';
 import type { ShardEvents, ShardInfo, ShardOptions } from '../gateway/shard.ts';

@@ -22,6 +22,7 @@ import type { SimulatorState } from './state.ts';
 import { TokenIssuer } from './token-issuer.ts';
 import { WebhookDelivery, type WebhookLogEntry, type WebhookRegistration } from './webhook-delivery.ts';
 import { World, type User } from './world.ts';
+import { sleep } from '../time/sleep.ts';
 
 export { parseBotFlag, DEFAULT_BOT } from './options.ts';
 export { DEFAULT_PROACTIVE_QUOTAS } from './options.ts';
@@ -436,7 +437,7 @@ class SimulatorImpl extends EventEmitter<SimulatorEvents> implements Simulator, 
       }
       const auth = req.headers.authorization;
       const answer = this.#openapi.handle(method, url.pathname, url.searchParams, auth, body);
-      if (this.#options.apiLatencyMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#options.apiLatencyMs));
+      if (this.#options.apiLatencyMs > 0) await sleep(this.#options.apiLatencyMs);
       for (const [k, v] of Object.entries(answer.headers ?? {})) res.setHeader(k, v);
       if (answer.status === 204 || answer.body === undefined) {
         res.writeHead(answer.status).end();
