@@ -23,7 +23,7 @@ import { bundlePlugin } from './plugins/bundler.ts';
 import { readPluginManifest, resolvePluginConfig } from './plugins/manifest.ts';
 import { buildInstanceSpec } from './plugins/instance-spec.ts';
 import { createCapabilityHandler, type ApiRequester, type PluginCapabilities } from './plugins/capabilities/index.ts';
-import type { RateLimit } from './plugins/capabilities/rate-limit.ts';
+import type { RateLimit } from './plugins/capabilities/plugin-quota.ts';
 import { SqliteKeyValueStore } from './plugins/storage/sqlite-store.ts';
 import type { DispatchOutcome, PluginInstanceSpec } from './plugins/instance.ts';
 import { PluginSupervisor } from './plugins/sandbox/supervisor.ts';
