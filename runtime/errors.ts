@@ -1,16 +1,2 @@
-/**
- * Base class of every error the runtime raises on purpose. `code` is stable (tests, docs and
- * users match on it); `context` carries what a user needs to act (file, field, plugin, route).
- * Never put a credential into either.
- */
-export class QQBotError extends Error {
-  readonly code: string;
-  readonly context: Readonly<Record<string, unknown>>;
-
-  constructor(code: string, message: string, context: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-    this.code = code;
-    this.context = context;
-  }
-}
+export { QQBotError } from './errors/qqbot-error.ts';
+export { ERROR_CODES, isErrorCode, renderErrorCodes, type ErrorCode } from './errors/codes.ts';

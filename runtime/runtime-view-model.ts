@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type { Bot } from './bot/bot.ts';
 import { ChatHistory } from './console/chat-history.ts';
-import type { BotView, ChatInput, ChatMessage, LiveEntry, PluginView, RuntimeView } from './console/runtime-view.ts';
+import type { BotView, ChatInput, ChatMessage, LiveEntry, PluginView, RuntimeView, RuntimeViewEvents } from './console/runtime-view.ts';
 import { describeIntents } from './gateway/intents.ts';
 import { approveCommand } from './plugins/grants.ts';
 import type { InstanceStats } from './plugins/sandbox/supervisor.ts';
@@ -17,7 +17,7 @@ export interface RuntimeViewSource {
   startedAt: number;
 }
 
-export class RuntimeViewModel extends EventEmitter<{ live: [entry: LiveEntry]; chat: [message: ChatMessage] }> implements RuntimeView {
+export class RuntimeViewModel extends EventEmitter<RuntimeViewEvents> implements RuntimeView {
   readonly #source: RuntimeViewSource;
   /** replies and sends that did not go out, by instance id and error code */
   readonly #sendFailures = new Map<string, Record<string, number>>();

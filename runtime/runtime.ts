@@ -13,7 +13,7 @@ import { startMetricsServer } from './metrics/metrics-server.ts';
 import { createCapabilityHandler, type BotCapabilities, type PluginCapabilities } from './plugins/capabilities/index.ts';
 import { discoverPlugins, findPlugin, type DiscoveredPlugin } from './plugins/discovery.ts';
 import { PluginSupervisor, type SupervisorOptions } from './plugins/sandbox/supervisor.ts';
-import { startSimulator, type OutboxEntry, type Simulator, type SimulatorOptions } from './simulator/index.ts';
+import { startSimulator, type Simulator, type SimulatorOptions } from './simulator/index.ts';
 import { Bot } from './bot/bot.ts';
 import { enabledPluginNames, isEnabled } from './bot/bot-plugins.ts';
 import { StorageBackends } from './bot/storage-backends.ts';
@@ -304,7 +304,7 @@ export class Runtime {
       if (!bot) throw new Error(`bot "${input.bot}" does not use the simulator`);
       return { id: simulator.postMessage({ appId: bot.appId, kind: input.kind, content: input.content, ...(input.user ? { user: input.user } : {}) }).id };
     });
-    simulator.on('outbox', (entry: OutboxEntry) => {
+    simulator.on('outbox', (entry) => {
       const bot = botByApp.get(entry.appId);
       if (!bot) return;
       const content = typeof entry.body.content === 'string' ? entry.body.content : JSON.stringify(entry.body);
@@ -355,24 +355,24 @@ export class Runtime {
       const slash = instanceId.indexOf('/');
       return { bot: instanceId.slice(0, slash), plugin: instanceId.slice(slash + 1) };
     };
-    supervisor.on('log', ({ instanceId, level, args }: { instanceId: string; level: string; args: unknown[] }) => {
+    supervisor.on('log', ({ instanceId, level, args }) => {
       const { bot, plugin } = split(instanceId);
       const text = args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ');
       const method = (['debug', 'info', 'warn', 'error'].includes(level) ? level : 'info') as 'debug' | 'info' | 'warn' | 'error';
       this.#log[method]({ bot, plugin }, text);
       this.view.live({ bot, kind: 'log', text: `${plugin}: ${text.slice(0, 300)}` });
     });
-    supervisor.on('plugin-error', ({ instanceId, error }: { instanceId: string; error: string }) => {
+    supervisor.on('plugin-error', ({ instanceId, error }) => {
       const { bot, plugin } = split(instanceId);
       this.#log.error({ bot, plugin }, `plugin error: ${error}`);
       this.view.live({ bot, kind: 'error', text: `${plugin}: ${String(error).split('\n').slice(0, 3).join(' | ')}` });
     });
-    supervisor.on('restarted', ({ instanceId, reason }: { instanceId: string; reason: string }) => {
+    supervisor.on('restarted', ({ instanceId, reason }) => {
       const { bot, plugin } = split(instanceId);
       this.metrics.pluginRestart(bot, plugin, reason);
       this.view.live({ bot, kind: 'error', text: `${plugin} restarted: ${reason}` });
     });
-    supervisor.on('quarantined', ({ instanceId, reason }: { instanceId: string; reason: string }) => {
+    supervisor.on('quarantined', ({ instanceId, reason }) => {
       const { bot, plugin } = split(instanceId);
       this.metrics.pluginQuarantined(bot, plugin);
       this.#log.error({ bot, plugin, reason }, 'plugin quarantined');

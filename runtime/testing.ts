@@ -23,7 +23,7 @@ import { bundlePlugin } from './plugins/bundler.ts';
 import { readPluginManifest, resolvePluginConfig } from './plugins/manifest.ts';
 import { buildInstanceSpec } from './plugins/instance-spec.ts';
 import { createCapabilityHandler, type ApiRequester, type PluginCapabilities } from './plugins/capabilities/index.ts';
-import type { RateLimit } from './plugins/capabilities/rate-limit.ts';
+import type { RateLimit } from './plugins/capabilities/plugin-quota.ts';
 import { SqliteKeyValueStore } from './plugins/storage/sqlite-store.ts';
 import type { DispatchOutcome, PluginInstanceSpec } from './plugins/instance.ts';
 import { PluginSupervisor } from './plugins/sandbox/supervisor.ts';
@@ -145,13 +145,13 @@ export async function createTestHarness(options: TestHarnessOptions): Promise<Te
   capabilities.registerInstance(spec, { fetchHosts: loaded.manifest.fetchHosts ?? [] });
 
   const supervisor = new PluginSupervisor({ onCall: capabilities.handle, restartBackoffMs: { min: 50, max: 500 } });
-  supervisor.on('log', (entry: { level: string; args: unknown[] }) => {
+  supervisor.on('log', (entry) => {
     logs.push({ level: entry.level, args: entry.args });
     // the prelude's word that a handler will never run in production: shown, not only recorded
     const [text] = entry.args;
     if (entry.level === 'warn' && typeof text === 'string' && text.startsWith('ctx.on(')) process.emitWarning(`${name}: ${text}`, { code: 'QQBOT_UNDECLARED_EVENT' });
   });
-  supervisor.on('plugin-error', (entry: { error: string }) => errors.push(entry.error));
+  supervisor.on('plugin-error', (entry) => errors.push(entry.error));
   try {
     await supervisor.start();
     await supervisor.load(spec);

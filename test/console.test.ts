@@ -8,7 +8,7 @@ import { Secret } from '../runtime/config/secret.ts';
 import { createLogger, silentLogger } from '../runtime/logging/logger.ts';
 import { ConsoleError } from '../runtime/console/errors.ts';
 import { startConsole, type ConsoleServer } from '../runtime/console/server.ts';
-import type { BotView, ChatInput, ChatMessage, LiveEntry, RuntimeView } from '../runtime/console/runtime-view.ts';
+import type { BotView, ChatInput, ChatMessage, LiveEntry, RuntimeView, RuntimeViewEvents } from '../runtime/console/runtime-view.ts';
 
 const TOKEN = 'console-token-7f3a9c';
 
@@ -19,7 +19,7 @@ const TOKEN = 'console-token-7f3a9c';
 /** the demo bot's coordination Redis went away five seconds before the test started */
 const REDIS_DOWN_SINCE = Date.now() - 5_000;
 
-class TestRuntimeView extends EventEmitter implements RuntimeView {
+class TestRuntimeView extends EventEmitter<RuntimeViewEvents> implements RuntimeView {
   readonly sent: ChatInput[] = [];
   readonly messages: ChatMessage[] = [];
   readonly startedAt = Date.now() - 125_000;

@@ -12,7 +12,7 @@ import { startSimulator, type Simulator } from '../runtime/simulator/index.ts';
 import { LocalSessionManager, type LocalSessionManagerOptions } from '../runtime/sessions/local.ts';
 import { GatewayFatalError, SessionsStoppedError } from '../runtime/gateway/errors.ts';
 import { INTENTS } from '../runtime/gateway/intents.ts';
-import { Backoff } from '../runtime/gateway/backoff.ts';
+import { Backoff } from '../runtime/time/backoff.ts';
 import { closeAction } from '../runtime/gateway/close-policy.ts';
 import { EventDeduper } from '../runtime/gateway/dedupe.ts';
 import { toDispatch, type GatewayDispatch } from '../runtime/gateway/dispatch-event.ts';

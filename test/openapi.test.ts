@@ -339,7 +339,7 @@ describe('OpenAPI client', () => {
     const { platform, client, close } = await setup();
     const limited: RateLimitedEvent[] = [];
     const responses: ResponseEvent[] = [];
-    client.on('rateLimited', (e) => limited.push(e));
+    client.on('rate-limited', (e) => limited.push(e));
     client.on('response', (e) => responses.push(e));
     try {
       const attempts = new Map<string, number>();
@@ -381,7 +381,7 @@ describe('OpenAPI client', () => {
         assert.deepEqual(settled.get(channel), inOrder, `${channel}: promises settled in order`);
       }
       assert.ok(limitedReplies >= 2 * 8, 'the server did rate-limit');
-      assert.equal(limited.length, limitedReplies, 'one rateLimited event per rate-limited reply');
+      assert.equal(limited.length, limitedReplies, 'one rate-limited event per rate-limited reply');
       assert.ok(limited.every((e) => e.route === 'POST /channels/chanA/messages' || e.route === 'POST /channels/chanB/messages'));
       assert.equal(responses.filter((r) => r.status === 200).length, 2 * perChannel);
     } finally {
@@ -576,7 +576,7 @@ describe('OpenAPI client', () => {
   test('20028 (channel write limit) pauses every write route of that channel; reads and other channels go on', async () => {
     const { platform, client, close } = await setup();
     const limited: RateLimitedEvent[] = [];
-    client.on('rateLimited', (e) => limited.push(e));
+    client.on('rate-limited', (e) => limited.push(e));
     try {
       const RETRY_S = 3;
       let limitedAt = 0;
@@ -663,10 +663,10 @@ describe('OpenAPI client', () => {
       const onLimited = (e: RateLimitedEvent): void => {
         if (e.route === 'GET /guilds/limited') paused = true;
       };
-      client.on('rateLimited', onLimited);
+      client.on('rate-limited', onLimited);
       const limitedRequest = client.request('GET', '/guilds/limited', { signal: limitedSignal.signal });
       await eventually(async () => paused, 'the route to pause');
-      client.off('rateLimited', onLimited);
+      client.off('rate-limited', onLimited);
       limitedSignal.abort();
       await aborted(limitedRequest);
       assert.equal(platform.callsTo('GET', '/guilds/limited').length, 1);

@@ -248,8 +248,8 @@ export class Bot extends EventEmitter<BotEvents> {
     const client = new OpenAPIClient({ baseUrl: endpoints.apiBase, appId: config.appId, tokenSource: this.#tokenSource, timeoutMs: config.requestTimeoutMs, logger: this.#log });
     if (metrics) {
       client.on('response', (e) => metrics.apiCall(config.name, routeTemplate(e.route), e.status, e.durationMs / 1000));
-      client.on('requestError', (e) => metrics.apiCall(config.name, routeTemplate(e.route), e.code, e.durationMs / 1000));
-      client.on('rateLimited', (e) => metrics.rateLimitWait(config.name, routeTemplate(e.route), e.waitMs / 1000));
+      client.on('request-error', (e) => metrics.apiCall(config.name, routeTemplate(e.route), e.code, e.durationMs / 1000));
+      client.on('rate-limited', (e) => metrics.rateLimitWait(config.name, routeTemplate(e.route), e.waitMs / 1000));
     }
     this.#client = client;
     this.#options.grant({

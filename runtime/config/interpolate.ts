@@ -1,9 +1,11 @@
+import { QQBotError } from '../errors.ts';
+
 const PATTERN = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
-export class MissingVariableError extends Error {
+export class MissingVariableError extends QQBotError {
   readonly variable: string;
   constructor(variable: string) {
-    super(`environment variable ${variable} is not set (use \${${variable}:-default} for a default)`);
+    super('E_CONFIG_ENV', `environment variable ${variable} is not set (use \${${variable}:-default} for a default)`, { variable });
     this.variable = variable;
   }
 }

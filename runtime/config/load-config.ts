@@ -2,6 +2,7 @@ import { statSync } from 'node:fs';
 import { dirname, relative, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
+import type { ErrorCode } from '../errors.ts';
 import { isLoopbackHost, isWildcardHost } from '../net/hosts.ts';
 import { ConfigError } from './config-error.ts';
 import { decodeConfigText, MAX_CONFIG_BYTES, readCapped } from './config-text.ts';
@@ -175,7 +176,7 @@ interface RawConfig {
 function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number) => SourceLocation): RuntimeConfig {
   const dir = dirname(path);
   const locate = (fieldPath: Path) => at((doc.getIn(fieldPath, true) as Node | undefined)?.range?.[0]);
-  const fail = (code: string, detail: string, fieldPath: Path) => new ConfigError(code, detail, { ...locate(fieldPath), field: formatPath(fieldPath) });
+  const fail = (code: ErrorCode, detail: string, fieldPath: Path) => new ConfigError(code, detail, { ...locate(fieldPath), field: formatPath(fieldPath) });
 
   const names = new Map<string, number>();
   const bots = raw.bots.map((bot, index): BotConfig => {
@@ -253,7 +254,7 @@ function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number)
   };
 }
 
-type Fail = (code: string, detail: string, fieldPath: Path) => ConfigError;
+type Fail = (code: ErrorCode, detail: string, fieldPath: Path) => ConfigError;
 
 /**
  * One app on one platform is one bot: two entries would open two sessions that split its events and

@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
-import type { ChatMessage } from './runtime-view.ts';
+import type { ChatMessage, RuntimeViewEvents } from './runtime-view.ts';
 
 /** The console's chat pane: the last messages between people and bots through the simulator, numbered. */
-export class ChatHistory extends EventEmitter<{ chat: [message: ChatMessage] }> {
+export class ChatHistory extends EventEmitter<Pick<RuntimeViewEvents, 'chat'>> {
   readonly #messages: ChatMessage[] = [];
   readonly #limit: number;
   #n = 0;

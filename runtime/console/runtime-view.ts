@@ -80,12 +80,16 @@ export interface ChatMessage {
   at: number;
 }
 
-export interface RuntimeView extends EventEmitter {
+export interface RuntimeViewEvents {
+  live: [entry: LiveEntry];
+  chat: [message: ChatMessage];
+}
+
+export interface RuntimeView extends EventEmitter<RuntimeViewEvents> {
   snapshot(): { version: string; startedAt: number; bots: BotView[] };
   /** present when any bot uses the embedded simulator */
   chat?: {
     send(input: ChatInput): Promise<{ id: string }>;
     history(since?: number): ChatMessage[];
   };
-  // emits 'live' (LiveEntry) and 'chat' (ChatMessage)
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Secret } from '../config/secret.ts';
-import { QQBotError } from '../errors.ts';
+import { QQBotError, type ErrorCode } from '../errors.ts';
 import type { Logger } from '../logging/logger.ts';
 import { isLoopbackHost } from '../net/hosts.ts';
 import { ConsoleAccess } from './access.ts';
@@ -142,7 +142,7 @@ export async function startConsole(options: ConsoleOptions): Promise<ConsoleServ
     try {
       body = JSON.parse(await readBody(req));
     } catch (err) {
-      if (err instanceof BodyTooLarge) return sendJson(res, 413, errorBody('CONSOLE_BAD_INPUT', `the body must be at most ${MAX_BODY_BYTES} bytes`, 'body'));
+      if (err instanceof BodyTooLarge) return sendJson(res, 413, errorBody(err.code, err.message, 'body'));
       return sendJson(res, 400, errorBody('CONSOLE_BAD_INPUT', 'the body is not valid JSON', 'body'));
     }
     try {
@@ -219,7 +219,7 @@ function displayHost(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
 
-function errorBody(code: string, message: string, field?: string): { error: { code: string; message: string; field?: string } } {
+function errorBody(code: ErrorCode, message: string, field?: string): { error: { code: string; message: string; field?: string } } {
   return { error: field === undefined ? { code, message } : { code, message, field } };
 }
 
@@ -229,7 +229,11 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-class BodyTooLarge extends Error {}
+class BodyTooLarge extends QQBotError {
+  constructor() {
+    super('CONSOLE_BAD_INPUT', `the body must be at most ${MAX_BODY_BYTES} bytes`, { field: 'body' });
+  }
+}
 
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {

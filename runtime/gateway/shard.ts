@@ -1,11 +1,12 @@
+import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import type { Logger } from '../logging/logger.ts';
 import { silentLogger } from '../logging/logger.ts';
-import { Backoff, type BackoffOptions } from './backoff.ts';
+import { Backoff, type BackoffOptions } from '../time/backoff.ts';
 import { closeAction, type FatalCode } from './close-policy.ts';
 import { toDispatch, type GatewayDispatch, type GatewayEnvelope, type GatewayTokenSource } from './dispatch-event.ts';
 import { GatewayFatalError } from './errors.ts';
-import { TypedEmitter } from './event-source.ts';
+import { sleep } from '../time/sleep.ts';
 
 export type ShardState = 'idle' | 'connecting' | 'hello' | 'identifying' | 'resuming' | 'ready' | 'reconnecting' | 'stopped' | 'fatal';
 
@@ -63,7 +64,6 @@ export interface ShardInfo {
 }
 
 export interface ShardEvents {
-  [event: string]: unknown[];
   dispatch: [dispatch: GatewayDispatch];
   ready: [info: { shard: number; sessionId: string }];
   resumed: [info: { shard: number }];
@@ -90,7 +90,7 @@ const CLOSE_GRACE_MS = 5_000;
  * that decides between resume, identify, token refresh or stopping the bot; reconnects wait a
  * jittered exponential backoff and the shared start throttle, so nothing ever loops tightly.
  */
-export class Shard extends TypedEmitter<ShardEvents> {
+export class Shard extends EventEmitter<ShardEvents> {
   readonly id: number;
   readonly count: number;
   readonly #options: ShardOptions;
@@ -179,7 +179,7 @@ export class Shard extends TypedEmitter<ShardEvents> {
         outcome = await this.#connectOnce();
       } catch (error) {
         // only programming errors get here; keep the shard alive and say so
-        this.emit('error', error as Error);
+        if (this.listenerCount('error') > 0) this.emit('error', error as Error);
         outcome = { kind: 'reconnect', reason: `internal error: ${(error as Error).message}` };
       }
       if (outcome.kind === 'stop' || this.#stopping) break;
@@ -363,7 +363,7 @@ export class Shard extends TypedEmitter<ShardEvents> {
           this.emit('dispatch', dispatch);
         } catch (error) {
           this.#log.error({ err: error, t: frame.t }, 'dispatch listener threw');
-          this.emit('error', error as Error);
+          if (this.listenerCount('error') > 0) this.emit('error', error as Error);
         }
       };
 
@@ -507,22 +507,4 @@ export class Shard extends TypedEmitter<ShardEvents> {
 
 function defaultProperties(): Record<string, string> {
   return { $os: process.platform, $browser: 'qqbot-runtime', $device: 'qqbot-runtime' };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

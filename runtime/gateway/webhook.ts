@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -5,7 +6,6 @@ import type { Secret } from '../config/secret.ts';
 import type { Logger } from '../logging/logger.ts';
 import { silentLogger } from '../logging/logger.ts';
 import { toDispatch, type GatewayDispatch, type GatewayEnvelope } from './dispatch-event.ts';
-import { TypedEmitter } from './event-source.ts';
 import { RejectionTally } from './rejection-tally.ts';
 import { deriveKeys, isSignatureShaped, validationReply, verifyMessage, webhookMessage, type WebhookKeys } from './signature.ts';
 
@@ -52,7 +52,6 @@ export type WebhookRejection =
   | 'starting';
 
 export interface WebhookEvents {
-  [event: string]: unknown[];
   dispatch: [dispatch: GatewayDispatch];
   /** a request refused with 4xx/503, for metrics and the console */
   rejected: [info: { kind: WebhookRejection; reason: string; status: number }];
@@ -80,7 +79,7 @@ class Refusal {
  * (op 12) before they are processed, and reach the same `GatewayDispatch` path as websocket
  * frames. Until `open()`, dispatches are answered 503 so the platform delivers them again later.
  */
-export class WebhookTransport extends TypedEmitter<WebhookEvents> {
+export class WebhookTransport extends EventEmitter<WebhookEvents> {
   readonly #options: WebhookTransportOptions;
   readonly #keys: WebhookKeys;
   readonly #log: Logger;
@@ -219,7 +218,7 @@ export class WebhookTransport extends TypedEmitter<WebhookEvents> {
           this.emit('dispatch', event);
         } catch (error) {
           this.#log.error({ err: error, t: event.t }, 'dispatch listener threw');
-          this.emit('error', error as Error);
+          if (this.listenerCount('error') > 0) this.emit('error', error as Error);
         }
       });
       return;

@@ -35,7 +35,7 @@ export class OpenAPIClient {
     this.#rest = new Rest(options);
   }
 
-  /** Subscribe to `response`, `rateLimited` and `requestError` (metrics, logs). */
+  /** Subscribe to `response`, `rate-limited` and `request-error` (metrics, logs). */
   on<K extends keyof RestEvents>(event: K, listener: (...args: RestEvents[K]) => void): this {
     this.#rest.on(event, listener as never);
     return this;

@@ -7,6 +7,8 @@ import { RequestSignal } from './request-signal.ts';
 import { RouteQueues, majorKey, routeKey, type AttemptOutcome, type SendRate } from './route-queues.ts';
 import type { TokenSource } from './token-source.ts';
 import { VERSION } from '../version.ts';
+import { backoffDelay, type BackoffPolicy } from '../time/backoff.ts';
+import { sleepUnlessAborted } from '../time/sleep.ts';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -72,8 +74,8 @@ export interface RequestErrorEvent {
 /** Events for metrics and logs. None of them carries a credential. */
 export interface RestEvents {
   response: [event: ResponseEvent];
-  rateLimited: [event: RateLimitedEvent];
-  requestError: [event: RequestErrorEvent];
+  'rate-limited': [event: RateLimitedEvent];
+  'request-error': [event: RequestErrorEvent];
 }
 
 /** Platform codes that mean "slow down", not "no": the request was not accepted, send it again. */
@@ -87,6 +89,8 @@ const CHANNEL_LIMIT_CODE = 20028;
 /** "queued for audit": accepted, the verdict arrives later as MESSAGE_AUDIT_PASS/REJECT */
 const AUDIT_CODES = new Set([304023, 304024]);
 const TOKEN_EXPIRED_CODE = 11244;
+/** Waits between retries of one request. */
+const RETRY_BACKOFF: BackoffPolicy = { baseMs: 250, maxMs: 5_000 };
 /**
  * Codes the platform documents as "retry" (docs/protocol.md §15.3): a transient failure, retried once.
  * The 112xx ones fail the token/permission check before the request does anything; recalls (306xxx)
@@ -165,7 +169,7 @@ export class Rest extends EventEmitter<RestEvents> {
       sendRate: options.channelSendRate ?? { messages: 5, perMs: 1000 },
       onRateLimited: (info) => {
         this.#logger.warn({ route: info.route, waitMs: info.waitMs, hits: info.hits }, 'rate limited; route paused');
-        this.emit('rateLimited', info);
+        this.emit('rate-limited', info);
       },
     });
   }
@@ -221,7 +225,7 @@ export class Rest extends EventEmitter<RestEvents> {
       } catch (err) {
         if (!(err instanceof OpenAPIError)) throw err;
         const error = err;
-        this.emit('requestError', { route, method, code: error.code, durationMs: performance.now() - started });
+        this.emit('request-error', { route, method, code: error.code, durationMs: performance.now() - started });
         const retryable = error.code === 'E_OPENAPI_TIMEOUT' || error.code === 'E_OPENAPI_NETWORK';
         if (retryable && SAFE_METHODS.has(method) && retries < this.#retries) {
           retries++;
@@ -346,23 +350,8 @@ export class Rest extends EventEmitter<RestEvents> {
 
   /** Jittered exponential wait before a retry; cut short (and rejected) by close() or the caller's signal. */
   async #backoff(attempt: number, details: ErrorContext, callerSignal: AbortSignal | undefined): Promise<void> {
-    const base = Math.min(5000, 250 * 2 ** (attempt - 1));
-    const ms = Math.round(base / 2 + Math.random() * (base / 2));
-    if (!this.#closing.signal.aborted && !callerSignal?.aborted) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, ms);
-        const wake = { abort: done };
-        this.#live.add(wake);
-        callerSignal?.addEventListener('abort', done, { once: true });
-        const live = this.#live;
-        function done(): void {
-          clearTimeout(timer);
-          live.delete(wake);
-          callerSignal?.removeEventListener('abort', done);
-          resolve();
-        }
-      });
-    }
+    const wake = callerSignal ? AbortSignal.any([this.#closing.signal, callerSignal]) : this.#closing.signal;
+    await sleepUnlessAborted(backoffDelay(attempt, RETRY_BACKOFF), wake);
     if (this.#closing.signal.aborted) throw new OpenAPIError('E_OPENAPI_CLOSED', details);
     if (callerSignal?.aborted) throw new OpenAPIError('E_OPENAPI_ABORTED', details);
   }

@@ -8,6 +8,8 @@
  * its deadline (a passive reply's window) fails instead of going late. Modelled on discord.js's
  * SequentialHandler.
  */
+import { backoffDelay } from '../time/backoff.ts';
+import { sleepUnlessAborted } from '../time/sleep.ts';
 
 /** What one attempt at a queued request came to. */
 export type AttemptOutcome<T> =
@@ -230,8 +232,7 @@ export class RouteQueues {
 }
 
 function defaultBackoff(hits: number): number {
-  const base = Math.min(30_000, 1000 * 2 ** (hits - 1));
-  return Math.round(base * (0.75 + Math.random() * 0.5));
+  return backoffDelay(hits, { baseMs: 1_000, maxMs: 30_000, spread: [0.75, 1.25] });
 }
 
 interface BucketHooks {
@@ -251,7 +252,8 @@ class Bucket {
   readonly #queue: Task[] = [];
   #draining = false;
   #hits = 0;
-  #pause: { timer: NodeJS.Timeout; wake: () => void } | undefined;
+  /** aborted by close(), which must not wait out a pause */
+  readonly #closing = new AbortController();
   #closed = false;
 
   constructor(route: string, options: RouteQueuesOptions, hooks: BucketHooks) {
@@ -296,10 +298,7 @@ class Bucket {
 
   close(): void {
     this.#closed = true;
-    if (this.#pause) {
-      clearTimeout(this.#pause.timer);
-      this.#pause.wake();
-    }
+    this.#closing.abort();
     for (const task of this.#queue.splice(0)) {
       if (!task.running) this.#settle(task, false, task.closedError());
     }
@@ -388,16 +387,9 @@ class Bucket {
     else task.reject(value);
   }
 
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = (): void => {
-        this.#pause = undefined;
-        resolve();
-      };
-      // Not unref'd: queued requests are real pending work; close() clears it.
-      const timer = setTimeout(wake, ms);
-      this.#pause = { timer, wake };
-    });
+  // Not unref'd: queued requests are real pending work; close() ends it.
+  async #sleep(ms: number): Promise<void> {
+    await sleepUnlessAborted(ms, this.#closing.signal);
   }
 }
 

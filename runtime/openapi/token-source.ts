@@ -4,6 +4,8 @@ import type { Secret } from '../config/secret.ts';
 import { silentLogger, type Logger } from '../logging/logger.ts';
 import { TokenError, scrubCredentials } from './errors.ts';
 import { RequestSignal } from './request-signal.ts';
+import { backoffDelay } from '../time/backoff.ts';
+import { sleepUnlessAborted } from '../time/sleep.ts';
 
 /**
  * Where the OpenAPI client (and the gateway, for identify/resume) gets its Authorization value.
@@ -144,7 +146,7 @@ export class AccessTokenSource implements TokenSource {
         if (!retryable || attempt >= this.#attempts) throw err;
         const delay = backoff(attempt);
         this.#logger.warn({ err, attempt, retryInMs: delay }, 'access token request failed; retrying');
-        await this.#sleep(delay);
+        await sleepUnlessAborted(delay, this.#closing.signal);
         if (this.#closed) throw this.#closedError();
       }
     }
@@ -229,19 +231,6 @@ export class AccessTokenSource implements TokenSource {
     });
   }
 
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const signal = this.#closing.signal;
-      function done(): void {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        resolve();
-      }
-      signal.addEventListener('abort', done, { once: true });
-    });
-  }
-
   #closedError(): TokenError {
     return new TokenError('token source is closed', { appId: this.#appId, endpoint: `${this.#endpoint.origin}${this.#endpoint.pathname}`, retryable: false });
   }
@@ -258,8 +247,7 @@ export function renewalDelay(remainingMs: number, random: number = Math.random()
 }
 
 function backoff(attempt: number): number {
-  const base = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
-  return Math.round(base / 2 + Math.random() * (base / 2));
+  return backoffDelay(attempt, { baseMs: RETRY_BASE_MS, maxMs: RETRY_MAX_MS });
 }
 
 /** undici errors do not carry request bodies, but make sure the secret cannot ride on a cause. */

@@ -1,3 +1,5 @@
+import { sleep } from '../time/sleep.ts';
+
 export interface IdentifyThrottleOptions {
   /** session starts allowed per window (`session_start_limit.max_concurrency`) */
   maxConcurrency: number;
@@ -50,19 +52,4 @@ export class IdentifyThrottle {
       await sleep(this.#granted[0]! + this.#windowMs - now, signal);
     }
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(done, Math.max(0, ms));
-    function done(): void {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }
-    function onAbort(): void {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    }
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -2,7 +2,7 @@ import type { Logger } from '../logging/logger.ts';
 import { silentLogger } from '../logging/logger.ts';
 import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
 import { GatewayFatalError, SessionsStoppedError } from '../gateway/errors.ts';
-import { TypedEmitter } from '../gateway/event-source.ts';
+import { EventEmitter } from 'node:events';
 import { describeIntents } from '../gateway/intents.ts';
 import { Shard, type ShardInfo } from '../gateway/shard.ts';
 import { CommittedSeq } from './committed-seq.ts';
@@ -29,7 +29,7 @@ export interface LocalSessionManagerOptions extends SessionManagerOptions {
  * same shape, so a mass reconnect is paced without spending identify budget. A fatal close stops
  * this bot only: every shard is stopped and `fatal` is emitted once.
  */
-export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> implements SessionManager {
+export class LocalSessionManager extends EventEmitter<SessionManagerEvents> implements SessionManager {
   readonly #options: LocalSessionManagerOptions;
   readonly #log: Logger;
   #intents: number;
@@ -109,7 +109,7 @@ export class LocalSessionManager extends TypedEmitter<SessionManagerEvents> impl
         this.emit('dispatch', d);
       });
       shard.on('state', (s) => this.emit('state', s));
-      shard.on('error', (e) => this.emit('error', e));
+      shard.on('error', (e) => this.listenerCount('error') > 0 && this.emit('error', e));
       const onUp = (): void => {
         readyOnce.add(id);
         if (readyOnce.size === count) settle?.resolve();

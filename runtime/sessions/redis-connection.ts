@@ -13,7 +13,8 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../logging/logger.ts';
 import { silentLogger } from '../logging/logger.ts';
-import { TypedEmitter } from '../gateway/event-source.ts';
+import { EventEmitter } from 'node:events';
+import { backoffDelay } from '../time/backoff.ts';
 
 export interface RedisConnectionOptions {
   /** `redis://` or `rediss://` URL; a password in it never reaches a log line */
@@ -28,7 +29,6 @@ export interface RedisConnectionOptions {
 }
 
 export interface RedisConnectionEvents {
-  [event: string]: unknown[];
   /** connected and ready (first time and after every reconnect) */
   up: [];
   /** the connection broke or could not be made */
@@ -46,7 +46,7 @@ export function redactRedisUrl(url: string): string {
   }
 }
 
-export class RedisConnection extends TypedEmitter<RedisConnectionEvents> {
+export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
   readonly client: Redis;
   /** the URL with any password masked */
   readonly shownUrl: string;
@@ -72,7 +72,7 @@ export class RedisConnection extends TypedEmitter<RedisConnectionEvents> {
       commandTimeout: options.commandTimeoutMs ?? 2_000,
       connectTimeout: 2_000,
       enableAutoPipelining: true,
-      retryStrategy: (times) => Math.round(Math.min(maxBackoffMs, 50 * 2 ** Math.min(times, 10)) * (0.5 + Math.random() / 2)),
+      retryStrategy: (times) => backoffDelay(times + 1, { baseMs: 50, maxMs: maxBackoffMs }),
     });
     this.client.on('ready', () => this.#onUp());
     this.client.on('error', (error: Error) => {

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logging/logger.ts';
 import { silentLogger } from '../logging/logger.ts';
 import type { RedisConnection } from './redis-connection.ts';
-import { sleep } from './redis-lock.ts';
+import { sleep } from '../time/sleep.ts';
 
 const NOW = `
 local t = redis.call('TIME')

@@ -27,6 +27,7 @@ import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
 import { QQBotError } from '../errors.ts';
 import { defineScript, RedisConnection } from './redis-connection.ts';
+import { sleep } from '../time/sleep.ts';
 
 /** The lock is held by someone else, or was lost while the work ran. */
 export class LockError extends QQBotError {}
@@ -281,19 +282,4 @@ export class RedisLock {
 
 function checkTtl(ttlMs: number): void {
   if (!Number.isInteger(ttlMs) || ttlMs < 10) throw new LockError('E_LOCK_TTL', `lock ttlMs must be an integer ≥ 10, got ${String(ttlMs)}`, { ttlMs });
-}
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, Math.max(0, ms));
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -13,7 +13,7 @@
  * When Redis cannot answer, the reply goes out: no shard can move while Redis is away.
  */
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { sleep } from '../time/sleep.ts';
 import type { RedisConnection } from './redis-connection.ts';
 
 export interface RedisReplyLedgerOptions {

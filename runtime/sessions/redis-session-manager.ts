@@ -30,7 +30,7 @@ import type { Logger } from '../logging/logger.ts';
 import { silentLogger } from '../logging/logger.ts';
 import type { GatewayBotInfo, GatewayDispatch } from '../gateway/dispatch-event.ts';
 import { GatewayFatalError, SessionsStoppedError } from '../gateway/errors.ts';
-import { TypedEmitter } from '../gateway/event-source.ts';
+import { EventEmitter } from 'node:events';
 import { describeIntents } from '../gateway/intents.ts';
 import { Shard, type ShardInfo } from '../gateway/shard.ts';
 import { CommittedSeq } from './committed-seq.ts';
@@ -40,6 +40,7 @@ import { RedisIdentifyThrottle } from './redis-identify-throttle.ts';
 import { NEXT_FENCE, parseLockValue, RedisLock, type LockLease } from './redis-lock.ts';
 import { shardTuning, type ClusterView, type SessionManager, type SessionManagerEvents, type SessionManagerOptions, type StopOptions } from './session-manager.ts';
 import { planSpread } from './spread.ts';
+import { sleep } from '../time/sleep.ts';
 
 export interface RedisSessionManagerOptions extends SessionManagerOptions {
   redis: RedisConnection;
@@ -163,7 +164,7 @@ end
 return out
 `;
 
-export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> implements SessionManager {
+export class RedisSessionManager extends EventEmitter<SessionManagerEvents> implements SessionManager {
   readonly processId: string;
   readonly #options: RedisSessionManagerOptions;
   readonly #log: Logger;
@@ -452,7 +453,7 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
     });
     shard.on('dispatch', (d) => this.#gate(held, d));
     shard.on('state', (s) => this.emit('state', s));
-    shard.on('error', (e) => this.emit('error', e));
+    shard.on('error', (e) => this.listenerCount('error') > 0 && this.emit('error', e));
     shard.on('ready', (r) => {
       held.seq.reset(shard.session()?.seq ?? 0);
       held.up = true;
@@ -523,7 +524,7 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
         return (await this.#renewSentAfter(held, since)) === 'lost' ? 'lost' : 'valid';
       } catch {
         if (performance.now() - since > this.#ttlMs) return 'unknown';
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await sleep(100);
       }
     }
   }
@@ -661,7 +662,7 @@ export class RedisSessionManager extends TypedEmitter<SessionManagerEvents> impl
           this.#log.warn({ shard: held.id, err: (error as Error).message }, 'could not release the shard lease; it will expire');
           break;
         }
-        await new Promise((resolve) => setTimeout(resolve, 200));
+        await sleep(200);
       }
     }
     held.lease.markLost('released');

@@ -1,5 +1,5 @@
-import type { BackoffOptions } from '../gateway/backoff.ts';
-import type { TypedEmitter } from '../gateway/event-source.ts';
+import type { BackoffOptions } from '../time/backoff.ts';
+import type { EventEmitter } from 'node:events';
 import type { GatewayBotInfo, GatewayDispatch, GatewayTokenSource } from '../gateway/dispatch-event.ts';
 import type { ShardEvents, ShardInfo, ShardOptions } from '../gateway/shard.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -107,7 +107,7 @@ export interface ClusterView {
  * Runs a bot's websocket shards. `local` runs them all in this process; `redis` leases them across the
  * bot's processes behind the same contract.
  */
-export interface SessionManager extends TypedEmitter<SessionManagerEvents> {
+export interface SessionManager extends EventEmitter<SessionManagerEvents> {
   /** Resolves when this process's shards are READY/RESUMED; rejects with a GatewayFatalError if the bot cannot run. */
   start(): Promise<void>;
   /** Closes every shard; with `resumable` (default) the sessions stay resumable for a successor. */

@@ -8,7 +8,7 @@ import { controlRoutes, type ControlTarget } from './control.ts';
 import { ControlAccess } from './control-access.ts';
 import { ControlInputError } from './errors.ts';
 import { parseFault, type FaultInput } from './faults.ts';
-import { Gateway, type SessionInfo } from './gateway.ts';
+import { Gateway, type SessionChange, type SessionInfo } from './gateway.ts';
 import { epochNow, MessageLedger, type ReplyScene } from './message-ledger.ts';
 import { BURST_GUILD_BASE, buildMessageEvent, parseBurst, parsePostMessage, type BurstInput, type PostMessageInput } from './message-events.ts';
 import { OpenApi } from './openapi.ts';
@@ -24,6 +24,7 @@ import type { SimulatorState } from './state.ts';
 import { TokenIssuer } from './token-issuer.ts';
 import { WebhookDelivery, type WebhookLogEntry, type WebhookRegistration } from './webhook-delivery.ts';
 import { World, type User } from './world.ts';
+import { sleep } from '../time/sleep.ts';
 
 export { parseBotFlag, DEFAULT_BOT } from './simulator-bot.ts';
 export { DEFAULT_PROACTIVE_QUOTAS } from './proactive-quota.ts';
@@ -42,8 +43,26 @@ export { WebhookSigner, seedFromSecret } from './webhook-signature.ts';
 export { SimulatorConfigError, ControlInputError } from './errors.ts';
 export { KNOWN_INTENT_BITS } from './intents.ts';
 
-/** Feed for the console stream; `session` carries `{ change, session }`. */
-export type SimulatorEventName = 'outbox' | 'session' | 'event' | 'identify' | 'webhook';
+/** A dispatched event: `sessions` and `webhooks` count the deliveries it got. */
+export interface SimulatorDispatch {
+  appId: string | null;
+  t: string;
+  d: unknown;
+  id: string;
+  sessions: number;
+  webhooks: number;
+}
+
+/** What the simulator reports, as events and on its control stream (`GET /_simulator/stream`). */
+export interface SimulatorEvents {
+  outbox: [entry: OutboxEntry];
+  session: [update: { change: SessionChange; session: SessionInfo }];
+  event: [dispatch: SimulatorDispatch];
+  identify: [entry: SessionLogEntry];
+  webhook: [entry: WebhookLogEntry];
+}
+
+export type SimulatorEventName = keyof SimulatorEvents;
 
 export interface Simulator {
   /** http base, e.g. http://127.0.0.1:PORT: OpenAPI base and token host (`${url}/app/getAppAccessToken`) */
@@ -68,8 +87,8 @@ export interface Simulator {
   webhookLog(since?: number): WebhookLogEntry[];
   /** See SimulatorState: pass it as `options.state` to a new simulator to keep sessions resumable. */
   exportState(): SimulatorState;
-  on(event: SimulatorEventName, listener: (...args: any[]) => void): this;
-  off(event: SimulatorEventName, listener: (...args: any[]) => void): this;
+  on<K extends SimulatorEventName>(event: K, listener: (...args: SimulatorEvents[K]) => void): this;
+  off<K extends SimulatorEventName>(event: K, listener: (...args: SimulatorEvents[K]) => void): this;
 }
 
 const MAX_BODY_BYTES = 1 << 20;
@@ -84,7 +103,7 @@ const MAX_JSON_DEPTH = 100;
 /** How each API answers a body it will not read: the OpenAPI with 400/413 + a platform code, the control API with 400. */
 type BodyRefusal = (status: number, message: string) => Error;
 
-class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
+class SimulatorImpl extends EventEmitter<SimulatorEvents> implements Simulator, ControlTarget {
   readonly #options: ResolvedOptions;
   readonly #logger: Logger;
   readonly #server: Server;
@@ -373,9 +392,9 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
     }
   }
 
-  #publish(event: SimulatorEventName, payload: unknown): void {
+  #publish<K extends SimulatorEventName>(event: K, ...args: SimulatorEvents[K]): void {
     if (this.#streams.size > 0) {
-      const chunk = `event: ${event}\ndata: ${JSON.stringify(payload)}\n\n`;
+      const chunk = `event: ${event}\ndata: ${JSON.stringify(args[0])}\n\n`;
       for (const res of this.#streams) {
         res.write(chunk);
         if (res.writableLength > MAX_STREAM_BACKLOG_BYTES) {
@@ -385,7 +404,7 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
       }
     }
     try {
-      this.emit(event, payload);
+      (this as EventEmitter).emit(event, ...args); // K is generic here; the signature above checks the pair
     } catch (err) {
       this.#logger.error({ err, event }, 'simulator listener threw');
     }
@@ -423,7 +442,7 @@ class SimulatorImpl extends EventEmitter implements Simulator, ControlTarget {
       }
       const auth = req.headers.authorization;
       const answer = this.#openapi.handle(method, url.pathname, url.searchParams, auth, body);
-      if (this.#options.apiLatencyMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#options.apiLatencyMs));
+      if (this.#options.apiLatencyMs > 0) await sleep(this.#options.apiLatencyMs);
       for (const [k, v] of Object.entries(answer.headers ?? {})) res.setHeader(k, v);
       if (answer.status === 204 || answer.body === undefined) {
         res.writeHead(answer.status).end();

@@ -4,6 +4,8 @@ import type { Logger } from '../logging/logger.ts';
 import { ControlInputError } from './errors.ts';
 import type { SimulatorBot } from './simulator-bot.ts';
 import { WebhookSigner } from './webhook-signature.ts';
+import { backoffDelay } from '../time/backoff.ts';
+import { sleepUnlessAborted } from '../time/sleep.ts';
 
 /** One request the simulator made to a bot's callback URL, and what came back. */
 export interface WebhookLogEntry {
@@ -156,7 +158,7 @@ export class WebhookDelivery {
         this.#record({ ...entry, error: (err as Error).message, outcome: attempt < this.#maxAttempts ? 'retry' : 'gave_up' });
       }
       if (!retry) return;
-      if (attempt < this.#maxAttempts) await this.#sleep(Math.min(2000, 100 * 2 ** (attempt - 1)));
+      if (attempt < this.#maxAttempts) await sleepUnlessAborted(backoffDelay(attempt, { baseMs: 100, maxMs: 2_000, spread: [1, 1] }), this.#abort.signal);
     }
     this.#logger.warn({ appId, eventId: item.id, t: item.t }, 'simulator gave up delivering a webhook event');
   }
@@ -196,18 +198,6 @@ export class WebhookDelivery {
     this.#onLog(full);
   }
 
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const signal = this.#abort.signal;
-      function done(): void {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        resolve();
-      }
-      signal.addEventListener('abort', done);
-    });
-  }
 }
 
 /** `{op:12, d:1}` is the bot saying "failed, send again" (§11.4). */

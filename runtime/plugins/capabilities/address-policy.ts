@@ -5,6 +5,7 @@
  */
 import { BlockList, isIP, type LookupFunction } from 'node:net';
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { QQBotError } from '../../errors.ts';
 import { CapabilityError } from './capability-error.ts';
 
 // IPv4 rules also match IPv4-mapped IPv6 addresses (::ffff:127.0.0.1), so those need no entry.
@@ -49,11 +50,9 @@ function refusal(host: string, category: string, resolved: boolean): string {
 }
 
 /** A name's refusal inside the connection's lookup; `networkError` in fetch.ts turns it into E_FETCH_ADDRESS. */
-export class NonPublicAddressError extends Error {
-  readonly code = 'E_FETCH_ADDRESS';
-
+export class NonPublicAddressError extends QQBotError {
   constructor(host: string, category: string) {
-    super(refusal(host, category, true));
+    super('E_FETCH_ADDRESS', refusal(host, category, true), { host, category });
   }
 }
 

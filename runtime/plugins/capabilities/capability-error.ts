@@ -2,16 +2,15 @@
  * How capabilities fail: a `CapabilityError` inside the host, an envelope `{ ok: false, error }`
  * at the boundary. Only codes, our own messages and platform fields leave; host Errors never do.
  */
+import { isErrorCode, QQBotError, type ErrorCode } from '../../errors.ts';
 import type { CallResult } from '../instance.ts';
 
-export class CapabilityError extends Error {
-  readonly code: string;
+/** `details` travel to the plugin with the code (the base class's `context` never leaves the host). */
+export class CapabilityError extends QQBotError {
   readonly details: Record<string, unknown>;
 
-  constructor(code: string, message: string, details: Record<string, unknown> = {}) {
-    super(message);
-    this.name = 'CapabilityError';
-    this.code = code;
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}) {
+    super(code, message);
     this.details = details;
   }
 }
@@ -55,7 +54,7 @@ export function platformCodeOf(error: PlatformErrorLike): number | undefined {
   return undefined;
 }
 
-export function failure(code: string, message: string, extra: Record<string, unknown> = {}): CallResult {
+export function failure(code: ErrorCode, message: string, extra: Record<string, unknown> = {}): CallResult {
   return { ok: false, error: { code, message, ...extra } };
 }
 
@@ -75,7 +74,7 @@ export function toFailure(error: unknown, what: string): CallResult {
   }
   // the client's own failures (timeout, network, closed): its code and message carry no secrets
   const code = (error as { code?: unknown }).code;
-  if (error instanceof Error && typeof code === 'string' && /^E_OPENAPI_[A-Z_]+$/.test(code)) {
+  if (error instanceof Error && isErrorCode(code) && code.startsWith('E_OPENAPI_')) {
     return failure(code, `${what} failed: ${code === 'E_OPENAPI_TIMEOUT' ? 'the platform did not answer in time' : 'the platform could not be reached'}`);
   }
   return failure('E_INTERNAL', `${what} failed inside the host`);

@@ -11,7 +11,7 @@ import { callApi, permissionFor, type ApiRequester } from './api-proxy.ts';
 import { CapabilityError, toFailure } from './capability-error.ts';
 import { EventRegistry } from './event-registry.ts';
 import { pluginFetch, type FetchPolicy } from './fetch.ts';
-import { RateLimiter, type RateLimit } from './rate-limit.ts';
+import { PluginQuota, type RateLimit } from './plugin-quota.ts';
 import { ReplyRouter } from './reply-router.ts';
 import { callStorage, DEFAULT_STORAGE_CAPS, type StorageCaps } from './storage.ts';
 
@@ -19,8 +19,8 @@ export type { ApiRequester } from './api-proxy.ts';
 export { EventRegistry } from './event-registry.ts';
 export type { EventRecord } from './event-registry.ts';
 export { CapabilityError } from './capability-error.ts';
-export type { RateLimit } from './rate-limit.ts';
-export { DEFAULT_RATE_LIMITS } from './rate-limit.ts';
+export type { RateLimit } from './plugin-quota.ts';
+export { DEFAULT_RATE_LIMITS } from './plugin-quota.ts';
 
 /** What one bot lends its plugins. */
 export interface BotCapabilities {
@@ -77,7 +77,7 @@ export function createCapabilityHandler(options: CapabilityOptions): PluginCapab
   const logger = options.logger ?? silentLogger;
   const events = options.events ?? new EventRegistry();
   const router = new ReplyRouter(events);
-  const limiter = new RateLimiter(options.rateLimits);
+  const quota = new PluginQuota(options.rateLimits);
   const storageCaps = { ...DEFAULT_STORAGE_CAPS, ...options.storageCaps };
   const fetchDefaults = { maxResponseBytes: 1024 * 1024, timeoutMs: 10_000, maxRedirects: 3, ...options.fetch };
   const instances = new Map<string, InstanceGrant>();
@@ -90,7 +90,7 @@ export function createCapabilityHandler(options: CapabilityOptions): PluginCapab
     throw new CapabilityError('E_PERMISSION', `plugin "${grant.plugin}" lacks permission "${permission}" for ${what}`, { permission });
   };
   const throttle = (grant: InstanceGrant, bucket: string, what: string): void => {
-    const wait = limiter.take(grant.id, bucket);
+    const wait = quota.take(grant.id, bucket);
     if (wait > 0) {
       throw new CapabilityError('E_RATE_LIMITED', `plugin "${grant.plugin}" is over its rate limit for ${what}; retry in ${wait} ms`, { retryAfterMs: wait });
     }
@@ -168,7 +168,7 @@ export function createCapabilityHandler(options: CapabilityOptions): PluginCapab
     },
     unregisterInstance(id) {
       instances.delete(id);
-      limiter.forget(id);
+      quota.forget(id);
     },
     async finishEvent(ref) {
       try {

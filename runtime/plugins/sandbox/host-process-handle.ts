@@ -7,7 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { extname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { Channel, messagesOf } from './channel.ts';
+import { IpcChannel, messagesOf } from './ipc-channel.ts';
 import { LAST_WORDS_FD, type FromHost, type LastWords, type ToHost } from './ipc.ts';
 
 // .ts in a checkout, .js when installed from npm: the same extension as this module
@@ -41,7 +41,7 @@ export interface HostProcessOptions {
 }
 
 export class HostProcess {
-  readonly channel: Channel<ToHost>;
+  readonly channel: IpcChannel<ToHost>;
   readonly #child: ChildProcess;
   readonly #options: HostProcessOptions;
   #ready = false;
@@ -65,7 +65,7 @@ export class HostProcess {
       serialization: 'json',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', 'pipe'],
     });
-    this.channel = new Channel<ToHost>(this.#child);
+    this.channel = new IpcChannel<ToHost>(this.#child);
     this.#readLastWords();
     this.#exited = new Promise((resolve) => this.#child.once('exit', () => resolve()));
     this.#watch = setInterval(() => this.#checkHeartbeat(), Math.max(50, Math.min(1000, options.heartbeatTimeoutMs / 4)));

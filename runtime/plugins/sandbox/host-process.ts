@@ -5,7 +5,7 @@
  */
 import { writeSync } from 'node:fs';
 import type { DispatchOutcome, PluginInstanceSpec } from '../instance.ts';
-import { Channel, messagesOf } from './channel.ts';
+import { IpcChannel, messagesOf } from './ipc-channel.ts';
 import { InstanceSlot, type SwapResult } from './instance-slot.ts';
 import { LAST_WORDS_FD, type FromHost, type LastWords, type ToHost } from './ipc.ts';
 import { PluginSandbox, SandboxLoadFailure, type SandboxHooks } from './plugin-sandbox.ts';
@@ -13,7 +13,7 @@ import { PluginSandbox, SandboxLoadFailure, type SandboxHooks } from './plugin-s
 const HEARTBEAT_MS = Number(process.env.QQBOT_HOST_HEARTBEAT_MS ?? 500);
 const RETIRE_GRACE_MS = Number(process.env.QQBOT_HOST_RETIRE_GRACE_MS ?? 5000);
 
-const channel = new Channel<FromHost>(process);
+const channel = new IpcChannel<FromHost>(process);
 const slots = new Map<string, InstanceSlot>();
 const calls = new Map<number, { sandbox: PluginSandbox; callId: number }>();
 let nextCid = 1;

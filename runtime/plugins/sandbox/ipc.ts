@@ -1,7 +1,7 @@
 /**
  * Messages between the main process (supervisor) and the plugin-host child. Tagged by `op`;
  * requests carry a `rid` that the answer repeats, capability calls a `cid`. Every message a side
- * sends within one tick travels as one IPC message (an array, see channel.ts). Event payloads and
+ * sends within one tick travels as one IPC message (an array, see ipc-channel.ts). Event payloads and
  * call results cross as JSON text made once by the main process and parsed only inside the isolate.
  */
 import type { DispatchOutcome, PluginInstanceSpec } from '../instance.ts';

@@ -13,6 +13,7 @@
 import ivm from 'isolated-vm';
 import { API_METHODS } from '../../../sdk-types/api.ts';
 import { EVENT_TYPES } from '../../../sdk-types/event-types.ts';
+import { QQBotError, type ErrorCode } from '../../errors.ts';
 import { DEFAULT_LIMITS, type CallResult, type DispatchOutcome, type DropReason, type PluginInstanceSpec } from '../instance.ts';
 import { DeadlineQueue } from './deadline-queue.ts';
 import type { FailureKind, LogLevel } from './ipc.ts';
@@ -43,11 +44,11 @@ export interface DispatchHandle {
 }
 
 /** The load failed (bad code or setup threw); `location` is the plugin's own file:line. */
-export class SandboxLoadFailure extends Error {
+export class SandboxLoadFailure extends QQBotError {
   readonly location: string | undefined;
   readonly mappedStack: string;
   constructor(message: string, location: string | undefined, mappedStack: string) {
-    super(message);
+    super('E_PLUGIN_LOAD', message, location === undefined ? {} : { location });
     this.location = location;
     this.mappedStack = mappedStack;
   }
@@ -55,6 +56,8 @@ export class SandboxLoadFailure extends Error {
 
 // Budgets a plugin may need more of (timer count, background CPU) are PluginLimits. These are
 // policy: they tell noise from abuse and are the same for every plugin.
+const FAILURE_CODES: Record<FailureKind, ErrorCode> = { timeout: 'E_TIMEOUT', cpu: 'E_CPU', memory: 'E_MEMORY', disposed: 'E_DISPOSED' };
+
 /** Consecutive entry timeouts before the isolate counts as a runaway (a busy CPU can cause one). */
 const TIMEOUT_STRIKES = 3;
 /** Extra wall time after an async entry's own timeout before the host disposes the isolate (Screeps). */
@@ -491,7 +494,7 @@ export class PluginSandbox {
     if (this.#dead) return;
     this.#failure = { reason, message };
     const status = reason === 'disposed' ? 'error' : reason;
-    for (const state of this.#events.values()) this.#finish(state, status, `E_${reason.toUpperCase()}: ${message}`, reason);
+    for (const state of this.#events.values()) this.#finish(state, status, `${FAILURE_CODES[reason]}: ${message}`, reason);
     this.dispose();
     this.#hooks.failed(this);
   }

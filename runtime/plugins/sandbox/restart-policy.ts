@@ -1,3 +1,5 @@
+import { backoffDelay } from '../../time/backoff.ts';
+
 /**
  * When a failed plugin instance (or a crashed plugin host) comes back, and when it is given up on.
  * Pure: the clock is injected, so tests drive it without forking anything.
@@ -46,7 +48,7 @@ export class RestartPolicy {
     this.#failures = this.#failures.filter((t) => now - t < quarantine.windowMs);
     this.#failures.push(now);
     if (this.#failures.length > quarantine.restarts) return { action: 'quarantine', failures: this.#failures.length };
-    const delayMs = Math.min(backoffMs.max, backoffMs.min * 2 ** (this.#streak - 1));
+    const delayMs = backoffDelay(this.#streak, { baseMs: backoffMs.min, maxMs: backoffMs.max, spread: [1, 1] });
     return { action: 'restart', delayMs, failures: this.#failures.length };
   }
 

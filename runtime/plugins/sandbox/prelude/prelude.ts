@@ -137,17 +137,17 @@ function eachStep(count: number, each: (k: number) => void): void {
 // reads each property once): V8 14 (Node 26) spends ~60 ms building a circular-structure TypeError,
 // and stringifying a megabyte the host would refuse costs ~10 ms; either can outlast an entry.
 const maxChars = init.payloadBytes;
-function precheck(root: unknown): 'E_PAYLOAD' | 'E_CYCLE' | null {
+function precheck(root: unknown): 'E_PAYLOAD' | 'cycle' | null {
   const path = new Set<object>();
   let budget = 10000; // past this many objects, stringify and the host's size cap decide
   let chars = 0;
-  function walk(v: unknown): 'E_PAYLOAD' | 'E_CYCLE' | null {
+  function walk(v: unknown): 'E_PAYLOAD' | 'cycle' | null {
     if (typeof v === 'string') {
       chars += v.length;
       return chars > maxChars ? 'E_PAYLOAD' : null;
     }
     if (v === null || typeof v !== 'object') return null;
-    if (path.has(v)) return 'E_CYCLE';
+    if (path.has(v)) return 'cycle';
     if (--budget < 0) return null;
     path.add(v);
     for (const k of ownKeys(v)) {
@@ -162,7 +162,7 @@ function precheck(root: unknown): 'E_PAYLOAD' | 'E_CYCLE' | null {
   return walk(root);
 }
 function toJson(v: unknown): string | undefined {
-  if (precheck(v) === 'E_CYCLE') throw new TypeError('Converting circular structure to JSON');
+  if (precheck(v) === 'cycle') throw new TypeError('Converting circular structure to JSON');
   return stringify(v) as string | undefined;
 }
 
@@ -172,7 +172,7 @@ function call(capability: string, payload: unknown): Promise<unknown> {
   if (found === 'E_PAYLOAD') return Promise.reject(makeError({ code: 'E_PAYLOAD', message: capability + ': ' + MessageFor.E_PAYLOAD }));
   let json: string | undefined;
   try {
-    if (found === 'E_CYCLE') throw new TypeError('Converting circular structure to JSON');
+    if (found === 'cycle') throw new TypeError('Converting circular structure to JSON');
     json = stringify(value) as string | undefined;
   } catch (e) {
     return Promise.reject(makeError({ code: 'E_INVALID_ARGUMENT', message: 'payload is not JSON: ' + describe(e).message }));

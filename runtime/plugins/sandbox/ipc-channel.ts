@@ -10,7 +10,7 @@ export interface IpcPort {
   send?(message: unknown): boolean;
 }
 
-export class Channel<Out> {
+export class IpcChannel<Out> {
   readonly #port: IpcPort;
   #batch: Out[] = [];
   #scheduled = false;

@@ -1,6 +1,7 @@
 /**
- * Per-plugin-instance token buckets, one per capability group. A call over the rate is refused at
- * once (E_RATE_LIMITED with a retry hint) rather than queued: queues are how floods hurt the host.
+ * Per-plugin quota: per-instance token buckets, one per capability group. A call over the rate is
+ * refused at once (E_RATE_LIMITED with a retry hint) rather than queued: queues are how floods hurt
+ * the host. (Not the OpenAPI client's rate limits: those pace the bot's requests to the platform.)
  */
 
 export interface RateLimit {
@@ -54,7 +55,7 @@ export class TokenBucket {
   }
 }
 
-export class RateLimiter {
+export class PluginQuota {
   readonly #limits: Record<string, RateLimit>;
   readonly #buckets = new Map<string, TokenBucket>();
 
