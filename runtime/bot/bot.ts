@@ -20,7 +20,7 @@ import type { Logger } from '../logging/logger.ts';
 import type { RuntimeMetrics, ShardState as MetricShardState } from '../metrics/metrics.ts';
 import { AccessTokenSource, LegacyTokenSource, OpenAPIClient, resolveEndpoints, routeTemplate, type TokenSource } from '../openapi/index.ts';
 import { CapabilityError, type PluginCapabilities } from '../plugins/capabilities/index.ts';
-import { isPlatformError } from '../plugins/capabilities/capability-error.ts';
+import { isPlatformError, platformCodeOf } from '../plugins/capabilities/capability-error.ts';
 import type { DiscoveredPlugin } from '../plugins/discovery.ts';
 import type { GrantTable } from '../plugins/grants.ts';
 import type { PluginSupervisor } from '../plugins/sandbox/supervisor.ts';
@@ -90,6 +90,9 @@ const METRIC_STATE: Record<ShardState, MetricShardState> = {
   stopped: 'stopped',
   fatal: 'failed',
 };
+
+/** the platform's "消息被去重" for a repeated (msg_id, msg_seq) in groups and C2C (qq-protocol.md) */
+const DUPLICATE_MSG_SEQ = 40054005;
 
 /** handler errors that mean another delivery of the event already answered it (see #request) */
 const SETTLED_ELSEWHERE = /code: (E_DUPLICATE_REPLY|E_REPLY_OUTCOME_UNKNOWN)\b/;
@@ -407,6 +410,12 @@ export class Bot extends EventEmitter<BotEvents> {
       await claim.sent();
       return result;
     } catch (error) {
+      // groups and C2C refuse a repeated (id, msg_seq): a process that died after sending it did send it
+      if (isPlatformError(error) && platformCodeOf(error) === DUPLICATE_MSG_SEQ) {
+        await claim.sent();
+        this.#options.metrics?.replyDeduplicated(this.config.name);
+        throw new CapabilityError('E_DUPLICATE_REPLY', 'this reply was already sent by another process of the bot (the platform refused the repeated msg_seq)');
+      }
       // refused by the platform: nothing was sent, a retry may claim the reply again
       if (isPlatformError(error)) await claim.released();
       throw error;
