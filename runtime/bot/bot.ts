@@ -29,6 +29,7 @@ import { LocalSessionManager } from '../sessions/local.ts';
 import { RedisConnection } from '../sessions/redis-connection.ts';
 import { RedisEventDedupe } from '../sessions/redis-dedupe.ts';
 import { RedisReplyLedger } from '../sessions/redis-reply-ledger.ts';
+import { RedisTokenShare } from '../sessions/redis-token-share.ts';
 import { RedisSessionManager } from '../sessions/redis-session-manager.ts';
 import { SessionFile } from '../sessions/session-file.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
@@ -291,8 +292,11 @@ export class Bot extends EventEmitter<BotEvents> {
   async #connectClient(): Promise<void> {
     const { config, metrics } = this.#options;
     const endpoints = this.#endpoints();
+    // with a Redis, the bot's processes (gateway, workers, or several of role all) fetch tokens one at a time
+    if (config.stream) this.#streamRedis = new RedisConnection({ url: config.stream.url, name: `stream:${config.name}`, logger: this.#log });
+    const share = this.#streamRedis ? new RedisTokenShare({ redis: this.#streamRedis, prefix: `qqbot:${config.appId}` }) : undefined;
     this.#tokenSource = config.secret
-      ? new AccessTokenSource({ appId: config.appId, secret: config.secret, tokenEndpoint: config.tokenEndpoint ?? endpoints.tokenEndpoint, logger: this.#log })
+      ? new AccessTokenSource({ appId: config.appId, secret: config.secret, tokenEndpoint: config.tokenEndpoint ?? endpoints.tokenEndpoint, logger: this.#log, ...(share ? { share } : {}) })
       : new LegacyTokenSource(config.appId, config.token!);
     const client = new OpenAPIClient({ baseUrl: endpoints.apiBase, appId: config.appId, tokenSource: this.#tokenSource, timeoutMs: config.requestTimeoutMs, logger: this.#log });
     if (metrics) {
@@ -507,8 +511,7 @@ export class Bot extends EventEmitter<BotEvents> {
     const stream = config.stream!;
     const name = config.name;
     const keys = streamKeys(config);
-    const redis = new RedisConnection({ url: stream.url, name: `stream:${name}`, logger: this.#log });
-    this.#streamRedis = redis;
+    const redis = this.#streamRedis!;
     this.#streamStats = new StreamStats({ redis, key: keys.events, deadKey: keys.dead, group: stream.group, onRead: (view) => metrics?.streamState(name, view) });
     this.#streamStats.start();
     if (config.role === 'gateway') {

@@ -62,6 +62,13 @@ export class EventStreamConsumer {
   #claimTimer: NodeJS.Timeout | undefined;
   #claiming: Promise<void> | undefined;
   #slot: (() => void) | undefined;
+  /**
+   * Entries handled here whose ack Redis did not take (it was away): acked again when it is back, and
+   * acked without running the plugins again if they come back here first (a second run in this process
+   * would answer with the next msg_seq, which the platform takes as a new reply).
+   */
+  readonly #unacked = new Map<string, GatewayDispatch>();
+  readonly #onUp = (): void => void this.#ackLeftovers();
   #acked = 0;
   #failed = 0;
   #dead = 0;
@@ -77,6 +84,7 @@ export class EventStreamConsumer {
   }
 
   start(): void {
+    this.#o.redis.on('up', this.#onUp);
     this.#reading = this.#readLoop();
     const every = Math.max(50, Math.floor(this.#o.claimIdleMs / 3));
     this.#claimTimer = setInterval(() => {
@@ -89,6 +97,7 @@ export class EventStreamConsumer {
   /** Stops reading and claiming; entries in flight finish (the caller drains the plugins) and are acked. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#o.redis.off('up', this.#onUp);
     clearInterval(this.#claimTimer);
     this.#slot?.();
     await this.#reading;
@@ -153,6 +162,11 @@ export class EventStreamConsumer {
     });
     return (async () => {
       for (const { id, fields, deliveries, dispatch, claim } of decoded) {
+        const done = this.#unacked.get(id);
+        if (done) {
+          void this.#o.dedupe.done(done).then(() => this.#ack(id)).then((ok) => ok && this.#unacked.delete(id)).finally(() => this.#release(id));
+          continue;
+        }
         if (!dispatch) {
           void this.#bury(id, fields, 'the entry carries no event', deliveries).finally(() => this.#release(id));
           continue;
@@ -170,7 +184,7 @@ export class EventStreamConsumer {
   async #finished(id: string, fields: string[], dispatch: GatewayDispatch, deliveries: number, error: string | undefined): Promise<void> {
     if (error === undefined) {
       await this.#o.dedupe.done(dispatch);
-      await this.#ack(id);
+      if (!(await this.#ack(id))) this.#unacked.set(id, dispatch);
       return;
     }
     this.#failed++;
@@ -183,14 +197,26 @@ export class EventStreamConsumer {
     await this.#o.redis.client.set(this.#errorKey(id), error.slice(0, 4000), 'PX', ERROR_TTL_MS).catch(() => undefined);
   }
 
-  async #ack(id: string): Promise<void> {
+  async #ack(id: string): Promise<boolean> {
     try {
       await this.#o.redis.client.xack(this.#o.key, this.#o.group, id);
       this.#acked++;
       this.#o.onAcked?.();
+      return true;
     } catch (error) {
-      // still pending: another worker (or this one) claims it after claimIdleMs, and the dedupe drops it
-      this.#log.warn({ entry: id, err: (error as Error).message }, 'could not acknowledge an entry: it will be claimed again and found done');
+      // still pending: acked again once Redis is back (#ackLeftovers), or claimed and found done
+      this.#log.debug({ entry: id, err: (error as Error).message }, 'could not acknowledge an entry');
+      return false;
+    }
+  }
+
+  async #ackLeftovers(): Promise<void> {
+    if (this.#unacked.size === 0) return;
+    this.#log.warn({ entries: this.#unacked.size }, 'redis is back: acknowledging the entries handled while it was away');
+    for (const [id, dispatch] of [...this.#unacked]) {
+      if (this.#inFlight.has(id)) continue;
+      await this.#o.dedupe.done(dispatch);
+      if (await this.#ack(id)) this.#unacked.delete(id);
     }
   }
 
