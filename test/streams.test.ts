@@ -11,7 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { ConfigError, loadConfig } from '../runtime/config/index.ts';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ConfigError, loadConfig, Secret } from '../runtime/config/index.ts';
+import { AccessTokenSource } from '../runtime/openapi/index.ts';
+import { RedisConnection } from '../runtime/sessions/redis-connection.ts';
+import { RedisTokenShare } from '../runtime/sessions/redis-token-share.ts';
 import { startSimulator, type Simulator } from '../runtime/simulator/index.ts';
 import { metricValue, startBotProcess, type BotProcess } from './support/bot-process.ts';
 import { until } from './support/cluster.ts';
@@ -279,4 +284,34 @@ test('role gateway or worker without any Redis is a config error naming the line
   const run = await qqbotExit(['start', 'bot.yaml', '--role', 'gateway'], dir);
   assert.equal(run.code, 1);
   assert.match(run.stderr, /bot\.yaml:3:5: bots\[0\]: --role gateway applies to this bot, but needs a Redis/);
+});
+
+test('access tokens across processes: one fetch at a time, the others adopt it; a refresh after a refusal fetches once more', async () => {
+  const redis = await startRedis();
+  let requests = 0;
+  const server = createServer((req, res) => {
+    requests++;
+    req.resume();
+    // slow enough that the sources overlap
+    setTimeout(() => res.end(JSON.stringify({ access_token: `T${requests}`, expires_in: '7200' })), 50);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}/app/getAppAccessToken`;
+  const connections = [0, 1, 2].map((i) => new RedisConnection({ url: redis.url, name: `token-${i}` }));
+  await Promise.all(connections.map((c) => c.ready()));
+  const sources = connections.map((redis) => new AccessTokenSource({ appId: APP_ID, secret: new Secret('s'), tokenEndpoint: endpoint, share: new RedisTokenShare({ redis, prefix: `qqbot:${APP_ID}` }) }));
+  try {
+    const first = await Promise.all(sources.map((s) => s.authorization()));
+    assert.deepEqual(first, ['QQBot T1', 'QQBot T1', 'QQBot T1']);
+    assert.equal(requests, 1, 'one token request for three processes');
+    // the platform refused T1 everywhere: each refreshes; the first fetches, the others take its token
+    const refreshed = await Promise.all(sources.map((s) => s.refresh()));
+    assert.deepEqual(refreshed, ['QQBot T2', 'QQBot T2', 'QQBot T2']);
+    assert.equal(requests, 2);
+  } finally {
+    for (const s of sources) s.close();
+    await Promise.all(connections.map((c) => c.close()));
+    server.close();
+    await redis.stop();
+  }
 });

@@ -32,7 +32,7 @@ export class RedisTokenShare implements TokenShare {
 
   async fetch(work: (latest: CachedToken | undefined) => Promise<CachedToken>): Promise<CachedToken> {
     if (!this.#redis.up) return work(undefined);
-    const lease = await this.#lock.acquireWait('token', { ttlMs: this.#ttlMs, timeoutMs: this.#ttlMs }).catch(() => undefined);
+    const lease = await this.#lock.acquireWait('token', { ttlMs: this.#ttlMs, timeoutMs: this.#ttlMs, retryMs: 50 }).catch(() => undefined);
     if (!lease) return work(undefined);
     try {
       const latest = parse(await this.#redis.client.get(this.#key).catch(() => null));
