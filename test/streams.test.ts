@@ -315,3 +315,30 @@ test('access tokens across processes: one fetch at a time, the others adopt it; 
     await redis.stop();
   }
 });
+
+test('gateway restarted (SIGTERM, start again) under load: its session resumes, no identify, every message answered once by the workers', { timeout: 300_000 }, async () => {
+  const s = await setup();
+  try {
+    const first = s.gateway();
+    const workers = [s.worker(), s.worker()];
+    await Promise.all([first, ...workers].map((p) => p.running()));
+    const load = traffic(s.sim, 10);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    first.kill('SIGTERM');
+    assert.equal(await first.exited, 0, first.output.stderr);
+    // the platform keeps pushing while no gateway listens; the workers keep draining the Stream
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const second = s.gateway();
+    await second.running();
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await load.stop();
+    const result = await answeredExactlyOnce(s, load.posted, workers);
+    assert.equal(result.answered, load.posted.size, 'every message answered');
+    const log = s.sim.sessionLog().filter((e) => e.appId === APP_ID);
+    assert.equal(log.filter((e) => e.kind === 'identify' && e.outcome === 'ok').length, 1, 'identified once, by the first gateway');
+    assert.equal(log.filter((e) => e.kind === 'resume' && e.outcome === 'ok').length, 1, 'the second gateway resumed');
+    console.log(`# gateway restart: ${load.posted.size} messages answered once, 1 identify, 1 resume`);
+  } finally {
+    await s.close();
+  }
+});
