@@ -188,7 +188,8 @@ export class Bot extends EventEmitter<BotEvents> {
   async bind(): Promise<void> {
     const { config, metrics } = this.#options;
     const transport = config.transport;
-    if (transport.kind !== 'webhook' || this.#webhook) return;
+    // a worker takes its events from the Stream: the gateway process listens
+    if (transport.kind !== 'webhook' || this.#webhook || config.role === 'worker') return;
     const webhook = new WebhookTransport({ port: transport.port, host: transport.host, path: transport.path, appId: config.appId, secret: config.secret!, maxSkewSec: transport.maxSkewSec, logger: this.#log });
     webhook.on('dispatch', (dispatch) => this.#ingest(dispatch));
     webhook.on('error', (error) => this.#log.warn({ err: error.message }, 'webhook'));

@@ -216,6 +216,13 @@ function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number)
         roleFlag || bot.role === undefined ? ['bots', index] : ['bots', index, 'role'],
       );
     }
+    if (role !== 'all' && simulated) {
+      throw fail(
+        'E_CONFIG_STREAM_SIMULATOR',
+        `role ${role} runs in several processes, and endpoint: simulator starts a simulator inside each one; run \`qqbot simulator\` once and set endpoint to its URL`,
+        bot.endpoint !== undefined ? ['bots', index, 'endpoint'] : ['bots', index],
+      );
+    }
     return {
       name: bot.name,
       appId: String(bot.appId),
