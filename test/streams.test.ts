@@ -279,7 +279,10 @@ test('role gateway or worker without any Redis is a config error naming the line
   // with sessions in Redis, the Stream goes there
   writeFileSync(file, ['pluginsDir: .', 'bots:', '  - name: demo', '    appId: "1"', '    secret: s', '    role: worker', '    sessions: { redis: "redis://127.0.0.1:1" }'].join('\n'));
   assert.equal(loadConfig(file, { env: {} }).bots[0]!.stream?.url, 'redis://127.0.0.1:1');
-  // --role on the command line: the error names the bot
+  // each process would start a simulator of its own
+  writeFileSync(file, ['pluginsDir: .', 'bots:', '  - name: demo', '    appId: "1"', '    endpoint: simulator', '    role: gateway', '    stream: { redis: "redis://127.0.0.1:1" }'].join('\n'));
+  assert.throws(() => loadConfig(file, { env: {} }), (error: unknown) => error instanceof ConfigError && error.code === 'E_CONFIG_STREAM_SIMULATOR' && error.line === 5);
+    // --role on the command line: the error names the bot
   writeFileSync(file, ['pluginsDir: .', 'bots:', '  - name: demo', '    appId: "1"', '    secret: s'].join('\n'));
   const run = await qqbotExit(['start', 'bot.yaml', '--role', 'gateway'], dir);
   assert.equal(run.code, 1);
