@@ -17,6 +17,9 @@ import { ConfigError, loadConfig, Secret } from '../runtime/config/index.ts';
 import { AccessTokenSource } from '../runtime/openapi/index.ts';
 import { RedisConnection } from '../runtime/sessions/redis-connection.ts';
 import { RedisTokenShare } from '../runtime/sessions/redis-token-share.ts';
+import { silentLogger } from '../runtime/logging/logger.ts';
+import { EventStreamPublisher } from '../runtime/streams/event-stream-publisher.ts';
+import { decodeDispatch } from '../runtime/streams/stream-keys.ts';
 import { startSimulator, type Simulator } from '../runtime/simulator/index.ts';
 import { metricValue, startBotProcess, type BotProcess } from './support/bot-process.ts';
 import { until } from './support/cluster.ts';
@@ -343,5 +346,43 @@ test('gateway restarted (SIGTERM, start again) under load: its session resumes, 
     console.log(`# gateway restart: ${load.posted.size} messages answered once, 1 identify, 1 resume`);
   } finally {
     await s.close();
+  }
+});
+
+test('publisher: while redis is away events wait in memory up to bufferBytes, the rest are dropped as buffer_full; once back the waiting ones go in, in order', async () => {
+  const redis = await startRedis();
+  await redis.stop();
+  const connection = new RedisConnection({ url: redis.url, name: 'publisher-test' });
+  const published: string[] = [];
+  const dropped: Array<[string, string]> = [];
+  const buffered: number[] = [];
+  const event = (n: number) => ({ t: 'C2C_MESSAGE_CREATE', d: { id: `m${n}`, content: 'x'.repeat(100) }, id: `e${n}`, transport: 'websocket' as const, receivedAt: 0 });
+  const size = Buffer.byteLength(JSON.stringify(event(10)));
+  const publisher = new EventStreamPublisher({
+    redis: connection,
+    key: STREAM,
+    maxLen: 1000,
+    bufferBytes: size * 10,
+    logger: silentLogger,
+    onPublished: (d) => published.push(d.id!),
+    onDropped: (d, reason) => dropped.push([d.id!, reason]),
+    onBuffered: (bytes) => buffered.push(bytes),
+  });
+  try {
+    for (let n = 10; n < 25; n++) publisher.publish(event(n));
+    assert.deepEqual(published, []);
+    assert.deepEqual(dropped, [['e20', 'buffer_full'], ['e21', 'buffer_full'], ['e22', 'buffer_full'], ['e23', 'buffer_full'], ['e24', 'buffer_full']]);
+    assert.deepEqual(publisher.counts, { published: 0, dropped: 5, buffered: 10, bufferedBytes: size * 10 });
+    await redis.start();
+    await until('the buffer flushed', () => published.length === 10, 20_000);
+    assert.deepEqual(published, Array.from({ length: 10 }, (_, i) => `e${10 + i}`));
+    const entries = (await connection.client.xrange(STREAM, '-', '+')) as Array<[string, string[]]>;
+    assert.deepEqual(entries.map(([, fields]) => decodeDispatch(fields)?.id), published, 'in the Stream in the order they came');
+    assert.equal(publisher.counts.bufferedBytes, 0);
+    assert.equal(buffered.at(-1), 0);
+  } finally {
+    await publisher.close(0);
+    await connection.close();
+    await redis.stop();
   }
 });

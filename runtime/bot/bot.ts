@@ -269,12 +269,13 @@ export class Bot extends EventEmitter<BotEvents> {
       return { unfinished: 0 };
     }
     this.#setState('stopping');
+    // a worker stops reading first: what it read is handled, what it did not stays for the others
+    await this.#consumer?.stop();
     this.#accepting = false;
     let unfinished: number | undefined;
     const drain = async (): Promise<void> => {
       unfinished ??= await this.#drain(options.drainMs ?? 10_000);
     };
-    await this.#consumer?.stop();
     await this.#sessions?.stop({ resumable: true, settle: drain }).catch((error: Error) => this.#log.warn({ err: error.message }, 'closing shards'));
     await this.#webhook?.stop().catch(() => undefined);
     await drain();

@@ -130,7 +130,8 @@ export class EventStreamConsumer {
         continue;
       }
       if (!reader.up || !redis.up) {
-        await Promise.race([Promise.all([reader.ready(), redis.ready()]), sleep(READ_BLOCK_MS)]);
+        const wait = AbortSignal.timeout(READ_BLOCK_MS);
+        await Promise.all([reader.ready(wait), redis.ready(wait)]).catch(() => undefined);
         continue;
       }
       let read: Array<[string, Entry[]]> | null;
@@ -162,6 +163,11 @@ export class EventStreamConsumer {
     });
     return (async () => {
       for (const { id, fields, deliveries, dispatch, claim } of decoded) {
+        if (this.#stopped) {
+          // read as the worker stopped: left pending, another worker claims it
+          this.#release(id);
+          continue;
+        }
         const done = this.#unacked.get(id);
         if (done) {
           void this.#o.dedupe.done(done).then(() => this.#ack(id)).then((ok) => ok && this.#unacked.delete(id)).finally(() => this.#release(id));
