@@ -86,7 +86,10 @@ export async function benchStreamPath(): Promise<BenchRow[]> {
     try {
       await Promise.all(processes.map((p) => p.running()));
       await until('a session', () => sim.sessions().some((s) => s.appId === APP_ID && s.connected), 60_000);
-      return await measure(sim, round++);
+      const result = await measure(sim, round++);
+      // a shortfall is said with what the processes logged about it
+      if (result.answered < BURST) for (const p of processes) process.stderr.write(p.output.stdout.split('\n').filter((l) => /"level":(40|50)/.test(l)).slice(0, 20).join('\n'));
+      return result;
     } finally {
       for (const p of processes) p.kill('SIGTERM');
       await Promise.all(processes.map((p) => p.exited));
