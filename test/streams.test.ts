@@ -159,6 +159,10 @@ test('1 gateway + 3 workers: every message answered once, spread over the worker
     const beforeKill = metricValue(await workers[2]!.metrics(), 'qqbot_stream_acked_total');
     workers[2]!.kill('SIGKILL');
     await workers[2]!.exited;
+    // what the killed worker had read and not acked when it died
+    const consumers = (await s.watcher.xinfo('CONSUMERS', STREAM, 'workers')) as unknown[][];
+    const dead = consumers.map((c) => Object.fromEntries(Array.from({ length: c.length / 2 }, (_, i) => [c[2 * i], c[2 * i + 1]]))).find((c) => String(c['name']).endsWith(`:${workers[2]!.pid}`));
+    const pendingAtKill = Number(dead?.['pending'] ?? 0);
     await new Promise((resolve) => setTimeout(resolve, 2_500));
     await load.stop();
     const live = [workers[0]!, workers[1]!];
@@ -182,8 +186,9 @@ test('1 gateway + 3 workers: every message answered once, spread over the worker
     assert.equal(state.bots[0].role, 'worker');
     assert.equal(state.bots[0].stream.key, STREAM);
     assert.equal((await gateway.consoleState()).bots[0].role, 'gateway');
-    console.log(`# ${load.posted.size} messages: ${result.answered} answered once, ${result.unknown} reported outcome-unknown; acked by live workers ${acked.join(' / ')}, by the killed one ${beforeKill}+ before kill; ${claimed} entries claimed after kill -9`);
-    assert.ok(claimed > 0, 'the killed worker\'s pending entries were claimed');
+    console.log(`# ${load.posted.size} messages: ${result.answered} answered once, ${result.unknown} reported outcome-unknown; acked by live workers ${acked.join(' / ')}, by the killed one ${beforeKill}+ before kill; ${pendingAtKill} pending at kill -9, ${claimed} entries claimed`);
+    assert.ok(pendingAtKill > 0, 'the killed worker died with entries pending (else the claim path is untested)');
+    assert.ok(claimed >= pendingAtKill, 'the killed worker\'s pending entries were claimed by the others');
 
     // it comes back and takes work again
     const again = s.worker();
