@@ -536,6 +536,9 @@ export class Bot extends EventEmitter<BotEvents> {
       });
       return;
     }
+    if (config.storage.kind === 'file') {
+      this.#log.warn({ dataDir: this.#options.dataDir }, 'a worker with plugin storage in local files: workers on other hosts (or with another --data-dir) see other data (use storage: { redis } or leave storage unset)');
+    }
     this.#streamReader = new RedisConnection({ url: stream.url, name: `stream-reader:${name}`, logger: this.#log, commandTimeoutMs: 5_000 });
     this.#replies = new RedisReplyLedger({ redis, prefix: keys.prefix });
     this.#consumer = new EventStreamConsumer({

@@ -48,6 +48,9 @@ export interface EventStreamConsumerOptions {
 type Entry = [id: string, fields: string[]];
 
 const READ_BLOCK_MS = 1_000;
+/** consumers of the group that left (pending nothing) are removed after this long, so the console lists live ones */
+const FORGET_CONSUMER_MS = 10 * 60_000;
+const FORGET_EVERY_MS = 60_000;
 const ERROR_TTL_MS = 24 * 3_600_000;
 
 export class EventStreamConsumer {
@@ -69,6 +72,7 @@ export class EventStreamConsumer {
    */
   readonly #unacked = new Map<string, GatewayDispatch>();
   readonly #onUp = (): void => void this.#ackLeftovers();
+  #forgottenAt = 0;
   #acked = 0;
   #failed = 0;
   #dead = 0;
@@ -279,9 +283,24 @@ export class EventStreamConsumer {
           await this.#takeAll(retry);
         }
       } while (cursor !== '0-0' && !this.#stopped && this.#inFlight.size < this.#maxInFlight);
+      await this.#forgetLeftConsumers();
     } catch (error) {
       if (/NOGROUP/.test((error as Error).message)) return;
       this.#log.debug({ err: (error as Error).message }, 'claiming idle entries');
+    }
+  }
+
+  /** Workers that stopped (their entries acked or claimed) stay in the group until removed here. */
+  async #forgetLeftConsumers(): Promise<void> {
+    if (Date.now() - this.#forgottenAt < FORGET_EVERY_MS) return;
+    this.#forgottenAt = Date.now();
+    const { redis, key, group } = this.#o;
+    const list = (await redis.client.xinfo('CONSUMERS', key, group)) as unknown[][];
+    for (const fields of list) {
+      const c: Record<string, unknown> = {};
+      for (let i = 0; i + 1 < fields.length; i += 2) c[String(fields[i])] = fields[i + 1];
+      const idle = Math.max(FORGET_CONSUMER_MS, 10 * this.#o.claimIdleMs);
+      if (c['name'] !== this.name && Number(c['pending']) === 0 && Number(c['idle']) > idle) await redis.client.xgroup('DELCONSUMER', key, group, String(c['name']));
     }
   }
 
