@@ -11,6 +11,7 @@ const suites: Array<[string, () => Promise<BenchRow[]>]> = [
   ['storage', async () => (await import('./storage.ts')).benchStorage()],
   ['webhook flood', async () => (await import('./webhook-flood.ts')).benchWebhookFlood()],
   ['sessions', async () => (await import('./sessions.ts')).benchSessions()],
+  ['stream path', async () => (await import('./stream-path.ts')).benchStreamPath()],
 ];
 
 const format = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? '' : n >= 100 ? n.toFixed(0) : n >= 1 ? n.toFixed(2) : n.toFixed(3));

@@ -6,6 +6,10 @@ const HELP = `qqbot — run QQ bots with sandboxed, hot-reloaded plugins
 Usage:
   qqbot start [bot.yaml] [--stay-up]   run every bot in the file (default ./bot.yaml); exits 1 when
                                        no bot is running, unless --stay-up (or whenNoBotRuns: stay)
+        [--role gateway|worker|all]    gateway: hold the platform sessions, publish events to Redis;
+                                       worker: run the plugins on them; all (default): both
+        [--console-port N|off] [--metrics-port N|off] [--data-dir DIR]
+                                       per-process overrides, for several processes of one bot.yaml
   qqbot check [bot.yaml]               validate the file and plugins, print bots, plugins and intents
   qqbot simulator [--port N] [--host H] [--bot appId:secret[:token]]... [--proactive off|quota|allowed]
                   [--allow-host NAME]...

@@ -80,6 +80,8 @@ export class RuntimeViewModel extends EventEmitter<RuntimeViewEvents> implements
         intents: describeIntents(bot.intents),
         shards: (bot.sessions?.shards() ?? []).map((s) => ({ id: s.id, count: s.count, state: s.state, seq: s.seq, reconnects: s.reconnects, ...(s.latencyMs !== undefined ? { latencyMs: s.latencyMs } : {}) })),
         ...(cluster ? { cluster } : {}),
+        role: bot.config.role,
+        ...(bot.stream ? { stream: bot.stream } : {}),
         plugins,
         simulator: bot.config.endpoint.kind === 'simulator',
       };

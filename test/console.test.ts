@@ -56,6 +56,7 @@ class TestRuntimeView extends EventEmitter<RuntimeViewEvents> implements Runtime
       bots: [
         {
           name: 'demo',
+          role: 'all',
           appId: '1020000001',
           state: 'running',
           transport: 'websocket',
@@ -84,6 +85,7 @@ class TestRuntimeView extends EventEmitter<RuntimeViewEvents> implements Runtime
         },
         {
           name: 'prod',
+          role: 'all',
           appId: '1020000002',
           state: 'failed',
           error: 'gateway refused the credentials (close 4004)',

@@ -2,6 +2,10 @@
  * One bot of bot.yaml: its OpenAPI client and token source, its event source (websocket shards or
  * webhook ingress), dedupe, and the dispatcher into its plugins. A bot that fails (bad
  * credentials, fatal close, no intents) is stopped and reported; other bots keep running.
+ *
+ * Its role splits that in two (see runtime/streams/): a `gateway` holds the event source and publishes
+ * each event to the bot's Redis Stream instead of dispatching, running no plugin; a `worker` reads the
+ * Stream and runs the plugins and the OpenAPI client, holding no shard. `all` is both in one process.
  */
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
@@ -16,7 +20,7 @@ import type { Logger } from '../logging/logger.ts';
 import type { RuntimeMetrics, ShardState as MetricShardState } from '../metrics/metrics.ts';
 import { AccessTokenSource, LegacyTokenSource, OpenAPIClient, resolveEndpoints, routeTemplate, type TokenSource } from '../openapi/index.ts';
 import { CapabilityError, type PluginCapabilities } from '../plugins/capabilities/index.ts';
-import { isPlatformError } from '../plugins/capabilities/capability-error.ts';
+import { isPlatformError, platformCodeOf } from '../plugins/capabilities/capability-error.ts';
 import type { DiscoveredPlugin } from '../plugins/discovery.ts';
 import type { GrantTable } from '../plugins/grants.ts';
 import type { PluginSupervisor } from '../plugins/sandbox/supervisor.ts';
@@ -25,10 +29,16 @@ import { LocalSessionManager } from '../sessions/local.ts';
 import { RedisConnection } from '../sessions/redis-connection.ts';
 import { RedisEventDedupe } from '../sessions/redis-dedupe.ts';
 import { RedisReplyLedger } from '../sessions/redis-reply-ledger.ts';
+import { RedisTokenShare } from '../sessions/redis-token-share.ts';
 import { RedisSessionManager } from '../sessions/redis-session-manager.ts';
 import { SessionFile } from '../sessions/session-file.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
-import { BotPlugins, type PluginFailure } from './bot-plugins.ts';
+import { EventStreamConsumer } from '../streams/event-stream-consumer.ts';
+import { EventStreamPublisher } from '../streams/event-stream-publisher.ts';
+import { streamKeys } from '../streams/stream-keys.ts';
+import { StreamStats, type StreamView } from '../streams/stream-stats.ts';
+import type { DispatchOutcome } from '../plugins/instance.ts';
+import { BotPlugins, declaredSubscriptions, type PluginFailure } from './bot-plugins.ts';
 import { Dispatcher, type DispatchCounts } from './dispatcher.ts';
 import { EventIntake } from './event-intake.ts';
 import { LossReporter } from './loss-reporter.ts';
@@ -82,6 +92,12 @@ const METRIC_STATE: Record<ShardState, MetricShardState> = {
   fatal: 'failed',
 };
 
+/** the platform's "消息被去重" for a repeated (msg_id, msg_seq) in groups and C2C (qq-protocol.md) */
+const DUPLICATE_MSG_SEQ = 40054005;
+
+/** handler errors that mean another delivery of the event already answered it (see #request) */
+const SETTLED_ELSEWHERE = /code: (E_DUPLICATE_REPLY|E_REPLY_OUTCOME_UNKNOWN)\b/;
+
 export class Bot extends EventEmitter<BotEvents> {
   readonly config: BotConfig;
   readonly plugins: BotPlugins;
@@ -106,6 +122,14 @@ export class Bot extends EventEmitter<BotEvents> {
   #intents = 0;
   #accepting = false;
   #received = 0;
+  // gateway and worker roles: the Stream's connections and ends
+  #streamRedis: RedisConnection | undefined;
+  #streamReader: RedisConnection | undefined;
+  #publisher: EventStreamPublisher | undefined;
+  #consumer: EventStreamConsumer | undefined;
+  #streamStats: StreamStats | undefined;
+  /** worker: events handed to the plugins, waiting for their handlers' outcome */
+  readonly #handling = new Map<GatewayDispatch, (error: string | undefined) => void>();
 
   constructor(options: BotOptions) {
     super();
@@ -121,7 +145,7 @@ export class Bot extends EventEmitter<BotEvents> {
       capabilities: options.capabilities,
       losses: this.losses,
       ...(options.metrics ? { metrics: options.metrics } : {}),
-      onHandled: (dispatch) => this.#settled(dispatch),
+      onHandled: (dispatch, outcomes) => this.#settled(dispatch, outcomes),
     });
   }
 
@@ -141,9 +165,20 @@ export class Bot extends EventEmitter<BotEvents> {
     return this.#sessions;
   }
 
-  /** Unique events taken in and what became of them: `received = handled + dropped + inFlight`. */
+  /**
+   * Unique events taken in and what became of them: `received = handled + dropped + inFlight`. For a
+   * gateway, handled = published to the Stream, dropped = never published (counted by reason), inFlight =
+   * buffered.
+   */
   get counts(): { received: number } & DispatchCounts {
+    const publisher = this.#publisher?.counts;
+    if (publisher) return { received: this.#received, handled: publisher.published, dropped: publisher.dropped, inFlight: publisher.buffered, droppedDeliveries: {} };
     return { received: this.#received, ...this.#dispatcher.counts };
+  }
+
+  /** gateway and worker roles: the Stream as last read from Redis */
+  get stream(): StreamView | undefined {
+    return this.#streamStats?.view;
   }
 
   /**
@@ -153,7 +188,8 @@ export class Bot extends EventEmitter<BotEvents> {
   async bind(): Promise<void> {
     const { config, metrics } = this.#options;
     const transport = config.transport;
-    if (transport.kind !== 'webhook' || this.#webhook) return;
+    // a worker takes its events from the Stream: the gateway process listens
+    if (transport.kind !== 'webhook' || this.#webhook || config.role === 'worker') return;
     const webhook = new WebhookTransport({ port: transport.port, host: transport.host, path: transport.path, appId: config.appId, secret: config.secret!, maxSkewSec: transport.maxSkewSec, logger: this.#log });
     webhook.on('dispatch', (dispatch) => this.#ingest(dispatch));
     webhook.on('error', (error) => this.#log.warn({ err: error.message }, 'webhook'));
@@ -167,15 +203,27 @@ export class Bot extends EventEmitter<BotEvents> {
     this.#setState('starting');
     try {
       await this.#connectClient();
-      const failures = await this.plugins.loadAll(plugins);
-      if (this.#state !== 'starting') return failures;
-      for (const failure of failures) this.#log.error({ plugin: failure.plugin, err: failure.error.message }, 'plugin not loaded');
-      this.#intents = this.#startIntents(failures);
+      const role = this.config.role;
+      let failures: PluginFailure[];
+      if (role === 'gateway') {
+        // the workers run the plugins: their manifests say what to subscribe to
+        const declared = await declaredSubscriptions(plugins);
+        failures = declared.failures;
+        for (const failure of failures) this.#log.error({ plugin: failure.plugin, err: failure.error.message }, 'plugin manifest not read');
+        this.#intents = mergeIntents(declared.subscriptions, this.config.intents).intents;
+      } else {
+        failures = await this.plugins.loadAll(plugins);
+        if (this.#state !== 'starting') return failures;
+        for (const failure of failures) this.#log.error({ plugin: failure.plugin, err: failure.error.message }, 'plugin not loaded');
+        this.#intents = this.#startIntents(failures);
+      }
       this.#accepting = true;
-      await this.#startTransport();
+      if (role !== 'all') this.#openStream();
+      if (role === 'worker') this.#consumer!.start();
+      else await this.#startTransport();
       if (this.#state !== 'starting') return failures;
       this.#setState('running');
-      this.#log.info({ intents: describeIntents(this.#intents), plugins: this.plugins.loaded.map((p) => p.name) }, 'bot running');
+      this.#log.info({ role, intents: describeIntents(this.#intents), plugins: this.plugins.loaded.map((p) => p.name) }, 'bot running');
       return failures;
     } catch (error) {
       // a shutdown that lands mid-start is a stop, not a failure
@@ -221,6 +269,8 @@ export class Bot extends EventEmitter<BotEvents> {
       return { unfinished: 0 };
     }
     this.#setState('stopping');
+    // a worker stops reading first: what it read is handled, what it did not stays for the others
+    await this.#consumer?.stop();
     this.#accepting = false;
     let unfinished: number | undefined;
     const drain = async (): Promise<void> => {
@@ -229,6 +279,8 @@ export class Bot extends EventEmitter<BotEvents> {
     await this.#sessions?.stop({ resumable: true, settle: drain }).catch((error: Error) => this.#log.warn({ err: error.message }, 'closing shards'));
     await this.#webhook?.stop().catch(() => undefined);
     await drain();
+    // acks of what finished; the rest stays pending in the Stream, for another worker to claim
+    await this.#consumer?.settled(2_000);
     if (unfinished! > 0) this.#log.warn({ unfinished }, 'stopped with handlers still running');
     if (this.#sessionFile && this.#sessions instanceof LocalSessionManager) {
       await this.#sessionFile.save(this.#sessions.sessions()).catch((error: Error) => this.#log.error({ err: error.message, file: this.#sessionFile?.path }, 'could not save the sessions for the next start'));
@@ -242,8 +294,11 @@ export class Bot extends EventEmitter<BotEvents> {
   async #connectClient(): Promise<void> {
     const { config, metrics } = this.#options;
     const endpoints = this.#endpoints();
+    // with a Redis, the bot's processes (gateway, workers, or several of role all) fetch tokens one at a time
+    if (config.stream) this.#streamRedis = new RedisConnection({ url: config.stream.url, name: `stream:${config.name}`, logger: this.#log });
+    const share = this.#streamRedis ? new RedisTokenShare({ redis: this.#streamRedis, prefix: `qqbot:${config.appId}` }) : undefined;
     this.#tokenSource = config.secret
-      ? new AccessTokenSource({ appId: config.appId, secret: config.secret, tokenEndpoint: config.tokenEndpoint ?? endpoints.tokenEndpoint, logger: this.#log })
+      ? new AccessTokenSource({ appId: config.appId, secret: config.secret, tokenEndpoint: config.tokenEndpoint ?? endpoints.tokenEndpoint, logger: this.#log, ...(share ? { share } : {}) })
       : new LegacyTokenSource(config.appId, config.token!);
     const client = new OpenAPIClient({ baseUrl: endpoints.apiBase, appId: config.appId, tokenSource: this.#tokenSource, timeoutMs: config.requestTimeoutMs, logger: this.#log });
     if (metrics) {
@@ -361,6 +416,12 @@ export class Bot extends EventEmitter<BotEvents> {
       await claim.sent();
       return result;
     } catch (error) {
+      // groups and C2C refuse a repeated (id, msg_seq): a process that died after sending it did send it
+      if (isPlatformError(error) && platformCodeOf(error) === DUPLICATE_MSG_SEQ) {
+        await claim.sent();
+        this.#options.metrics?.replyDeduplicated(this.config.name);
+        throw new CapabilityError('E_DUPLICATE_REPLY', 'this reply was already sent by another process of the bot (the platform refused the repeated msg_seq)');
+      }
       // refused by the platform: nothing was sent, a retry may claim the reply again
       if (isPlatformError(error)) await claim.released();
       throw error;
@@ -395,10 +456,17 @@ export class Bot extends EventEmitter<BotEvents> {
   #deliver(dispatch: GatewayDispatch): void {
     this.#received += 1;
     this.emit('dispatch', dispatch);
-    this.#dispatcher.dispatch(dispatch);
+    if (this.#publisher) this.#publisher.publish(dispatch);
+    else this.#dispatcher.dispatch(dispatch);
   }
 
-  #settled(dispatch: GatewayDispatch): void {
+  #settled(dispatch: GatewayDispatch, outcomes: DispatchOutcome[]): void {
+    const waiting = this.#handling.get(dispatch);
+    if (waiting) {
+      this.#handling.delete(dispatch);
+      const failed = outcomes.find((o) => o.status === 'error' && !SETTLED_ELSEWHERE.test(o.error ?? ''));
+      waiting(failed ? (failed.error ?? 'handler failed') : undefined);
+    }
     this.#intake?.done(dispatch);
     this.#sessions?.settle(dispatch);
     this.emit('handled', dispatch);
@@ -407,6 +475,8 @@ export class Bot extends EventEmitter<BotEvents> {
   /** Waits for the events taken in so far: their dedupe claims, then their handlers. Returns how many are unfinished. */
   async #drain(timeoutMs: number): Promise<number> {
     await this.#intake?.idle();
+    // a gateway hands what it buffered to Redis (bounded); what Redis never took is dropped, counted
+    await this.#publisher?.close(Math.min(timeoutMs, 5_000));
     return this.#dispatcher.drain(timeoutMs);
   }
 
@@ -415,6 +485,7 @@ export class Bot extends EventEmitter<BotEvents> {
     this.#error = error;
     this.#accepting = false;
     this.#log.error({ code: (error as QQBotError).code, err: error.message }, 'bot stopped');
+    await this.#consumer?.stop();
     await this.#sessions?.stop({ resumable: false }).catch(() => undefined);
     await this.#webhook?.stop().catch(() => undefined);
     await this.#drain(5000);
@@ -426,7 +497,82 @@ export class Bot extends EventEmitter<BotEvents> {
   async #closeClient(): Promise<void> {
     this.#tokenSource?.close();
     await this.#client?.close().catch(() => undefined);
+    this.#streamStats?.stop();
+    await this.#streamReader?.close();
+    await this.#streamRedis?.close();
     await this.#redis?.close();
+  }
+
+  /**
+   * The Stream between this bot's gateway and workers, in its own Redis connection(s): a gateway
+   * publishes what its shards take in; a worker reads in the group, and guards replies with the reply
+   * ledger, since an entry of a worker that died mid-handler is handled again by another.
+   */
+  #openStream(): void {
+    const { config, metrics } = this.#options;
+    const stream = config.stream!;
+    const name = config.name;
+    const keys = streamKeys(config);
+    const redis = this.#streamRedis!;
+    this.#streamStats = new StreamStats({ redis, key: keys.events, deadKey: keys.dead, group: stream.group, onRead: (view) => metrics?.streamState(name, view) });
+    this.#streamStats.start();
+    if (config.role === 'gateway') {
+      this.#publisher = new EventStreamPublisher({
+        redis,
+        key: keys.events,
+        maxLen: stream.maxLen,
+        bufferBytes: stream.bufferBytes,
+        logger: this.#log,
+        onPublished: (dispatch) => {
+          metrics?.streamPublished(name);
+          this.#settled(dispatch, []);
+        },
+        onDropped: (dispatch, reason) => {
+          metrics?.streamDropped(name, reason);
+          this.losses.lost('event', 'stream', reason, reason === 'buffer_full' ? `redis unreachable and ${stream.bufferBytes} bytes of events already waiting` : 'still waiting for redis at shutdown');
+          this.#settled(dispatch, []);
+        },
+        onBuffered: (bytes) => metrics?.streamBuffered(name, bytes),
+      });
+      return;
+    }
+    if (config.storage.kind === 'file') {
+      this.#log.warn({ dataDir: this.#options.dataDir }, 'a worker with plugin storage in local files: workers on other hosts (or with another --data-dir) see other data (use storage: { redis } or leave storage unset)');
+    }
+    this.#streamReader = new RedisConnection({ url: stream.url, name: `stream-reader:${name}`, logger: this.#log, commandTimeoutMs: 5_000 });
+    this.#replies = new RedisReplyLedger({ redis, prefix: keys.prefix });
+    this.#consumer = new EventStreamConsumer({
+      redis,
+      reader: this.#streamReader,
+      key: keys.events,
+      deadKey: keys.dead,
+      group: stream.group,
+      claimIdleMs: stream.claimIdleMs,
+      maxDeliveries: stream.maxDeliveries,
+      maxLen: stream.maxLen,
+      dedupe: new RedisEventDedupe({ redis, prefix: keys.prefix }),
+      logger: this.#log,
+      handle: (dispatch) => this.#handle(dispatch),
+      onAcked: () => metrics?.streamAcked(name),
+      onClaimed: (entries) => metrics?.streamClaimed(name, entries),
+      onDead: () => metrics?.streamDead(name),
+      onDuplicate: () => metrics?.eventDeduplicated(name),
+      onTrimmed: (entries) => metrics?.streamDropped(name, 'trimmed', entries),
+    });
+  }
+
+  /**
+   * Worker: one Stream entry through the plugins. Resolves with the first handler error, which leaves the
+   * entry to be tried again; a reply refused because another delivery of this event already sent it (or
+   * died sending it) is that event settled, not a failure to retry.
+   */
+  #handle(dispatch: GatewayDispatch): Promise<string | undefined> {
+    if (!this.#accepting) return Promise.resolve('the worker is stopping');
+    this.#options.metrics?.eventReceived(this.config.name, dispatch.t, dispatch.transport);
+    return new Promise((resolve) => {
+      this.#handling.set(dispatch, resolve);
+      this.#deliver(dispatch);
+    });
   }
 
   #setState(state: BotState, error?: Error): void {

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { Bot } from '../bot/bot.ts';
-import { loadConfig } from '../config/index.ts';
+import { resolve } from 'node:path';
+import { loadConfig, type RuntimeConfig } from '../config/index.ts';
 import { QQBotError } from '../errors.ts';
 import { createLogger } from '../logging/logger.ts';
 import { Runtime } from '../runtime.ts';
@@ -12,9 +13,21 @@ import { waitForShutdownSignal } from './signals.ts';
  * unless `whenNoBotRuns: stay` or `--stay-up` says to keep serving the console.
  */
 export async function startCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { 'stay-up': { type: 'boolean', default: false } } });
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      'stay-up': { type: 'boolean', default: false },
+      role: { type: 'string' },
+      'console-port': { type: 'string' },
+      'metrics-port': { type: 'string' },
+      'data-dir': { type: 'string' },
+    },
+  });
   const file = positionals[0] ?? 'bot.yaml';
-  const config = loadConfig(file);
+  const role = values.role;
+  if (role !== undefined && role !== 'gateway' && role !== 'worker' && role !== 'all') throw new StartUsageError(`--role takes gateway, worker or all, not "${role}"`);
+  const config = withProcessFlags(loadConfig(file, role ? { role } : {}), values);
   const stayUp = values['stay-up'] || config.whenNoBotRuns === 'stay';
   const logger = createLogger({ level: config.log.level });
   const runtime = new Runtime({ config, logger });
@@ -40,6 +53,7 @@ export async function startCommand(args: string[]): Promise<number> {
   const lines = [`qqbot: ${bots.length - failed.length}/${bots.length} bots running`];
   for (const bot of failed) lines.push(`  bot ${bot.config.name} failed: ${bot.error?.message ?? 'unknown error'}`);
   for (const bot of runtime.bots.values()) {
+    if (bot.state !== 'failed' && bot.stream) lines.push(`  bot ${bot.config.name}: ${bot.config.role} of stream ${bot.stream.key} (group ${bot.stream.group})`);
     if (bot.state === 'failed' || !bot.sessions) continue;
     const held = bot.sessions.shards().map((s) => s.id);
     const cluster = bot.sessions.cluster?.();
@@ -62,6 +76,35 @@ export async function startCommand(args: string[]): Promise<number> {
   logger.flush();
   if ('noBot' in reason) throw new NoBotRunningError(bots);
   return 0;
+}
+
+class StartUsageError extends QQBotError {
+  constructor(message: string) {
+    super('E_USAGE', message);
+  }
+}
+
+/**
+ * Several processes of one bot.yaml on one machine (a gateway and its workers) each need their own
+ * listeners and, for file storage or local sessions, their own data folder: flags override bot.yaml.
+ * A port is a number (0: any free port) or `off`.
+ */
+function withProcessFlags(config: RuntimeConfig, flags: { 'console-port'?: string | undefined; 'metrics-port'?: string | undefined; 'data-dir'?: string | undefined }): RuntimeConfig {
+  const port = (flag: string, value: string): number | 'off' => {
+    if (value === 'off') return 'off';
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new StartUsageError(`--${flag} takes a port number 0-65535 or off, not "${value}"`);
+    return n;
+  };
+  const next: RuntimeConfig = { ...config };
+  const consolePort = flags['console-port'] === undefined ? undefined : port('console-port', flags['console-port']);
+  if (consolePort === 'off') delete next.console;
+  else if (consolePort !== undefined) next.console = { host: '127.0.0.1', ...config.console, port: consolePort };
+  const metricsPort = flags['metrics-port'] === undefined ? undefined : port('metrics-port', flags['metrics-port']);
+  if (metricsPort === 'off') delete next.metrics;
+  else if (metricsPort !== undefined) next.metrics = { host: '127.0.0.1', ...config.metrics, port: metricsPort };
+  if (flags['data-dir'] !== undefined) next.dataDir = resolve(flags['data-dir']);
+  return next;
 }
 
 /** Resolves once no bot is running or starting: now, or when the last one fails. */

@@ -9,7 +9,7 @@ import { decodeConfigText, MAX_CONFIG_BYTES, readCapped } from './config-text.ts
 import { interpolate, MissingVariableError } from './interpolate.ts';
 import { botYamlSchema } from './schema.ts';
 import { Secret } from './secret.ts';
-import type { BotConfig, EndpointConfig, RuntimeConfig, SessionsConfig, SourceLocation, StorageConfig, TransportConfig } from './types.ts';
+import type { BotConfig, BotRole, EndpointConfig, RuntimeConfig, SessionsConfig, SourceLocation, StorageConfig, StreamConfig, TransportConfig } from './types.ts';
 
 type Path = Array<string | number>;
 
@@ -35,6 +35,8 @@ export const MAX_SHARDS = 1000;
 
 export interface LoadConfigOptions {
   env?: NodeJS.ProcessEnv;
+  /** `qqbot start --role`: every bot of the file takes this role, whatever its `role:` says */
+  role?: BotRole;
 }
 
 /**
@@ -65,7 +67,7 @@ export function loadConfig(file: string, options: LoadConfigOptions = {}): Runti
     const pos = lines.linePos(charOffset);
     throw new ConfigError('E_CONFIG_ENCODING', detail, { file: shown, line: pos.line, col: pos.col, ...(field ? { field } : {}) });
   }
-  const config = parseConfig(decoded.text, path, shown, options.env ?? process.env);
+  const config = parseConfig(decoded.text, path, shown, options.env ?? process.env, options.role);
   checkPluginsDir(config, shown);
   return config;
 }
@@ -92,7 +94,7 @@ function checkPluginsDir(config: RuntimeConfig, shown: string): void {
   );
 }
 
-export function parseConfig(text: string, path: string, shown: string, env: NodeJS.ProcessEnv): RuntimeConfig {
+export function parseConfig(text: string, path: string, shown: string, env: NodeJS.ProcessEnv, role?: BotRole): RuntimeConfig {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
   const at = (offset: number | undefined) => {
@@ -117,7 +119,7 @@ export function parseConfig(text: string, path: string, shown: string, env: Node
     throw new ConfigError('E_CONFIG_SCHEMA', describe(error), { ...at(node?.range?.[0]), field: formatPath(fieldPath) || '(top level)' });
   }
 
-  return normalise(raw as RawConfig, doc, path, at);
+  return normalise(raw as RawConfig, doc, path, at, role);
 }
 
 /** The document as plain data; an alias bomb is refused at its first alias instead of expanded. */
@@ -153,6 +155,8 @@ interface RawBot {
   transport?: 'websocket' | { webhook: { port: number; path?: string; host?: string; maxSkewSec?: number } };
   shards?: 'auto' | number;
   sessions?: 'local' | { redis: string; leaseTtlMs?: number };
+  role?: BotRole;
+  stream?: { redis?: string; maxLen?: number; group?: string; claimIdleMs?: number; maxDeliveries?: number; bufferBytes?: number };
   identifyWindowMs?: number;
   storage?: 'file' | { redis: string };
   intents?: Array<string | number>;
@@ -173,7 +177,7 @@ interface RawConfig {
   bots: RawBot[];
 }
 
-function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number) => SourceLocation): RuntimeConfig {
+function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number) => SourceLocation, roleFlag?: BotRole): RuntimeConfig {
   const dir = dirname(path);
   const locate = (fieldPath: Path) => at((doc.getIn(fieldPath, true) as Node | undefined)?.range?.[0]);
   const fail = (code: ErrorCode, detail: string, fieldPath: Path) => new ConfigError(code, detail, { ...locate(fieldPath), field: formatPath(fieldPath) });
@@ -203,6 +207,23 @@ function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number)
         ['bots', index, 'shards'],
       );
     }
+    const role = roleFlag ?? bot.role ?? 'all';
+    const stream = parseStream(bot);
+    if (role !== 'all' && !stream) {
+      const how = roleFlag ? `--role ${role} applies to this bot, but` : `role ${role}`;
+      throw fail(
+        'E_CONFIG_STREAM_REDIS',
+        `${how} needs a Redis to carry events between gateway and workers: set \`stream: { redis: redis://host:port }\` or \`sessions: { redis: … }\` on this bot`,
+        roleFlag || bot.role === undefined ? ['bots', index] : ['bots', index, 'role'],
+      );
+    }
+    if (role !== 'all' && simulated) {
+      throw fail(
+        'E_CONFIG_STREAM_SIMULATOR',
+        `role ${role} runs in several processes, and endpoint: simulator starts a simulator inside each one; run \`qqbot simulator\` once and set endpoint to its URL`,
+        bot.endpoint !== undefined ? ['bots', index, 'endpoint'] : ['bots', index],
+      );
+    }
     return {
       name: bot.name,
       appId: String(bot.appId),
@@ -214,8 +235,10 @@ function normalise(raw: RawConfig, doc: Document, path: string, at: (o?: number)
       transport,
       shards: bot.shards ?? 'auto',
       sessions: parseSessions(bot.sessions),
+      role,
+      ...(stream ? { stream } : {}),
       ...(bot.identifyWindowMs !== undefined ? { identifyWindowMs: bot.identifyWindowMs } : {}),
-      storage: parseStorage(bot.storage, bot.sessions),
+      storage: parseStorage(bot.storage, bot.sessions, role === 'worker' ? stream : undefined),
       intents: bot.intents ?? [],
       ...(bot.plugins !== undefined && bot.plugins !== null ? { plugins: bot.plugins } : {}),
       ...(bot.fetchHosts !== undefined ? { fetchHosts: bot.fetchHosts } : {}),
@@ -337,11 +360,23 @@ function parseSessions(value: RawBot['sessions']): SessionsConfig {
   return { kind: 'redis', url: value.redis, leaseTtlMs: value.leaseTtlMs ?? 10_000 };
 }
 
-/** A bot on Redis sessions keeps its plugin data there too, unless told otherwise. */
-function parseStorage(value: RawBot['storage'], sessions: RawBot['sessions']): StorageConfig {
+/** The Stream lives in the bot's sessions Redis unless `stream.redis` names another; no Redis, no Stream. */
+function parseStream(bot: RawBot): StreamConfig | undefined {
+  const url = bot.stream?.redis ?? (typeof bot.sessions === 'object' ? bot.sessions.redis : undefined);
+  if (url === undefined) return undefined;
+  const s = bot.stream ?? {};
+  return { url, maxLen: s.maxLen ?? 100_000, group: s.group ?? 'workers', claimIdleMs: s.claimIdleMs ?? 30_000, maxDeliveries: s.maxDeliveries ?? 5, bufferBytes: s.bufferBytes ?? 64 * 1024 * 1024 };
+}
+
+/**
+ * A bot on Redis sessions keeps its plugin data there too, unless told otherwise; so does a worker, whose
+ * siblings (on this machine or others) must see the same data.
+ */
+function parseStorage(value: RawBot['storage'], sessions: RawBot['sessions'], stream?: StreamConfig): StorageConfig {
   if (value === 'file') return { kind: 'file' };
   if (value !== undefined) return { kind: 'redis', url: value.redis };
   if (sessions !== undefined && sessions !== 'local') return { kind: 'redis', url: sessions.redis };
+  if (stream) return { kind: 'redis', url: stream.url };
   return { kind: 'file' };
 }
 

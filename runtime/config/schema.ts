@@ -65,6 +65,20 @@ const bot = {
         },
       ],
     },
+    role: { enum: ['gateway', 'worker', 'all'], 'x-expected': 'gateway | worker | all' },
+    stream: {
+      type: 'object',
+      additionalProperties: false,
+      'x-expected': '{ redis?, maxLen?, group?, claimIdleMs?, maxDeliveries?, bufferBytes? }',
+      properties: {
+        redis: { type: 'string', pattern: '^rediss?://', 'x-expected': 'a redis:// URL' },
+        maxLen: { type: 'integer', minimum: 100, 'x-expected': 'entries (integer ≥ 100)' },
+        group: { type: 'string', pattern: '^[A-Za-z0-9_.:-]+$', 'x-expected': 'a group name of letters, digits, _ . : -' },
+        claimIdleMs: { type: 'integer', minimum: 100, maximum: 3_600_000, 'x-expected': 'milliseconds (integer 100–3600000)' },
+        maxDeliveries: { type: 'integer', minimum: 1, maximum: 1000, 'x-expected': 'deliveries (integer 1–1000)' },
+        bufferBytes: { type: 'integer', minimum: 1024, maximum: 4_294_967_296, 'x-expected': 'bytes (integer 1024–4294967296)' },
+      },
+    },
     identifyWindowMs: { type: 'integer', minimum: 100, maximum: 60_000, 'x-expected': 'milliseconds (integer 100–60000)' },
     storage: {
       'x-expected': 'file | { redis: redis://host:port }',

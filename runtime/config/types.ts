@@ -14,6 +14,28 @@ export type TransportConfig =
  */
 export type SessionsConfig = { kind: 'local' } | { kind: 'redis'; url: string; leaseTtlMs: number };
 
+/**
+ * What this process does for a bot: `all` holds the platform connection and runs the plugins (one
+ * process, no Redis needed); `gateway` holds the connection and publishes every event to a Redis Stream;
+ * `worker` reads that Stream in a consumer group and runs the plugins.
+ */
+export type BotRole = 'gateway' | 'worker' | 'all';
+
+/** The Redis Stream between a bot's gateway and worker processes (`qqbot:<appId>:events`). */
+export interface StreamConfig {
+  url: string;
+  /** approximate cap on the Stream's length (`XADD MAXLEN ~`) */
+  maxLen: number;
+  /** the workers' consumer group */
+  group: string;
+  /** a pending entry idle this long is taken from its (dead) consumer by another */
+  claimIdleMs: number;
+  /** an entry delivered this many times without success goes to the dead-letter stream */
+  maxDeliveries: number;
+  /** gateway: bytes of events held in memory while Redis is unreachable, before dropping */
+  bufferBytes: number;
+}
+
 /** Where `ctx.storage` keeps plugin data: files under dataDir, or a Redis server. */
 export type StorageConfig = { kind: 'file' } | { kind: 'redis'; url: string };
 
@@ -38,6 +60,9 @@ export interface BotConfig {
   transport: TransportConfig;
   shards: 'auto' | number;
   sessions: SessionsConfig;
+  role: BotRole;
+  /** set whenever a Redis is known (stream.redis, else sessions.redis); required by gateway and worker */
+  stream?: StreamConfig;
   /** the platform's identify window (default 5 000 ms); only a simulator or another platform needs it changed */
   identifyWindowMs?: number;
   storage: StorageConfig;

@@ -4,8 +4,9 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { ClusterView } from '../sessions/session-manager.ts';
+import type { StreamView } from '../streams/stream-stats.ts';
 
-export type { ClusterView };
+export type { ClusterView, StreamView };
 
 export interface ShardView {
   id: number;
@@ -51,6 +52,10 @@ export interface BotView {
   shards: ShardView[];
   /** Redis sessions only */
   cluster?: ClusterView;
+  /** gateway: holds the shards and publishes to the Stream; worker: runs the plugins from it; all: both */
+  role: 'gateway' | 'worker' | 'all';
+  /** gateway and worker roles: the Stream's length, lag, dead letters and pending entries per consumer */
+  stream?: StreamView;
   plugins: PluginView[];
   /** true when the bot talks to the embedded simulator: the console offers its chat pane */
   simulator: boolean;

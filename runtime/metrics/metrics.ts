@@ -59,6 +59,17 @@ export class RuntimeMetrics {
   readonly #redisOutages: Counter<'bot'>;
   readonly #repliesDeduplicated: Counter<'bot'>;
   readonly #redelivered: Counter<'bot'>;
+  readonly #streamPublished: Counter<'bot'>;
+  readonly #streamDropped: Counter<'bot' | 'reason'>;
+  readonly #streamBuffered: Gauge<'bot'>;
+  readonly #streamAcked: Counter<'bot'>;
+  readonly #streamClaimed: Counter<'bot'>;
+  readonly #streamDead: Counter<'bot'>;
+  readonly #streamLength: Gauge<'bot'>;
+  readonly #streamLag: Gauge<'bot'>;
+  readonly #streamPending: Gauge<'bot' | 'consumer'>;
+  readonly #streamDeadLetters: Gauge<'bot'>;
+  readonly #streamConsumers = new Map<string, Set<string>>();
 
   constructor(options: RuntimeMetricsOptions = {}) {
     const registers = [new Registry()];
@@ -240,6 +251,18 @@ export class RuntimeMetrics {
       labelNames: ['bot'],
       registers,
     });
+    const counter = <L extends string>(name: string, help: string, labelNames: L[]) => new Counter<L>({ name, help, labelNames, registers });
+    const gauge = <L extends string>(name: string, help: string, labelNames: L[]) => new Gauge<L>({ name, help, labelNames, registers });
+    this.#streamPublished = counter('qqbot_stream_published_total', 'Gateway role: events appended to the bot\'s Redis Stream.', ['bot']);
+    this.#streamDropped = counter('qqbot_stream_dropped_total', 'Gateway role: events never appended to the Stream, by reason (buffer_full: Redis unreachable past stream.bufferBytes; shutdown: still buffered at stop). Worker role: trimmed: pending entries cut by MAXLEN.', ['bot', 'reason']);
+    this.#streamBuffered = gauge('qqbot_stream_buffered_bytes', 'Gateway role: bytes of events waiting in memory for Redis to take them.', ['bot']);
+    this.#streamAcked = counter('qqbot_stream_acked_total', 'Worker role: Stream entries acknowledged after every plugin handler finished (or found already handled).', ['bot']);
+    this.#streamClaimed = counter('qqbot_stream_claimed_total', 'Worker role: pending entries taken over after claimIdleMs (a dead worker\'s, or a failed attempt to retry).', ['bot']);
+    this.#streamDead = counter('qqbot_stream_dead_total', 'Worker role: entries moved to the dead-letter stream after stream.maxDeliveries failed deliveries.', ['bot']);
+    this.#streamLength = gauge('qqbot_stream_length', 'Entries in the bot\'s event Stream (read from Redis).', ['bot']);
+    this.#streamLag = gauge('qqbot_stream_lag', 'Stream entries not yet read by any worker of the group.', ['bot']);
+    this.#streamPending = gauge('qqbot_stream_pending', 'Stream entries read by a worker and not yet acknowledged, per consumer.', ['bot', 'consumer']);
+    this.#streamDeadLetters = gauge('qqbot_stream_dead_letters', 'Entries in the bot\'s dead-letter stream.', ['bot']);
   }
 
   /** An event one plugin did not handle, and why (every event ends handled or here). */
@@ -287,6 +310,41 @@ export class RuntimeMetrics {
 
   eventRedelivered(bot: string): void {
     this.#redelivered.inc({ bot });
+  }
+
+  streamPublished(bot: string): void {
+    this.#streamPublished.inc({ bot });
+  }
+
+  streamDropped(bot: string, reason: string, count = 1): void {
+    this.#streamDropped.inc({ bot, reason }, count);
+  }
+
+  streamBuffered(bot: string, bytes: number): void {
+    this.#streamBuffered.set({ bot }, bytes);
+  }
+
+  streamAcked(bot: string): void {
+    this.#streamAcked.inc({ bot });
+  }
+
+  streamClaimed(bot: string, entries: number): void {
+    this.#streamClaimed.inc({ bot }, entries);
+  }
+
+  streamDead(bot: string): void {
+    this.#streamDead.inc({ bot });
+  }
+
+  /** The Stream as last read from Redis; consumers that left the group leave the pending gauge. */
+  streamState(bot: string, state: { length?: number; lag?: number; dead?: number; consumers: Array<{ name: string; pending: number }> }): void {
+    if (state.length !== undefined) this.#streamLength.set({ bot }, state.length);
+    if (state.lag !== undefined) this.#streamLag.set({ bot }, state.lag);
+    if (state.dead !== undefined) this.#streamDeadLetters.set({ bot }, state.dead);
+    const now = new Set(state.consumers.map((c) => c.name));
+    for (const gone of this.#streamConsumers.get(bot) ?? []) if (!now.has(gone)) this.#streamPending.remove({ bot, consumer: gone });
+    this.#streamConsumers.set(bot, now);
+    for (const consumer of state.consumers) this.#streamPending.set({ bot, consumer: consumer.name }, consumer.pending);
   }
 
   eventReceived(bot: string, type: string, transport: 'websocket' | 'webhook' | (string & {})): void {

@@ -54,13 +54,27 @@ export interface AccessTokenSourceOptions {
   logger?: Logger;
   /** attempts per fetch for retryable failures before callers see the error; @defaultValue 3 */
   attempts?: number;
+  /** processes of one bot (gateway and workers) fetch one at a time and share the result */
+  share?: TokenShare;
 }
 
-interface CachedToken {
+export interface CachedToken {
   value: string;
   /** epoch ms after which the platform no longer accepts it */
   expiresAt: number;
 }
+
+/**
+ * One token fetch at a time across the processes of a bot: the platform mints a new token in the last
+ * 60 s of the old one's life, so processes renewing on their own would each mint one. `fetch` runs `work`
+ * under a cross-process lock and hands it the token another process fetched last (if any) to adopt.
+ */
+export interface TokenShare {
+  fetch(work: (latest: CachedToken | undefined) => Promise<CachedToken>): Promise<CachedToken>;
+}
+
+/** A token another process fetched is taken only with this much life left (else a fresh one is asked for). */
+const ADOPT_MIN_MS = 10_000;
 
 /** Do not hand out a token this close to its expiry; a request needs time to arrive. */
 const EXPIRY_SKEW_MS = 1000;
@@ -78,6 +92,7 @@ export class AccessTokenSource implements TokenSource {
   readonly #timeoutMs: number;
   readonly #attempts: number;
   readonly #logger: Logger;
+  readonly #share: TokenShare | undefined;
   readonly #agent = new Agent({ keepAliveTimeout: 4000 });
   readonly #closing = new AbortController();
   #current: CachedToken | undefined;
@@ -93,6 +108,7 @@ export class AccessTokenSource implements TokenSource {
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#attempts = Math.max(1, options.attempts ?? 3);
     this.#logger = (options.logger ?? silentLogger).child({ component: 'token-source', appId: options.appId });
+    this.#share = options.share;
   }
 
   authorization(): Promise<string> {
@@ -135,7 +151,7 @@ export class AccessTokenSource implements TokenSource {
   async #fetchWithRetries(): Promise<string> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const token = await this.#requestToken();
+        const token = this.#share ? await this.#share.fetch((latest) => (this.#adoptable(latest) ? Promise.resolve(latest) : this.#requestToken())) : await this.#requestToken();
         this.#current = token;
         this.#backgroundFailures = 0;
         this.#scheduleRenewal(token);
@@ -150,6 +166,11 @@ export class AccessTokenSource implements TokenSource {
         if (this.#closed) throw this.#closedError();
       }
     }
+  }
+
+  /** Another process's token, unless it is the one this process holds (refused, or due for renewal) or nearly expired. */
+  #adoptable(latest: CachedToken | undefined): latest is CachedToken {
+    return latest !== undefined && latest.value !== this.#current?.value && latest.expiresAt - Date.now() > ADOPT_MIN_MS;
   }
 
   async #requestToken(): Promise<CachedToken> {

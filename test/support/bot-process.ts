@@ -19,8 +19,8 @@ export interface BotProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
-export function startBotProcess(cwd: string, file = 'bot.yaml', env: NodeJS.ProcessEnv = {}): BotProcess {
-  const child = spawn(process.execPath, [BIN, 'start', file], { cwd, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startBotProcess(cwd: string, file = 'bot.yaml', env: NodeJS.ProcessEnv = {}, args: string[] = []): BotProcess {
+  const child = spawn(process.execPath, [BIN, 'start', file, ...args], { cwd, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = { stdout: '', stderr: '' };
   child.stdout!.on('data', (chunk: Buffer) => (output.stdout += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output.stderr += chunk.toString()));

@@ -79,6 +79,24 @@ function clusterSection(bot) {
     <tbody>${rows}</tbody></table></div>${unowned}`;
 }
 
+// Gateway/worker roles: the bot's event Stream in Redis, its lag and dead letters, pending entries per worker.
+function streamSection(bot) {
+  const st = bot.stream;
+  if (!st) return '';
+  const redis = st.redisUp ? '<span class="badge ok">redis up</span>' : '<span class="badge bad">redis down</span>';
+  const n = (v) => (v === undefined || v === null ? '–' : esc(v));
+  const rows = st.consumers.map((c) => `<tr data-bot="${esc(bot.name)}" data-consumer="${esc(c.name)}">
+      <td><span class="name">${esc(c.name)}</span></td>
+      <td class="num">${esc(c.pending)}</td>
+      <td class="num">${fmtMs(c.idleMs)}</td>
+    </tr>`).join('');
+  return `<h3>Stream <span class="dim">(role ${esc(bot.role)})</span></h3>
+    <p class="cluster-meta" data-stream="${esc(st.key)}">${redis} <span class="dim">${esc(st.key)} · group ${esc(st.group)}</span>
+      · length <span data-stream-length>${n(st.length)}</span> · lag <span data-stream-lag>${n(st.lag)}</span> · pending <span data-stream-pending>${n(st.pending)}</span>
+      · <span class="${st.dead > 0 ? 'bad-text' : ''}" data-stream-dead>${n(st.dead)} dead</span></p>
+    ${rows ? `<div class="table-wrap"><table class="grid consumers"><thead><tr><th>Worker</th><th class="num">Pending</th><th class="num">Idle</th></tr></thead><tbody>${rows}</tbody></table></div>` : '<p class="empty">No worker has joined the group yet.</p>'}`;
+}
+
 function pluginRow(bot, p) {
   const bad = p.status === 'quarantined' || p.status === 'failed';
   const lost = Object.values(p.dropped || {}).some((n) => n > 0) || Object.values(p.sendFailures || {}).some((n) => n > 0);
@@ -118,7 +136,7 @@ function botCard(bot) {
   const shards = bot.shards.length
     ? `<div class="table-wrap"><table class="grid shards"><thead><tr><th>Shard</th><th>State</th><th class="num">Latency</th><th class="num">Seq</th><th class="num">Reconnects</th></tr></thead>
        <tbody>${bot.shards.map((s) => shardRow(bot, s)).join('')}</tbody></table></div>`
-    : `<p class="empty">${bot.transport === 'webhook' ? 'Events arrive by webhook: no shards.' : 'No shards yet.'}</p>`;
+    : `<p class="empty">${bot.role === 'worker' ? 'A worker: the gateway process holds the shards, events come from the Stream.' : bot.transport === 'webhook' ? 'Events arrive by webhook: no shards.' : 'No shards yet.'}</p>`;
   const plugins = bot.plugins.length
     ? `<div class="table-wrap"><table class="grid plugins"><thead><tr><th>Plugin</th><th class="num">Version</th><th>Status</th><th class="num">Events</th><th class="num">Errors</th><th class="num">CPU</th><th class="num">Heap</th><th class="num">Restarts</th><th class="num">Queued</th><th class="num" title="events the plugin did not handle">Dropped</th><th class="num" title="replies that did not go out">Unsent</th></tr></thead>
        <tbody>${bot.plugins.map((p) => pluginRow(bot, p)).join('')}</tbody></table></div>`
@@ -127,13 +145,14 @@ function botCard(bot) {
     <header class="bot-head">
       <h2>${esc(bot.name)}</h2>
       <span class="badge ${stateCls}">${esc(bot.state)}</span>
-      <span class="meta">app ${esc(bot.appId)} · ${esc(bot.transport)}${bot.simulator ? ' · simulator' : ''}${bot.shards.length ? ` · ${ready}/${bot.shards.length} shards ready` : ''}${bot.cluster ? ` · redis sessions, ${bot.cluster.processes.length} process${bot.cluster.processes.length === 1 ? '' : 'es'}` : ''}</span>
+      <span class="meta">app ${esc(bot.appId)}${bot.role && bot.role !== 'all' ? ` · ${esc(bot.role)}` : ''} · ${esc(bot.transport)}${bot.simulator ? ' · simulator' : ''}${bot.shards.length ? ` · ${ready}/${bot.shards.length} shards ready` : ''}${bot.cluster ? ` · redis sessions, ${bot.cluster.processes.length} process${bot.cluster.processes.length === 1 ? '' : 'es'}` : ''}</span>
     </header>
     ${bot.error ? `<p class="bot-error">${esc(bot.error)}</p>` : ''}
     ${bot.intents.length ? `<p class="intents">${bot.intents.map((i) => `<code>${esc(i)}</code>`).join(' ')}</p>` : ''}
     <h3>Shards${bot.cluster ? ' <span class="dim">(held by this process)</span>' : ''}</h3>
     ${shards}
     ${clusterSection(bot)}
+    ${streamSection(bot)}
     <h3>Plugins</h3>
     ${plugins}
   </article>`;

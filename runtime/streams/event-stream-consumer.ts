@@ -1,0 +1,319 @@
+/**
+ * Worker side of the Stream. Entries are read in the bot's consumer group (`XREADGROUP`) and handed to
+ * the plugins in Stream order; an entry is acknowledged (`XACK`) only once every plugin handler for its
+ * event has finished, so a worker that dies leaves its unfinished entries pending.
+ *
+ * - Pending entries idle longer than `claimIdleMs` are taken over (`XAUTOCLAIM`); a live worker keeps its
+ *   own in-flight entries from looking idle (`XCLAIM … JUSTID`, which does not count a delivery), so
+ *   "idle" means "its consumer is gone" and a slow handler is not run twice.
+ * - An event is claimed in the cross-process dedupe with its delivery count as the fencing token: a
+ *   redelivery takes over the claim of an attempt that never finished, while a copy of an event that was
+ *   handled (a second entry the gateway wrote, a worker that died between finishing and acking) is dropped.
+ * - A handler that threw leaves the entry pending, to be tried again after `claimIdleMs`; the
+ *   `maxDeliveries`-th failure (or a claim past that count) moves it to the dead-letter stream with its
+ *   last error, and it is acknowledged.
+ */
+import { hostname } from 'node:os';
+import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
+import type { Logger } from '../logging/logger.ts';
+import type { RedisConnection } from '../sessions/redis-connection.ts';
+import type { RedisEventDedupe } from '../sessions/redis-dedupe.ts';
+import { decodeDispatch, EVENT_FIELD } from './stream-keys.ts';
+
+export interface EventStreamConsumerOptions {
+  /** commands (acks, claims, dead letters) */
+  redis: RedisConnection;
+  /** blocking reads: a connection of its own, so a `BLOCK` never holds up an ack */
+  reader: RedisConnection;
+  key: string;
+  deadKey: string;
+  group: string;
+  claimIdleMs: number;
+  maxDeliveries: number;
+  maxLen: number;
+  dedupe: RedisEventDedupe;
+  logger: Logger;
+  /** runs the plugins; resolves with the error of a handler that threw, undefined when all succeeded */
+  handle: (dispatch: GatewayDispatch) => Promise<string | undefined>;
+  onAcked?: () => void;
+  onClaimed?: (entries: number) => void;
+  onDead?: () => void;
+  onDuplicate?: () => void;
+  /** entries trimmed from the Stream (MAXLEN) before any worker finished them */
+  onTrimmed?: (entries: number) => void;
+  /** entries read but not finished here at most (backpressure on a slow plugin) */
+  maxInFlight?: number;
+}
+
+type Entry = [id: string, fields: string[]];
+
+const READ_BLOCK_MS = 1_000;
+/** consumers of the group that left (pending nothing) are removed after this long, so the console lists live ones */
+const FORGET_CONSUMER_MS = 10 * 60_000;
+const FORGET_EVERY_MS = 60_000;
+const ERROR_TTL_MS = 24 * 3_600_000;
+
+export class EventStreamConsumer {
+  readonly #o: EventStreamConsumerOptions;
+  readonly #log: Logger;
+  /** this process's name in the group */
+  readonly name = `${hostname()}:${process.pid}`;
+  readonly #inFlight = new Set<string>();
+  readonly #maxInFlight: number;
+  #stopped = false;
+  #reading: Promise<void> | undefined;
+  #claimTimer: NodeJS.Timeout | undefined;
+  #claiming: Promise<void> | undefined;
+  #slot: (() => void) | undefined;
+  /**
+   * Entries handled here whose ack Redis did not take (it was away): acked again when it is back, and
+   * acked without running the plugins again if they come back here first (a second run in this process
+   * would answer with the next msg_seq, which the platform takes as a new reply).
+   */
+  readonly #unacked = new Map<string, GatewayDispatch>();
+  readonly #onUp = (): void => void this.#ackLeftovers();
+  #forgottenAt = 0;
+  #acked = 0;
+  #failed = 0;
+  #dead = 0;
+
+  constructor(options: EventStreamConsumerOptions) {
+    this.#o = options;
+    this.#log = options.logger.child({ part: 'stream-consumer', consumer: this.name });
+    this.#maxInFlight = options.maxInFlight ?? 512;
+  }
+
+  get counts(): { acked: number; failed: number; dead: number; inFlight: number } {
+    return { acked: this.#acked, failed: this.#failed, dead: this.#dead, inFlight: this.#inFlight.size };
+  }
+
+  start(): void {
+    this.#o.redis.on('up', this.#onUp);
+    this.#reading = this.#readLoop();
+    const every = Math.max(50, Math.floor(this.#o.claimIdleMs / 3));
+    this.#claimTimer = setInterval(() => {
+      this.#claiming ??= this.#claimTick().finally(() => {
+        this.#claiming = undefined;
+      });
+    }, every);
+  }
+
+  /** Stops reading and claiming; entries in flight finish (the caller drains the plugins) and are acked. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#o.redis.off('up', this.#onUp);
+    clearInterval(this.#claimTimer);
+    this.#slot?.();
+    await this.#reading;
+    await this.#claiming;
+  }
+
+  /** Waits (at most `timeoutMs`) for the entries in flight to be acked, failed or buried; returns how many were not. */
+  async settled(timeoutMs: number): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#inFlight.size > 0 && Date.now() < deadline) await sleep(20);
+    return this.#inFlight.size;
+  }
+
+  async #ensureGroup(): Promise<void> {
+    try {
+      // from the start of the Stream: events published before any worker joined are handled too
+      await this.#o.redis.client.xgroup('CREATE', this.#o.key, this.#o.group, '0', 'MKSTREAM');
+    } catch (error) {
+      if (!/BUSYGROUP/.test((error as Error).message)) throw error;
+    }
+  }
+
+  async #readLoop(): Promise<void> {
+    const { reader, redis, key, group } = this.#o;
+    let grouped = false;
+    while (!this.#stopped) {
+      if (this.#inFlight.size >= this.#maxInFlight) {
+        await new Promise<void>((resolve) => (this.#slot = resolve));
+        this.#slot = undefined;
+        continue;
+      }
+      if (!reader.up || !redis.up) {
+        const wait = AbortSignal.timeout(READ_BLOCK_MS);
+        await Promise.all([reader.ready(wait), redis.ready(wait)]).catch(() => undefined);
+        continue;
+      }
+      let read: Array<[string, Entry[]]> | null;
+      try {
+        if (!grouped) await this.#ensureGroup();
+        grouped = true;
+        const count = Math.min(100, this.#maxInFlight - this.#inFlight.size);
+        read = (await reader.client.xreadgroup('GROUP', group, this.name, 'COUNT', count, 'BLOCK', READ_BLOCK_MS, 'STREAMS', key, '>')) as Array<[string, Entry[]]> | null;
+      } catch (error) {
+        // a Redis restarted empty has lost the group
+        if (/NOGROUP/.test((error as Error).message)) grouped = false;
+        await sleep(200);
+        continue;
+      }
+      const entries = read?.[0]?.[1] ?? [];
+      if (entries.length > 0) this.#takeAll(entries.map(([id, fields]) => ({ id, fields, deliveries: 1 })));
+    }
+  }
+
+  /**
+   * Claims in the dedupe go out together (pipelined); the events reach the plugins in Stream order.
+   * Returns once every event was handed on or dropped (its handling continues).
+   */
+  #takeAll(entries: Array<{ id: string; fields: string[]; deliveries: number }>): Promise<void> {
+    const decoded = entries.map((entry) => {
+      this.#inFlight.add(entry.id);
+      const dispatch = decodeDispatch(entry.fields);
+      return { ...entry, dispatch, claim: dispatch ? this.#o.dedupe.claim({ ...dispatch, fence: entry.deliveries }) : undefined };
+    });
+    return (async () => {
+      for (const { id, fields, deliveries, dispatch, claim } of decoded) {
+        if (this.#stopped) {
+          // read as the worker stopped: left pending, another worker claims it
+          this.#release(id);
+          continue;
+        }
+        const done = this.#unacked.get(id);
+        if (done) {
+          void this.#o.dedupe.done(done).then(() => this.#ack(id)).then((ok) => ok && this.#unacked.delete(id)).finally(() => this.#release(id));
+          continue;
+        }
+        if (!dispatch) {
+          void this.#bury(id, fields, 'the entry carries no event', deliveries).finally(() => this.#release(id));
+          continue;
+        }
+        if ((await claim) === 'duplicate') {
+          this.#o.onDuplicate?.();
+          void this.#ack(id).finally(() => this.#release(id));
+          continue;
+        }
+        void this.#o.handle(dispatch).then((error) => this.#finished(id, fields, dispatch, deliveries, error)).finally(() => this.#release(id));
+      }
+    })();
+  }
+
+  async #finished(id: string, fields: string[], dispatch: GatewayDispatch, deliveries: number, error: string | undefined): Promise<void> {
+    if (error === undefined) {
+      await this.#o.dedupe.done(dispatch);
+      if (!(await this.#ack(id))) this.#unacked.set(id, dispatch);
+      return;
+    }
+    this.#failed++;
+    if (deliveries >= this.#o.maxDeliveries) {
+      await this.#bury(id, fields, error, deliveries);
+      return;
+    }
+    this.#log.warn({ entry: id, type: dispatch.t, deliveries, err: error.split('\n')[0] }, 'a plugin handler failed: the entry stays pending and is tried again');
+    // the next worker to take it over may be another process: it finds the error here
+    await this.#o.redis.client.set(this.#errorKey(id), error.slice(0, 4000), 'PX', ERROR_TTL_MS).catch(() => undefined);
+  }
+
+  async #ack(id: string): Promise<boolean> {
+    try {
+      await this.#o.redis.client.xack(this.#o.key, this.#o.group, id);
+      this.#acked++;
+      this.#o.onAcked?.();
+      return true;
+    } catch (error) {
+      // still pending: acked again once Redis is back (#ackLeftovers), or claimed and found done
+      this.#log.debug({ entry: id, err: (error as Error).message }, 'could not acknowledge an entry');
+      return false;
+    }
+  }
+
+  async #ackLeftovers(): Promise<void> {
+    if (this.#unacked.size === 0) return;
+    this.#log.warn({ entries: this.#unacked.size }, 'redis is back: acknowledging the entries handled while it was away');
+    for (const [id, dispatch] of [...this.#unacked]) {
+      if (this.#inFlight.has(id)) continue;
+      await this.#o.dedupe.done(dispatch);
+      if (await this.#ack(id)) this.#unacked.delete(id);
+    }
+  }
+
+  /** To the dead-letter stream with its last error, then acknowledged: it is not tried again. */
+  async #bury(id: string, fields: string[], error: string, deliveries: number): Promise<void> {
+    const { redis, key, deadKey, group, maxLen } = this.#o;
+    const event = fields[fields.indexOf(EVENT_FIELD) + 1] ?? '';
+    try {
+      await redis.client.multi()
+        .xadd(deadKey, 'MAXLEN', '~', maxLen, '*', 'entry', id, 'deliveries', deliveries, 'error', error.slice(0, 4000), 'consumer', this.name, EVENT_FIELD, event)
+        .xack(key, group, id)
+        .del(this.#errorKey(id))
+        .exec();
+    } catch (failure) {
+      this.#log.warn({ entry: id, err: (failure as Error).message }, 'could not move an entry to the dead-letter stream: it stays pending');
+      return;
+    }
+    const dispatch = decodeDispatch(fields);
+    if (dispatch) await this.#o.dedupe.done(dispatch);
+    this.#dead++;
+    this.#o.onDead?.();
+    this.#log.error({ entry: id, deliveries, deadLetter: deadKey, err: error.split('\n')[0] }, `an event failed ${deliveries} deliveries: moved to the dead-letter stream`);
+  }
+
+  async #claimTick(): Promise<void> {
+    const { redis, key, group, claimIdleMs, maxDeliveries } = this.#o;
+    if (!redis.up || this.#stopped) return;
+    try {
+      if (this.#inFlight.size > 0) await redis.client.xclaim(key, group, this.name, 0, ...this.#inFlight, 'JUSTID');
+      let cursor = '0-0';
+      do {
+        const [next, claimed, deleted] = (await redis.client.xautoclaim(key, group, this.name, claimIdleMs, cursor, 'COUNT', 100)) as [string, Entry[], string[]];
+        cursor = next;
+        if (deleted.length > 0) {
+          this.#log.error({ entries: deleted.length }, 'pending entries were trimmed from the stream (MAXLEN) before a worker finished them: lost');
+          this.#o.onTrimmed?.(deleted.length);
+        }
+        const fresh = claimed.filter(([id]) => !this.#inFlight.has(id));
+        if (fresh.length === 0) continue;
+        this.#o.onClaimed?.(fresh.length);
+        const counts = await Promise.all(fresh.map(([id]) => redis.client.xpending(key, group, id, id, 1) as Promise<Array<[string, string, number, number]>>));
+        const retry: Array<{ id: string; fields: string[]; deliveries: number }> = [];
+        for (const [i, [id, fields]] of fresh.entries()) {
+          const deliveries = counts[i]?.[0]?.[3] ?? 1;
+          if (deliveries > maxDeliveries) {
+            // its consumers died on it (or failed it) every time
+            this.#inFlight.add(id);
+            const last = (await redis.client.get(this.#errorKey(id)).catch(() => null)) ?? `not acknowledged after ${deliveries - 1} deliveries (its consumers stopped before finishing it)`;
+            void this.#bury(id, fields, last, deliveries - 1).finally(() => this.#release(id));
+          } else retry.push({ id, fields, deliveries });
+        }
+        if (retry.length > 0) {
+          this.#log.info({ entries: retry.length }, 'took over pending entries idle past claimIdleMs');
+          await this.#takeAll(retry);
+        }
+      } while (cursor !== '0-0' && !this.#stopped && this.#inFlight.size < this.#maxInFlight);
+      await this.#forgetLeftConsumers();
+    } catch (error) {
+      if (/NOGROUP/.test((error as Error).message)) return;
+      this.#log.debug({ err: (error as Error).message }, 'claiming idle entries');
+    }
+  }
+
+  /** Workers that stopped (their entries acked or claimed) stay in the group until removed here. */
+  async #forgetLeftConsumers(): Promise<void> {
+    if (Date.now() - this.#forgottenAt < FORGET_EVERY_MS) return;
+    this.#forgottenAt = Date.now();
+    const { redis, key, group } = this.#o;
+    const list = (await redis.client.xinfo('CONSUMERS', key, group)) as unknown[][];
+    for (const fields of list) {
+      const c: Record<string, unknown> = {};
+      for (let i = 0; i + 1 < fields.length; i += 2) c[String(fields[i])] = fields[i + 1];
+      const idle = Math.max(FORGET_CONSUMER_MS, 10 * this.#o.claimIdleMs);
+      if (c['name'] !== this.name && Number(c['pending']) === 0 && Number(c['idle']) > idle) await redis.client.xgroup('DELCONSUMER', key, group, String(c['name']));
+    }
+  }
+
+  #release(id: string): void {
+    this.#inFlight.delete(id);
+    this.#slot?.();
+  }
+
+  #errorKey(id: string): string {
+    return `${this.#o.key}:error:${id}`;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
