@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   E_CONFIG_SAME_APP: 'sameAppAs names a bot that is not earlier, or not the same app and credentials.',
   E_CONFIG_DUPLICATE_APP: 'two bots are the same app on the same platform without sameAppAs.',
   E_CONFIG_PORT_CLASH: 'two listeners (console, metrics, webhook) share a port.',
+  E_CONFIG_STREAM_REDIS: 'role gateway or worker needs a Redis for the event Stream (stream.redis or sessions.redis).',
+  E_CONFIG_STREAM_SIMULATOR: 'role gateway or worker cannot use the embedded simulator: each process would start its own.',
   E_CONFIG_BOT: 'no bot of that name in bot.yaml.',
 
   // command line

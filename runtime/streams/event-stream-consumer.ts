@@ -19,6 +19,7 @@ import type { Logger } from '../logging/logger.ts';
 import type { RedisConnection } from '../sessions/redis-connection.ts';
 import type { RedisEventDedupe } from '../sessions/redis-dedupe.ts';
 import { decodeDispatch, EVENT_FIELD } from './stream-keys.ts';
+import { sleep } from '../time/sleep.ts';
 
 export interface EventStreamConsumerOptions {
   /** commands (acks, claims, dead letters) */
@@ -312,8 +313,4 @@ export class EventStreamConsumer {
   #errorKey(id: string): string {
     return `${this.#o.key}:error:${id}`;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

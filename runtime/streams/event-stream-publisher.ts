@@ -9,6 +9,7 @@ import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { RedisConnection } from '../sessions/redis-connection.ts';
 import { encodeDispatch, EVENT_FIELD } from './stream-keys.ts';
+import { sleep } from '../time/sleep.ts';
 
 export type PublishDropReason = 'buffer_full' | 'shutdown';
 
@@ -77,7 +78,7 @@ export class EventStreamPublisher {
     const deadline = Date.now() + timeoutMs;
     while (this.#head < this.#waiting.length && Date.now() < deadline) {
       this.#kick();
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await sleep(20);
     }
     this.#closed = true;
     clearTimeout(this.#retry);
