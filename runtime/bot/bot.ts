@@ -92,7 +92,7 @@ const METRIC_STATE: Record<ShardState, MetricShardState> = {
   fatal: 'failed',
 };
 
-/** the platform's "消息被去重" for a repeated (msg_id, msg_seq) in groups and C2C (qq-protocol.md) */
+/** the platform's "消息被去重" for a repeated (msg_id, msg_seq) in groups and C2C (docs/protocol.md#s17) */
 const DUPLICATE_MSG_SEQ = 40054005;
 
 /** handler errors that mean another delivery of the event already answered it (see #request) */
