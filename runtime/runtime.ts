@@ -182,8 +182,8 @@ export class Runtime {
       pluginsDir: this.config.pluginsDir,
       projectDir: this.config.dir,
       host: {
-        // a gateway runs no plugin: a new manifest's intents reach it at its next start
         bots: () => [...this.bots.values()].filter((bot) => bot.config.role !== 'gateway'),
+        gateways: () => [...this.bots.values()].filter((bot) => bot.config.role === 'gateway'),
         enabledPlugins: (bot) => this.enabledPlugins(bot),
         discovered: () => this.#discovered,
         setDiscovered: (plugins) => {

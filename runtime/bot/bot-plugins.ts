@@ -34,25 +34,6 @@ export function pluginConfigSite(bot: BotConfig, key: string): ConfigSite {
   };
 }
 
-/**
- * What the plugins would subscribe to, from their manifests alone: a gateway-role process identifies
- * with the intents its workers' plugins need without running them. A manifest that cannot be read is
- * reported as a failure, as a load would.
- */
-export async function declaredSubscriptions(plugins: DiscoveredPlugin[]): Promise<{ subscriptions: Array<{ plugin: string; events: string[] }>; failures: PluginFailure[] }> {
-  const subscriptions: Array<{ plugin: string; events: string[] }> = [];
-  const failures: PluginFailure[] = [];
-  for (const plugin of plugins) {
-    try {
-      const { manifest } = await readPluginManifest(plugin.dir, { plugin: plugin.name });
-      subscriptions.push({ plugin: plugin.name, events: [...manifest.events] });
-    } catch (error) {
-      failures.push({ plugin: plugin.name, error: error as Error });
-    }
-  }
-  return { subscriptions, failures };
-}
-
 export interface LoadedPlugin {
   name: string;
   instanceId: string;

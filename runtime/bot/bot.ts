@@ -38,7 +38,8 @@ import { EventStreamPublisher } from '../streams/event-stream-publisher.ts';
 import { streamKeys } from '../streams/stream-keys.ts';
 import { StreamStats, type StreamView } from '../streams/stream-stats.ts';
 import type { DispatchOutcome } from '../plugins/instance.ts';
-import { BotPlugins, declaredSubscriptions, type PluginFailure } from './bot-plugins.ts';
+import { BotPlugins, type PluginFailure } from './bot-plugins.ts';
+import { DeclaredSubscriptions, type ManifestFailure } from './declared-subscriptions.ts';
 import { Dispatcher, type DispatchCounts } from './dispatcher.ts';
 import { EventIntake } from './event-intake.ts';
 import { LossReporter } from './loss-reporter.ts';
@@ -130,6 +131,8 @@ export class Bot extends EventEmitter<BotEvents> {
   #streamStats: StreamStats | undefined;
   /** worker: events handed to the plugins, waiting for their handlers' outcome */
   readonly #handling = new Map<GatewayDispatch, (error: string | undefined) => void>();
+  /** gateway: what the plugins' manifests subscribe to (it runs no plugin) */
+  readonly #declared: DeclaredSubscriptions;
 
   constructor(options: BotOptions) {
     super();
@@ -138,6 +141,7 @@ export class Bot extends EventEmitter<BotEvents> {
     this.#log = options.logger.child({ bot: options.config.name });
     this.plugins = new BotPlugins({ bot: options.config, supervisor: options.supervisor, capabilities: options.capabilities, displayRoot: options.displayRoot, logger: this.#log, ...(options.pluginGrants ? { grants: options.pluginGrants } : {}) });
     this.losses = new LossReporter({ logger: this.#log });
+    this.#declared = new DeclaredSubscriptions({ displayRoot: options.displayRoot });
     this.#dispatcher = new Dispatcher({
       bot: options.config.name,
       plugins: this.plugins,
@@ -207,10 +211,10 @@ export class Bot extends EventEmitter<BotEvents> {
       let failures: PluginFailure[];
       if (role === 'gateway') {
         // the workers run the plugins: their manifests say what to subscribe to
-        const declared = await declaredSubscriptions(plugins);
-        failures = declared.failures;
-        for (const failure of failures) this.#log.error({ plugin: failure.plugin, err: failure.error.message }, 'plugin manifest not read');
-        this.#intents = mergeIntents(declared.subscriptions, this.config.intents).intents;
+        const unread = await this.#declared.read(plugins);
+        this.#manifestsNotRead(unread, 'plugin manifest not read');
+        failures = unread;
+        this.#intents = mergeIntents(this.#declared.subscriptions(), this.config.intents).intents;
       } else {
         failures = await this.plugins.loadAll(plugins);
         if (this.#state !== 'starting') return failures;
@@ -249,7 +253,24 @@ export class Bot extends EventEmitter<BotEvents> {
    * set needs a fresh identify on every shard: the platform cannot resume across an intent change.
    */
   async refreshIntents(): Promise<void> {
-    const next = mergeIntents(this.plugins.subscriptions(), this.config.intents).intents;
+    await this.#changeIntents(mergeIntents(this.plugins.subscriptions(), this.config.intents).intents);
+  }
+
+  /**
+   * Gateway: the plugins folder changed (`changed` was added, saved or removed). Re-reads the manifests
+   * of `plugins`, the ones bot.yaml enables, and re-identifies if the intents they need changed; the
+   * workers reload the code. A manifest that cannot be read keeps its plugin's last good events.
+   */
+  async followManifests(plugins: DiscoveredPlugin[], changed: string): Promise<void> {
+    this.#manifestsNotRead(await this.#declared.read(plugins, changed), 'plugin manifest not read: the gateway keeps the events it last read from it');
+    await this.#changeIntents(mergeIntents(this.#declared.subscriptions(), this.config.intents).intents);
+  }
+
+  #manifestsNotRead(failures: ManifestFailure[], message: string): void {
+    for (const failure of failures) this.#log.error({ plugin: failure.plugin, file: failure.file, err: failure.error.message }, message);
+  }
+
+  async #changeIntents(next: number): Promise<void> {
     if (next === this.#intents) return;
     const before = describeIntents(this.#intents);
     this.#intents = next;

@@ -4,7 +4,8 @@
  * loaded, a removed one unloaded, and intents follow the plugins' events. A failed build or setup
  * leaves the old version serving and is reported with file:line. An installed plugin's package folder
  * is watched the same way (an `npm install` of another version reloads it), and so is the grants file:
- * an approval reloads the npm plugins whose grants it changed.
+ * an approval reloads the npm plugins whose grants it changed. A gateway-role bot runs no plugin: it
+ * follows the manifests only, re-identifying when the intents its workers' plugins need change.
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -23,7 +24,10 @@ import { isEnabled } from './bot-plugins.ts';
 
 /** What the coordinator needs from the runtime that owns the bots. */
 export interface ReloadHost {
+  /** the bots that run plugins (roles all and worker) */
   bots(): Iterable<Bot>;
+  /** the gateway-role bots: they follow the plugins' manifests, for their intents */
+  gateways(): Iterable<Bot>;
   /** the plugins bot.yaml enables for a bot, resolved against `discovered()` */
   enabledPlugins(bot: Bot): DiscoveredPlugin[];
   discovered(): readonly DiscoveredPlugin[];
@@ -183,6 +187,11 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
 
   async #apply(change: PluginChange): Promise<void> {
     if (change.plugin === GRANTS_CHANGE) return this.#applyGrants();
+    await this.#reload(change);
+    await this.#followManifests(change.plugin);
+  }
+
+  async #reload(change: PluginChange): Promise<void> {
     const { host, pluginsDir } = this.#options;
     const name = change.plugin;
     const known = host.discovered().some((p) => p.source === 'folder' && p.name === name);
@@ -213,6 +222,15 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
       failed ||= !result.ok;
     }
     this.#settle(name, failed, hash);
+  }
+
+  /** Gateways re-read the manifests (discovery already ran for a structural change). */
+  async #followManifests(changed: string): Promise<void> {
+    const { host } = this.#options;
+    for (const bot of host.gateways()) {
+      if (bot.state !== 'running') continue;
+      await this.#refreshIntents(bot, () => bot.followManifests(host.enabledPlugins(bot), changed));
+    }
   }
 
   /** The operator approved (or withdrew) grants: reload the running npm plugins whose entry changed. */
@@ -329,9 +347,9 @@ export class ReloadCoordinator extends EventEmitter<ReloadCoordinatorEvents> {
     this.emit('reload', { bot: botName, plugin: name, action: 'unload', ok: true, ms, intentsRefreshed: false });
   }
 
-  async #refreshIntents(bot: Bot): Promise<void> {
+  async #refreshIntents(bot: Bot, refresh = () => bot.refreshIntents()): Promise<void> {
     try {
-      await bot.refreshIntents();
+      await refresh();
     } catch (error) {
       this.#log.error({ bot: bot.config.name, err: (error as Error).message }, 'could not re-identify with the new intents');
       this.#options.live?.({ bot: bot.config.name, kind: 'error', text: `re-identify with new intents failed: ${(error as Error).message}` });
