@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,12 +43,13 @@ interface Setup {
   close(): Promise<void>;
 }
 
-async function setup(options: { persist?: boolean } = {}): Promise<Setup> {
+/** `pluginsDir` and `plugins` (bot.yaml's section) default to the echo fixture. */
+async function setup(options: { persist?: boolean; pluginsDir?: string; plugins?: string } = {}): Promise<Setup> {
   const redis = await startRedis(options);
   const sim = await startSimulator({ bots: [{ appId: APP_ID, secret: SECRET }], recommendedShards: 1, identifyWindowMs: 250, heartbeatIntervalMs: 1_000, printCredentials: false });
   const dir = mkdtempSync(join(tmpdir(), 'qqbot-streams-'));
   writeFileSync(join(dir, 'bot.yaml'), [
-    `pluginsDir: ${PLUGINS}`,
+    `pluginsDir: ${options.pluginsDir ?? PLUGINS}`,
     `dataDir: ${join(dir, 'data')}`,
     'metrics: { port: 0 }',
     'console: { port: 0 }',
@@ -62,7 +63,7 @@ async function setup(options: { persist?: boolean } = {}): Promise<Setup> {
     '    shards: 1',
     '    identifyWindowMs: 250',
     `    stream: { redis: "${redis.url}", claimIdleMs: 1000, maxDeliveries: ${MAX_DELIVERIES} }`,
-    '    plugins: { echo: {} }',
+    `    plugins: ${options.plugins ?? '{ echo: {} }'}`,
   ].join('\n'));
   const watcher = new Redis(redis.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 100 });
   watcher.on('error', () => undefined);
@@ -389,5 +390,102 @@ test('publisher: while redis is away events wait in memory up to bufferBytes, th
     await publisher.close(0);
     await connection.close();
     await redis.stop();
+  }
+});
+
+/** The echo fixture copied into a folder of its own, for a test to edit while processes run. */
+function pluginsCopy(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'qqbot-streams-plugins-'));
+  cpSync(join(PLUGINS, 'echo'), join(dir, 'echo'), { recursive: true });
+  return dir;
+}
+
+function manifest(name: string, events: string[]): string {
+  return JSON.stringify({ name, version: '1.0.0', type: 'module', main: 'index.ts', qqbot: { events, permissions: ['messages.send'] } }, null, 2);
+}
+
+/** Posts a message and waits for the one answer to it; returns the answers' texts. */
+async function ask(s: Setup, kind: 'c2c' | 'group_at' | 'guild_at', content: string): Promise<string[]> {
+  const { id } = s.sim.postMessage({ appId: APP_ID, kind, content });
+  const replies = () => s.sim.outbox().filter((e) => e.msg_id === id).map((e) => String(e.body.content));
+  await until(`an answer to the ${kind} message "${content}"`, () => replies().length > 0, 30_000, () => context(s));
+  return replies();
+}
+
+function identifies(sim: Simulator): number[] {
+  return sim.sessionLog().filter((e) => e.appId === APP_ID && e.kind === 'identify' && e.outcome === 'ok').map((e) => e.intents!);
+}
+
+function lines(p: BotProcess, text: RegExp): number {
+  return p.output.stdout.split('\n').filter((line) => text.test(line)).length;
+}
+
+const PUBLIC_GUILD_MESSAGES = 1 << 30;
+const DIRECT_MESSAGE = 1 << 12;
+const GROUP_AND_C2C_EVENT = 1 << 25;
+
+test('a gateway follows its plugins\' manifests: one that starts subscribing to group @-messages makes it identify again with that intent and the worker answers them; an unreadable manifest keeps the intents it had', { timeout: 300_000 }, async () => {
+  const pluginsDir = pluginsCopy();
+  const echo = join(pluginsDir, 'echo');
+  writeFileSync(join(echo, 'package.json'), manifest('echo', ['AT_MESSAGE_CREATE']));
+  writeFileSync(join(echo, 'index.ts'), [
+    "export default function setup(ctx: any) {",
+    "  for (const type of ['AT_MESSAGE_CREATE', 'GROUP_AT_MESSAGE_CREATE']) ctx.on(type, (event: any) => event.reply(`echo: ${type}`));",
+    '}',
+  ].join('\n'));
+  // a second plugin, so that losing echo's events would change the intents rather than empty them
+  cpSync(echo, join(pluginsDir, 'dm'), { recursive: true });
+  writeFileSync(join(pluginsDir, 'dm', 'package.json'), manifest('dm', ['DIRECT_MESSAGE_CREATE']));
+  writeFileSync(join(pluginsDir, 'dm', 'index.ts'), 'export default function setup(ctx: any) {\n  ctx.on(\'DIRECT_MESSAGE_CREATE\', () => undefined);\n}\n');
+  const s = await setup({ pluginsDir, plugins: '{ echo: {}, dm: {} }' });
+  try {
+    const gateway = s.gateway();
+    const worker = s.worker();
+    await Promise.all([gateway, worker].map((p) => p.running()));
+    assert.deepEqual(identifies(s.sim), [PUBLIC_GUILD_MESSAGES | DIRECT_MESSAGE]);
+    assert.deepEqual(await ask(s, 'guild_at', 'one'), ['echo: AT_MESSAGE_CREATE']);
+
+    // the manifest widens: the worker reloads echo, the gateway identifies again with the group bit
+    writeFileSync(join(echo, 'package.json'), manifest('echo', ['AT_MESSAGE_CREATE', 'GROUP_AT_MESSAGE_CREATE']));
+    await until('the gateway to identify again', () => identifies(s.sim).length === 2, 30_000, () => context(s));
+    await until('the worker to run echo v2', () => /echo v2 live/.test(worker.output.stdout), 30_000, () => context(s));
+    assert.deepEqual(identifies(s.sim), [PUBLIC_GUILD_MESSAGES | DIRECT_MESSAGE, PUBLIC_GUILD_MESSAGES | DIRECT_MESSAGE | GROUP_AND_C2C_EVENT]);
+    assert.equal(lines(gateway, /plugin events changed the intents/), 1, 'the gateway says once that its intents changed');
+    assert.deepEqual(await ask(s, 'group_at', 'two'), ['echo: GROUP_AT_MESSAGE_CREATE'], 'a group @-message reaches the worker through the gateway');
+
+    // a manifest that cannot be read: logged with the plugin and the file, echo's last good events kept
+    writeFileSync(join(echo, 'package.json'), '{ "name": "echo", ');
+    await until('the gateway to report the manifest', () => lines(gateway, /plugin manifest not read/) > 0, 30_000, () => context(s));
+    const report = gateway.output.stdout.split('\n').find((line) => /plugin manifest not read/.test(line))!;
+    assert.match(report, /echo/);
+    assert.ok(report.includes(join('echo', 'package.json')), `the report names the file: ${report}`);
+    // then a good one that narrows: the next identify has exactly echo's new events and dm's
+    writeFileSync(join(echo, 'package.json'), manifest('echo', ['AT_MESSAGE_CREATE']));
+    await until('the gateway to identify a third time', () => identifies(s.sim).length >= 3, 30_000, () => context(s));
+    assert.deepEqual(identifies(s.sim), [PUBLIC_GUILD_MESSAGES | DIRECT_MESSAGE, PUBLIC_GUILD_MESSAGES | DIRECT_MESSAGE | GROUP_AND_C2C_EVENT, PUBLIC_GUILD_MESSAGES | DIRECT_MESSAGE], 'the unreadable manifest changed nothing');
+    assert.equal(lines(gateway, /plugin events changed the intents/), 2);
+    assert.equal(metricValue(await gateway.metrics(), 'qqbot_handler_duration_seconds_count'), 0, 'the gateway ran no plugin');
+    for (const p of [gateway, worker]) assert.equal(p.child.exitCode, null);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a worker reloads its plugins on save: the echo plugin saved with another reply text answers with it, and the gateway keeps its session', { timeout: 300_000 }, async () => {
+  const pluginsDir = pluginsCopy();
+  const source = join(pluginsDir, 'echo', 'index.ts');
+  const s = await setup({ pluginsDir });
+  try {
+    const gateway = s.gateway();
+    const worker = s.worker();
+    await Promise.all([gateway, worker].map((p) => p.running()));
+    assert.deepEqual(await ask(s, 'c2c', 'before'), ['echo: before']);
+    writeFileSync(source, readFileSync(source, 'utf8').replace('`echo: ', '`echo v2: '));
+    await until('the worker to run echo v2', () => /echo v2 live/.test(worker.output.stdout), 30_000, () => context(s));
+    assert.deepEqual(await ask(s, 'c2c', 'after'), ['echo v2: after']);
+    assert.equal(identifies(s.sim).length, 1, 'a code change does not touch the gateway\'s session');
+    assert.equal(lines(gateway, /plugin events changed the intents/), 0);
+  } finally {
+    await s.close();
   }
 });
