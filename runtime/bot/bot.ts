@@ -33,7 +33,7 @@ import { RedisTokenShare } from '../sessions/redis-token-share.ts';
 import { RedisSessionManager } from '../sessions/redis-session-manager.ts';
 import { SessionFile } from '../sessions/session-file.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
-import { EventStreamConsumer } from '../streams/event-stream-consumer.ts';
+import { EventStreamConsumer, type HandleResult } from '../streams/event-stream-consumer.ts';
 import { EventStreamPublisher } from '../streams/event-stream-publisher.ts';
 import { streamKeys } from '../streams/stream-keys.ts';
 import { StreamStats, type StreamView } from '../streams/stream-stats.ts';
@@ -129,7 +129,7 @@ export class Bot extends EventEmitter<BotEvents> {
   #consumer: EventStreamConsumer | undefined;
   #streamStats: StreamStats | undefined;
   /** worker: events handed to the plugins, waiting for their handlers' outcome */
-  readonly #handling = new Map<GatewayDispatch, (error: string | undefined) => void>();
+  readonly #handling = new Map<GatewayDispatch, (result: HandleResult) => void>();
 
   constructor(options: BotOptions) {
     super();
@@ -453,19 +453,26 @@ export class Bot extends EventEmitter<BotEvents> {
     this.#intake!.take(dispatch);
   }
 
-  #deliver(dispatch: GatewayDispatch): void {
+  /** `except`: plugins that already handled this event on an earlier delivery (worker) */
+  #deliver(dispatch: GatewayDispatch, except?: ReadonlySet<string>): void {
     this.#received += 1;
     this.emit('dispatch', dispatch);
     if (this.#publisher) this.#publisher.publish(dispatch);
-    else this.#dispatcher.dispatch(dispatch);
+    else this.#dispatcher.dispatch(dispatch, except);
   }
 
   #settled(dispatch: GatewayDispatch, outcomes: DispatchOutcome[]): void {
     const waiting = this.#handling.get(dispatch);
     if (waiting) {
       this.#handling.delete(dispatch);
-      const failed = outcomes.find((o) => o.status === 'error' && !SETTLED_ELSEWHERE.test(o.error ?? ''));
-      waiting(failed ? (failed.error ?? 'handler failed') : undefined);
+      const result: HandleResult = { completed: [], failures: [] };
+      for (const outcome of outcomes) {
+        const plugin = this.plugins.nameOf(outcome.instanceId);
+        if (outcome.status === 'error' && !SETTLED_ELSEWHERE.test(outcome.error ?? '')) result.failures.push({ plugin, error: outcome.error ?? 'handler failed' });
+        // a delivery that never entered the plugin (it was stopping) is not done: it gets the event again
+        else if (plugin !== undefined && !outcome.requeue) result.completed.push(plugin);
+      }
+      waiting(result);
     }
     this.#intake?.done(dispatch);
     this.#sessions?.settle(dispatch);
@@ -552,7 +559,7 @@ export class Bot extends EventEmitter<BotEvents> {
       maxLen: stream.maxLen,
       dedupe: new RedisEventDedupe({ redis, prefix: keys.prefix }),
       logger: this.#log,
-      handle: (dispatch) => this.#handle(dispatch),
+      handle: (dispatch, completed) => this.#handle(dispatch, completed),
       onAcked: () => metrics?.streamAcked(name),
       onClaimed: (entries) => metrics?.streamClaimed(name, entries),
       onDead: () => metrics?.streamDead(name),
@@ -562,16 +569,18 @@ export class Bot extends EventEmitter<BotEvents> {
   }
 
   /**
-   * Worker: one Stream entry through the plugins. Resolves with the first handler error, which leaves the
-   * entry to be tried again; a reply refused because another delivery of this event already sent it (or
-   * died sending it) is that event settled, not a failure to retry.
+   * Worker: one Stream entry through the plugins not in `completed`. Resolves with the plugins done with
+   * it and the handlers that threw, which leave the entry to be delivered again to the plugins not done; a
+   * reply refused because another delivery of this event already sent it (or died sending it) is that
+   * plugin done, not a failure to retry. A plugin dropped (its backlog full, its isolate gone) is done too:
+   * the loss is reported, as it is when no handler failed.
    */
-  #handle(dispatch: GatewayDispatch): Promise<string | undefined> {
-    if (!this.#accepting) return Promise.resolve('the worker is stopping');
+  #handle(dispatch: GatewayDispatch, completed: ReadonlySet<string>): Promise<HandleResult> {
+    if (!this.#accepting) return Promise.resolve({ completed: [], failures: [{ plugin: undefined, error: 'the worker is stopping' }] });
     this.#options.metrics?.eventReceived(this.config.name, dispatch.t, dispatch.transport);
     return new Promise((resolve) => {
       this.#handling.set(dispatch, resolve);
-      this.#deliver(dispatch);
+      this.#deliver(dispatch, completed);
     });
   }
 

@@ -54,9 +54,13 @@ export class Dispatcher {
     return this.#inFlight.size;
   }
 
-  dispatch(dispatch: GatewayDispatch): void {
+  /**
+   * Hands an event to its subscribers, but the plugins named in `except` (a redelivered event they
+   * already handled). With none left it counts as handled, as an event nobody subscribes to.
+   */
+  dispatch(dispatch: GatewayDispatch, except?: ReadonlySet<string>): void {
     const { bot, plugins, supervisor, capabilities } = this.#options;
-    const targets = plugins.subscribers(dispatch.t);
+    const targets = plugins.subscribers(dispatch.t, except);
     if (targets.length === 0) {
       this.#handled += 1;
       this.#options.onHandled?.(dispatch, []);
