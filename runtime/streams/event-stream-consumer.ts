@@ -12,9 +12,11 @@
  * - A handler that threw leaves the entry pending, to be tried again after `claimIdleMs`; the
  *   `maxDeliveries`-th failure (or a claim past that count) moves it to the dead-letter stream with the
  *   failing plugin and its last error, and it is acknowledged.
- * - Before an entry is left pending, the plugins that did handle it are recorded in Redis (a set per
- *   entry); a redelivery, here or in another worker, runs only the others, so a plugin that replied is
- *   not run (and does not reply) again because another plugin failed.
+ * - Before an entry is left pending, the plugins that did handle it are recorded in Redis (a hash per
+ *   entry, with how far the event's replies got); a redelivery, here or in another worker, runs only the
+ *   others, so a plugin that replied is not run (and does not reply) again because another plugin failed,
+ *   and a reply on the redelivery takes the next msg_seq. A worker that dies mid-handler records nothing:
+ *   its entry is run again by every plugin, and the reply ledger refuses the replies already sent.
  */
 import { hostname } from 'node:os';
 import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
@@ -37,8 +39,8 @@ export interface EventStreamConsumerOptions {
   maxLen: number;
   dedupe: RedisEventDedupe;
   logger: Logger;
-  /** runs the plugins of the event but those in `completed` (handled on an earlier delivery) */
-  handle: (dispatch: GatewayDispatch, completed: ReadonlySet<string>) => Promise<HandleResult>;
+  /** runs the plugins of the event but those done with it on `earlier` deliveries */
+  handle: (dispatch: GatewayDispatch, earlier: EarlierDeliveries) => Promise<HandleResult>;
   onAcked?: () => void;
   onClaimed?: (entries: number) => void;
   onDead?: () => void;
@@ -55,6 +57,14 @@ export interface HandleResult {
   completed: string[];
   /** handlers that threw: the entry is delivered again to these (and to plugins that never got it) */
   failures: HandlerFailure[];
+  /** how far the event's replies got: the last msg_seq taken and the replies sent */
+  replied?: { seq: number; replies: number };
+}
+
+/** What earlier deliveries of an entry did: the plugins done with it, how far the event's replies got. */
+export interface EarlierDeliveries {
+  completed: ReadonlySet<string>;
+  replied?: { seq: number; replies: number };
 }
 
 export interface HandlerFailure {
@@ -71,6 +81,8 @@ const FORGET_CONSUMER_MS = 10 * 60_000;
 const FORGET_EVERY_MS = 60_000;
 /** the least an entry's record (last error, plugins done) is kept; longer when claimIdleMs × maxDeliveries is */
 const RECORD_TTL_MS = 24 * 3_600_000;
+/** fields of an entry's record naming a plugin done with it: `plugin:<name>` */
+const PLUGIN_FIELD = 'plugin:';
 
 export class EventStreamConsumer {
   readonly #o: EventStreamConsumerOptions;
@@ -187,11 +199,11 @@ export class EventStreamConsumer {
         dispatch,
         claim: dispatch ? this.#o.dedupe.claim({ ...dispatch, fence: entry.deliveries }) : undefined,
         // a first delivery has nothing recorded: no round trip for it
-        completed: dispatch && entry.deliveries > 1 ? this.#completedBefore(entry.id) : Promise.resolve(new Set<string>()),
+        earlier: dispatch && entry.deliveries > 1 ? this.#earlier(entry.id) : Promise.resolve<EarlierDeliveries>({ completed: new Set() }),
       };
     });
     return (async () => {
-      for (const { id, fields, deliveries, dispatch, claim, completed } of decoded) {
+      for (const { id, fields, deliveries, dispatch, claim, earlier } of decoded) {
         if (this.#stopped) {
           // read as the worker stopped: left pending, another worker claims it
           this.#release(id);
@@ -211,14 +223,14 @@ export class EventStreamConsumer {
           void this.#ack(id, deliveries > 1).finally(() => this.#release(id));
           continue;
         }
-        const done = await completed;
-        if (!done) {
+        const before = await earlier;
+        if (!before) {
           // which plugins are done is unknown: left pending rather than run them all again
           this.#release(id);
           continue;
         }
-        if (done.size > 0) this.#log.info({ entry: id, type: dispatch.t, deliveries, completed: [...done] }, 'delivered again to the plugins that did not finish it');
-        void this.#o.handle(dispatch, done).then((result) => this.#finished(id, fields, dispatch, deliveries, result)).finally(() => this.#release(id));
+        if (before.completed.size > 0) this.#log.info({ entry: id, type: dispatch.t, deliveries, completed: [...before.completed] }, 'delivered again to the plugins that did not finish it');
+        void this.#o.handle(dispatch, before).then((result) => this.#finished(id, fields, dispatch, deliveries, result)).finally(() => this.#release(id));
       }
     })();
   }
@@ -239,8 +251,10 @@ export class EventStreamConsumer {
     // the next worker to take it over may be another process: it finds here which plugins are done and the error
     const { redis, claimIdleMs, maxDeliveries } = this.#o;
     const ttl = Math.max(RECORD_TTL_MS, 10 * claimIdleMs * maxDeliveries);
+    const done: Array<string | number> = result.completed.flatMap((plugin) => [`${PLUGIN_FIELD}${plugin}`, 1]);
+    if (result.replied) done.push('seq', result.replied.seq, 'replies', result.replied.replies);
     const record = redis.client.multi().hset(this.#errorKey(id), 'plugin', failure.plugin, 'error', failure.error.slice(0, 4000)).pexpire(this.#errorKey(id), ttl);
-    if (result.completed.length > 0) record.sadd(this.#doneKey(id), ...result.completed).pexpire(this.#doneKey(id), ttl);
+    if (done.length > 0) record.hset(this.#doneKey(id), ...done).pexpire(this.#doneKey(id), ttl);
     try {
       // a command refused inside the transaction is in its replies, not thrown
       const refused = (await record.exec())?.find(([e]) => e)?.[0];
@@ -250,10 +264,13 @@ export class EventStreamConsumer {
     }
   }
 
-  /** The plugins recorded as done with an entry; undefined when Redis could not say. */
-  async #completedBefore(id: string): Promise<Set<string> | undefined> {
+  /** What earlier deliveries of an entry recorded; undefined when Redis could not say. */
+  async #earlier(id: string): Promise<EarlierDeliveries | undefined> {
     try {
-      return new Set(await this.#o.redis.client.smembers(this.#doneKey(id)));
+      const record = await this.#o.redis.client.hgetall(this.#doneKey(id));
+      const completed = new Set(Object.keys(record).filter((f) => f.startsWith(PLUGIN_FIELD)).map((f) => f.slice(PLUGIN_FIELD.length)));
+      const seq = Number(record['seq'] ?? 0);
+      return seq > 0 ? { completed, replied: { seq, replies: Number(record['replies'] ?? 0) } } : { completed };
     } catch (error) {
       this.#log.debug({ entry: id, err: (error as Error).message }, 'could not read which plugins finished an entry');
       return undefined;
