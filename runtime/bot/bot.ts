@@ -461,7 +461,7 @@ export class Bot extends EventEmitter<BotEvents> {
     else this.#dispatcher.dispatch(dispatch, earlier);
   }
 
-  #settled(dispatch: GatewayDispatch, outcomes: DispatchOutcome[], replied?: { seq: number; replies: number }): void {
+  #settled(dispatch: GatewayDispatch, outcomes: DispatchOutcome[], replied?: HandleResult['replied']): void {
     const waiting = this.#handling.get(dispatch);
     if (waiting) {
       this.#handling.delete(dispatch);
@@ -469,7 +469,7 @@ export class Bot extends EventEmitter<BotEvents> {
       for (const outcome of outcomes) {
         const plugin = this.plugins.nameOf(outcome.instanceId);
         if (outcome.status === 'error' && !SETTLED_ELSEWHERE.test(outcome.error ?? '')) result.failures.push({ plugin, error: outcome.error ?? 'handler failed' });
-        // a delivery that never entered the plugin (it was stopping) is not done: it gets the event again
+        // a delivery that never entered the plugin (it was stopping) is not recorded as done: a redelivery gives it the event
         else if (plugin !== undefined && !outcome.requeue) result.completed.push(plugin);
       }
       waiting(result);
@@ -569,11 +569,11 @@ export class Bot extends EventEmitter<BotEvents> {
   }
 
   /**
-   * Worker: one Stream entry through the plugins not done with it on `earlier` deliveries. Resolves with the plugins done with
-   * it and the handlers that threw, which leave the entry to be delivered again to the plugins not done; a
-   * reply refused because another delivery of this event already sent it (or died sending it) is that
-   * plugin done, not a failure to retry. A plugin dropped (its backlog full, its isolate gone) is done too:
-   * the loss is reported, as it is when no handler failed.
+   * Worker: one Stream entry through the plugins not done with it on `earlier` deliveries. Resolves with
+   * the plugins done with it and the handlers that threw, which leave the entry to be delivered again to
+   * the plugins not done; a reply refused because another delivery of this event already sent it (or died
+   * sending it) is that plugin done, not a failure to retry. A plugin dropped (its backlog full, its
+   * isolate gone) is done too: the loss is reported, as it is when no handler failed.
    */
   #handle(dispatch: GatewayDispatch, earlier: EarlierDeliveries): Promise<HandleResult> {
     if (!this.#accepting) return Promise.resolve({ completed: [], failures: [{ plugin: undefined, error: 'the worker is stopping' }] });
