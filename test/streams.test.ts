@@ -285,19 +285,21 @@ function answersOf(sim: Simulator, posted: Set<string>, prefix: string): Map<str
   return count;
 }
 
-test('two plugins, one failing on an event: only the failing plugin gets it again (the other answered it once, across workers); after maxDeliveries failures the dead letter names the plugin; counts balance', { timeout: 300_000 }, async () => {
+test('two plugins, one failing on an event: only the failing plugin gets it again (the other answered it once, across workers; one that answered before throwing answers again, next msg_seq); after maxDeliveries failures the dead letter names the plugin; counts balance', { timeout: 300_000 }, async () => {
   const s = await setup({ plugins: '{ answer: {}, flaky: {} }', redisStorage: true });
   try {
     const gateway = s.gateway();
     const workers = [s.worker(), s.worker()];
     await Promise.all([gateway, ...workers].map((p) => p.running()));
     const onceAt = 30;
+    const twiceAt = 45;
     const neverAt = 60;
-    const load = traffic(s.sim, 10, (n) => (n === onceAt ? 'once' : n === neverAt ? 'never' : `m${n}`));
+    const load = traffic(s.sim, 10, (n) => (n === onceAt ? 'once' : n === twiceAt ? 'twice' : n === neverAt ? 'never' : `m${n}`));
     await until('the failing messages to be posted', () => load.posted.size > neverAt + 60);
     await load.stop();
     const ids = [...load.posted];
     const once = ids[onceAt]!;
+    const twice = ids[twiceAt]!;
     const never = ids[neverAt]!;
     const all = new Set(ids);
     const flakyAnswers = new Set(ids.filter((id) => id !== never));
@@ -313,14 +315,18 @@ test('two plugins, one failing on an event: only the failing plugin gets it agai
     assert.equal(byAnswer.get(once), 1, 'answer answered "once" once over its 2 deliveries');
     assert.equal(byAnswer.get(never), 1, `answer answered "never" once over its ${MAX_DELIVERIES} deliveries`);
     const byFlaky = answersOf(s.sim, all, 'flaky');
-    assert.deepEqual([...byFlaky].filter(([, n]) => n !== 1), [], 'flaky answered each message at most once');
+    assert.deepEqual([...byFlaky].filter(([id, n]) => n !== 1 && id !== twice), [], 'flaky answered each message at most once, but "twice"');
+    // a plugin that answered and then threw is run again: its retry answers again, with the next msg_seq
+    assert.equal(byFlaky.get(twice), 2, 'flaky answered "twice" on its first run and on its retry');
+    const twiceSeqs = s.sim.outbox().filter((e) => e.msg_id === twice).map((e) => e.msg_seq ?? 1).sort();
+    assert.deepEqual(twiceSeqs, [1, 2, 3], '"twice": three answers, three msg_seqs');
     assert.equal(byFlaky.get(once), 1, 'flaky\'s retry of "once" answered it');
     assert.equal(byFlaky.has(never), false, 'flaky never answered "never"');
     // the retry went on from the msg_seq the first delivery took, wherever it ran
     const seqs = s.sim.outbox().filter((e) => e.msg_id === once).map((e) => e.msg_seq ?? 1).sort();
     assert.deepEqual(seqs, [1, 2], '"once" answered with msg_seq 1 (answer) and 2 (flaky\'s retry)');
     const failedRuns = await metricSum(workers, 'qqbot_handler_duration_seconds_count', { plugin: 'flaky', status: 'error' });
-    assert.equal(failedRuns, 1 + MAX_DELIVERIES, `flaky failed "once" once and "never" ${MAX_DELIVERIES} times`);
+    assert.equal(failedRuns, 2 + MAX_DELIVERIES, `flaky failed "once" and "twice" once, "never" ${MAX_DELIVERIES} times`);
     assert.equal(await metricSum(workers, 'qqbot_handler_duration_seconds_count', { plugin: 'answer' }), all.size, 'answer ran once per message');
 
     const [, fields] = ((await s.watcher.xrange(`${STREAM}:dead`, '-', '+')) as Array<[string, string[]]>)[0]!;
@@ -333,7 +339,7 @@ test('two plugins, one failing on an event: only the failing plugin gets it agai
     assert.deepEqual(await s.watcher.keys(`${STREAM}:done:*`), [], 'no record of finished plugins outlives its entry');
     assert.deepEqual(await s.watcher.keys(`${STREAM}:error:*`), [], 'no recorded error outlives its entry');
 
-    // every delivery a worker took is handled or dropped with a reason: the posted ones, "once" again, "never" twice again
+    // every delivery a worker took is handled or dropped with a reason: the posted ones, "once" and "twice" again, "never" twice again
     for (const w of workers) w.kill('SIGTERM');
     for (const w of workers) assert.equal(await w.exited, 0, w.output.stderr);
     const stopped = workers.map((w) => {
@@ -342,10 +348,10 @@ test('two plugins, one failing on an event: only the failing plugin gets it agai
       return JSON.parse(line) as { received: number; handled: number; dropped: number; unfinished: number };
     });
     const sum = (k: 'received' | 'handled' | 'dropped' | 'unfinished') => stopped.reduce((n, x) => n + x[k], 0);
-    assert.equal(sum('received'), all.size + 1 + (MAX_DELIVERIES - 1), 'each delivery received once');
+    assert.equal(sum('received'), all.size + 2 + (MAX_DELIVERIES - 1), 'each delivery received once');
     assert.equal(sum('handled') + sum('dropped') + sum('unfinished'), sum('received'), 'received = handled + dropped + unfinished');
     assert.equal(sum('dropped'), 0);
-    console.log(`# ${all.size} messages, 2 plugins: answer answered each once (3 deliveries of "never", 2 of "once"); flaky failed ${failedRuns} runs, its "once" retry answered; dead letter names plugin ${entry['plugin']}`);
+    console.log(`# ${all.size} messages, 2 plugins: answer answered each once (3 deliveries of "never", 2 of "once" and "twice"); flaky failed ${failedRuns} runs, its "once" retry answered, "twice" answered by it twice (msg_seq ${twiceSeqs.join(', ')}); dead letter names plugin ${entry['plugin']}; ${sum('received')} deliveries received = ${sum('handled')} handled + ${sum('dropped')} dropped + ${sum('unfinished')} unfinished`);
   } finally {
     await s.close();
   }
