@@ -277,6 +277,20 @@ describe('replies', () => {
     for (let i = 0; i < 6; i++) valueOf(await caps.call(i % 2 ? 'main/a' : 'main/b', 'reply', { ref: ch, body: `c${i}` }));
   });
 
+  test('an event delivered again elsewhere goes on from the msg_seq and reply count its earlier deliveries reached', async () => {
+    const caps = setup();
+    caps.registerInstance(spec('main', 'a', ['messages.send']));
+    const data = { id: 'CM', content: 'x', timestamp: '', author: { user_openid: 'U' } };
+    // an earlier delivery in another worker sent seq 1..3, one refused by the platform
+    const ref = caps.events.register({ bot: 'main', type: 'C2C_MESSAGE_CREATE', id: 'e', data, replied: { seq: 3, replies: 2 } });
+    for (let i = 0; i < 3; i++) valueOf(await caps.call('main/a', 'reply', { ref, body: `r${i}` }));
+    assertFailure(await caps.call('main/a', 'reply', { ref, body: 'r3' }), 'E_REPLY_LIMIT', /already answered 5 times/);
+    assert.deepEqual(api.seen.map((r) => (r.body as { msg_seq: number }).msg_seq), [4, 5, 6]);
+    // a record behind what this process already reached does not move the thread back
+    const again = caps.events.register({ bot: 'main', type: 'C2C_MESSAGE_CREATE', id: 'e', data, replied: { seq: 1, replies: 1 } });
+    assert.equal(caps.events.get(again)!.thread.seq, 6);
+  });
+
   test('a send the platform refused does not use up one of the 5 replies', async () => {
     const caps = setup();
     caps.registerInstance(spec('main', 'a', ['messages.send']));

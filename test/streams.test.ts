@@ -43,8 +43,8 @@ interface Setup {
   close(): Promise<void>;
 }
 
-/** `pluginsDir` and `plugins` (bot.yaml's section) default to the echo fixture. */
-async function setup(options: { persist?: boolean; pluginsDir?: string; plugins?: string } = {}): Promise<Setup> {
+/** `pluginsDir` and `plugins` (bot.yaml's section) default to the echo fixture; `redisStorage`: plugin storage in the test's Redis */
+async function setup(options: { persist?: boolean; pluginsDir?: string; plugins?: string; redisStorage?: boolean } = {}): Promise<Setup> {
   const redis = await startRedis(options);
   const sim = await startSimulator({ bots: [{ appId: APP_ID, secret: SECRET }], recommendedShards: 1, identifyWindowMs: 250, heartbeatIntervalMs: 1_000, printCredentials: false });
   const dir = mkdtempSync(join(tmpdir(), 'qqbot-streams-'));
@@ -64,6 +64,7 @@ async function setup(options: { persist?: boolean; pluginsDir?: string; plugins?
     '    identifyWindowMs: 250',
     `    stream: { redis: "${redis.url}", claimIdleMs: 1000, maxDeliveries: ${MAX_DELIVERIES} }`,
     `    plugins: ${options.plugins ?? '{ echo: {} }'}`,
+    ...(options.redisStorage ? [`    storage: { redis: "${redis.url}" }`] : []),
   ].join('\n'));
   const watcher = new Redis(redis.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 100 });
   watcher.on('error', () => undefined);
@@ -269,6 +270,88 @@ test('a handler that throws on one event every time: that entry ends in the dead
     // the console shows the dead letter
     await until('the console to show it', async () => (await workers[0]!.consoleState()).bots[0].stream?.dead === 1);
     console.log(`# ${others.size} messages answered once; the poison entry dead-lettered after ${entry['deliveries']} deliveries`);
+  } finally {
+    await s.close();
+  }
+});
+
+/** How many times each of `posted` was answered by one plugin (its replies start with `${prefix}: `). */
+function answersOf(sim: Simulator, posted: Set<string>, prefix: string): Map<string, number> {
+  const count = new Map<string, number>();
+  for (const entry of sim.outbox()) {
+    if (entry.msg_id === undefined || !posted.has(entry.msg_id) || !String(entry.body['content']).startsWith(`${prefix}: `)) continue;
+    count.set(entry.msg_id, (count.get(entry.msg_id) ?? 0) + 1);
+  }
+  return count;
+}
+
+test('two plugins, one failing on an event: only the failing plugin gets it again (the other answered it once, across workers; one that answered before throwing answers again, next msg_seq); after maxDeliveries failures the dead letter names the plugin; counts balance', { timeout: 300_000 }, async () => {
+  const s = await setup({ plugins: '{ answer: {}, flaky: {} }', redisStorage: true });
+  try {
+    const gateway = s.gateway();
+    const workers = [s.worker(), s.worker()];
+    await Promise.all([gateway, ...workers].map((p) => p.running()));
+    const onceAt = 30;
+    const twiceAt = 45;
+    const neverAt = 60;
+    const load = traffic(s.sim, 10, (n) => (n === onceAt ? 'once' : n === twiceAt ? 'twice' : n === neverAt ? 'never' : `m${n}`));
+    await until('the failing messages to be posted', () => load.posted.size > neverAt + 60);
+    await load.stop();
+    const ids = [...load.posted];
+    const once = ids[onceAt]!;
+    const twice = ids[twiceAt]!;
+    const never = ids[neverAt]!;
+    const all = new Set(ids);
+    const flakyAnswers = new Set(ids.filter((id) => id !== never));
+    await until('flaky to answer every message but "never" (the "once" one on its retry)', () => answersOf(s.sim, flakyAnswers, 'flaky').size === flakyAnswers.size, 60_000, () => context(s));
+    await until('answer to answer every message', () => answersOf(s.sim, all, 'answer').size === all.size, 60_000, () => context(s));
+    await until('one dead letter', async () => (await s.watcher.xlen(`${STREAM}:dead`)) === 1, 30_000, () => context(s));
+    await until('nothing pending', async () => ((await s.watcher.xpending(STREAM, 'workers')) as [number])[0] === 0, 30_000, () => context(s));
+    await new Promise((resolve) => setTimeout(resolve, 1_500)); // room for a second answer to show up
+
+    // answer ran once on every event, the redelivered ones included; flaky once more on "once" (its retry)
+    const byAnswer = answersOf(s.sim, all, 'answer');
+    assert.deepEqual([...byAnswer].filter(([, n]) => n !== 1), [], 'answer answered every message exactly once');
+    assert.equal(byAnswer.get(once), 1, 'answer answered "once" once over its 2 deliveries');
+    assert.equal(byAnswer.get(never), 1, `answer answered "never" once over its ${MAX_DELIVERIES} deliveries`);
+    const byFlaky = answersOf(s.sim, all, 'flaky');
+    assert.deepEqual([...byFlaky].filter(([id, n]) => n !== 1 && id !== twice), [], 'flaky answered each message at most once, but "twice"');
+    // a plugin that answered and then threw is run again: its retry answers again, with the next msg_seq
+    assert.equal(byFlaky.get(twice), 2, 'flaky answered "twice" on its first run and on its retry');
+    const twiceSeqs = s.sim.outbox().filter((e) => e.msg_id === twice).map((e) => e.msg_seq ?? 1).sort();
+    assert.deepEqual(twiceSeqs, [1, 2, 3], '"twice": three answers, three msg_seqs');
+    assert.equal(byFlaky.get(once), 1, 'flaky\'s retry of "once" answered it');
+    assert.equal(byFlaky.has(never), false, 'flaky never answered "never"');
+    // the retry went on from the msg_seq the first delivery took, wherever it ran
+    const seqs = s.sim.outbox().filter((e) => e.msg_id === once).map((e) => e.msg_seq ?? 1).sort();
+    assert.deepEqual(seqs, [1, 2], '"once" answered with msg_seq 1 (answer) and 2 (flaky\'s retry)');
+    const failedRuns = await metricSum(workers, 'qqbot_handler_duration_seconds_count', { plugin: 'flaky', status: 'error' });
+    assert.equal(failedRuns, 2 + MAX_DELIVERIES, `flaky failed "once" and "twice" once, "never" ${MAX_DELIVERIES} times`);
+    assert.equal(await metricSum(workers, 'qqbot_handler_duration_seconds_count', { plugin: 'answer' }), all.size, 'answer ran once per message');
+
+    const [, fields] = ((await s.watcher.xrange(`${STREAM}:dead`, '-', '+')) as Array<[string, string[]]>)[0]!;
+    const entry: Record<string, string> = {};
+    for (let i = 0; i < fields.length; i += 2) entry[fields[i]!] = fields[i + 1]!;
+    assert.equal(Number(entry['deliveries']), MAX_DELIVERIES);
+    assert.equal(entry['plugin'], 'flaky');
+    assert.match(entry['error']!, /flaky fails this message every time/);
+    assert.equal((JSON.parse(entry['e']!) as { d: { id: string } }).d.id, never);
+    assert.deepEqual(await s.watcher.keys(`${STREAM}:done:*`), [], 'no record of finished plugins outlives its entry');
+    assert.deepEqual(await s.watcher.keys(`${STREAM}:error:*`), [], 'no recorded error outlives its entry');
+
+    // every delivery a worker took is handled or dropped with a reason: the posted ones, "once" and "twice" again, "never" twice again
+    for (const w of workers) w.kill('SIGTERM');
+    for (const w of workers) assert.equal(await w.exited, 0, w.output.stderr);
+    const stopped = workers.map((w) => {
+      const line = w.output.stdout.split('\n').find((l) => l.includes('"msg":"stopped"'));
+      assert.ok(line, `no "stopped" log line:\n${w.output.stdout.slice(-2000)}`);
+      return JSON.parse(line) as { received: number; handled: number; dropped: number; unfinished: number };
+    });
+    const sum = (k: 'received' | 'handled' | 'dropped' | 'unfinished') => stopped.reduce((n, x) => n + x[k], 0);
+    assert.equal(sum('received'), all.size + 2 + (MAX_DELIVERIES - 1), 'each delivery received once');
+    assert.equal(sum('handled') + sum('dropped') + sum('unfinished'), sum('received'), 'received = handled + dropped + unfinished');
+    assert.equal(sum('dropped'), 0);
+    console.log(`# ${all.size} messages, 2 plugins: answer answered each once (3 deliveries of "never", 2 of "once" and "twice"); flaky failed ${failedRuns} runs, its "once" retry answered, "twice" answered by it twice (msg_seq ${twiceSeqs.join(', ')}); dead letter names plugin ${entry['plugin']}; ${sum('received')} deliveries received = ${sum('handled')} handled + ${sum('dropped')} dropped + ${sum('unfinished')} unfinished`);
   } finally {
     await s.close();
   }

@@ -78,6 +78,8 @@ export class BotPlugins {
   readonly #loaded = new Map<string, Installed>();
   /** event type → instance ids, rebuilt on every (un)load; read on the hot path */
   #subscribers = new Map<string, string[]>();
+  /** instance id → plugin name, rebuilt with #subscribers */
+  #names = new Map<string, string>();
 
   constructor(options: BotPluginsOptions) {
     this.#options = options;
@@ -87,8 +89,15 @@ export class BotPlugins {
     return [...this.#loaded.values()].map(view);
   }
 
-  subscribers(type: string): readonly string[] {
-    return this.#subscribers.get(type) ?? [];
+  /** The instances subscribed to an event type, but those of the plugins named in `except`. */
+  subscribers(type: string, except?: ReadonlySet<string>): readonly string[] {
+    const ids = this.#subscribers.get(type) ?? [];
+    return except && except.size > 0 ? ids.filter((id) => !except.has(this.#names.get(id) ?? '')) : ids;
+  }
+
+  /** The plugin an instance runs (its name in bot.yaml's folder or package sense, as `loaded` lists it). */
+  nameOf(instanceId: string): string | undefined {
+    return this.#names.get(instanceId);
   }
 
   /** Loads every plugin; returns the ones that failed (already logged). */
@@ -181,7 +190,9 @@ export class BotPlugins {
 
   #index(): void {
     const index = new Map<string, string[]>();
+    const names = new Map<string, string>();
     for (const plugin of this.#loaded.values()) {
+      names.set(plugin.instanceId, plugin.name);
       for (const type of plugin.events) {
         const ids = index.get(type) ?? [];
         ids.push(plugin.instanceId);
@@ -189,5 +200,6 @@ export class BotPlugins {
       }
     }
     this.#subscribers = index;
+    this.#names = names;
   }
 }

@@ -33,7 +33,7 @@ import { RedisTokenShare } from '../sessions/redis-token-share.ts';
 import { RedisSessionManager } from '../sessions/redis-session-manager.ts';
 import { SessionFile } from '../sessions/session-file.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
-import { EventStreamConsumer } from '../streams/event-stream-consumer.ts';
+import { EventStreamConsumer, type EarlierDeliveries, type HandleResult } from '../streams/event-stream-consumer.ts';
 import { EventStreamPublisher } from '../streams/event-stream-publisher.ts';
 import { streamKeys } from '../streams/stream-keys.ts';
 import { StreamStats, type StreamView } from '../streams/stream-stats.ts';
@@ -130,7 +130,7 @@ export class Bot extends EventEmitter<BotEvents> {
   #consumer: EventStreamConsumer | undefined;
   #streamStats: StreamStats | undefined;
   /** worker: events handed to the plugins, waiting for their handlers' outcome */
-  readonly #handling = new Map<GatewayDispatch, (error: string | undefined) => void>();
+  readonly #handling = new Map<GatewayDispatch, (result: HandleResult) => void>();
   /** gateway: what the plugins' manifests subscribe to (it runs no plugin) */
   readonly #declared: DeclaredSubscriptions;
 
@@ -149,7 +149,7 @@ export class Bot extends EventEmitter<BotEvents> {
       capabilities: options.capabilities,
       losses: this.losses,
       ...(options.metrics ? { metrics: options.metrics } : {}),
-      onHandled: (dispatch, outcomes) => this.#settled(dispatch, outcomes),
+      onHandled: (dispatch, outcomes, replied) => this.#settled(dispatch, outcomes, replied),
     });
   }
 
@@ -474,19 +474,26 @@ export class Bot extends EventEmitter<BotEvents> {
     this.#intake!.take(dispatch);
   }
 
-  #deliver(dispatch: GatewayDispatch): void {
+  /** `earlier`: what earlier deliveries of this Stream entry did (worker) */
+  #deliver(dispatch: GatewayDispatch, earlier?: EarlierDeliveries): void {
     this.#received += 1;
     this.emit('dispatch', dispatch);
     if (this.#publisher) this.#publisher.publish(dispatch);
-    else this.#dispatcher.dispatch(dispatch);
+    else this.#dispatcher.dispatch(dispatch, earlier);
   }
 
-  #settled(dispatch: GatewayDispatch, outcomes: DispatchOutcome[]): void {
+  #settled(dispatch: GatewayDispatch, outcomes: DispatchOutcome[], replied?: HandleResult['replied']): void {
     const waiting = this.#handling.get(dispatch);
     if (waiting) {
       this.#handling.delete(dispatch);
-      const failed = outcomes.find((o) => o.status === 'error' && !SETTLED_ELSEWHERE.test(o.error ?? ''));
-      waiting(failed ? (failed.error ?? 'handler failed') : undefined);
+      const result: HandleResult = { completed: [], failures: [], ...(replied ? { replied } : {}) };
+      for (const outcome of outcomes) {
+        const plugin = this.plugins.nameOf(outcome.instanceId);
+        if (outcome.status === 'error' && !SETTLED_ELSEWHERE.test(outcome.error ?? '')) result.failures.push({ plugin, error: outcome.error ?? 'handler failed' });
+        // a delivery that never entered the plugin (it was stopping) is not recorded as done: a redelivery gives it the event
+        else if (plugin !== undefined && !outcome.requeue) result.completed.push(plugin);
+      }
+      waiting(result);
     }
     this.#intake?.done(dispatch);
     this.#sessions?.settle(dispatch);
@@ -573,7 +580,7 @@ export class Bot extends EventEmitter<BotEvents> {
       maxLen: stream.maxLen,
       dedupe: new RedisEventDedupe({ redis, prefix: keys.prefix }),
       logger: this.#log,
-      handle: (dispatch) => this.#handle(dispatch),
+      handle: (dispatch, earlier) => this.#handle(dispatch, earlier),
       onAcked: () => metrics?.streamAcked(name),
       onClaimed: (entries) => metrics?.streamClaimed(name, entries),
       onDead: () => metrics?.streamDead(name),
@@ -583,16 +590,18 @@ export class Bot extends EventEmitter<BotEvents> {
   }
 
   /**
-   * Worker: one Stream entry through the plugins. Resolves with the first handler error, which leaves the
-   * entry to be tried again; a reply refused because another delivery of this event already sent it (or
-   * died sending it) is that event settled, not a failure to retry.
+   * Worker: one Stream entry through the plugins not done with it on `earlier` deliveries. Resolves with
+   * the plugins done with it and the handlers that threw, which leave the entry to be delivered again to
+   * the plugins not done; a reply refused because another delivery of this event already sent it (or died
+   * sending it) is that plugin done, not a failure to retry. A plugin dropped (its backlog full, its
+   * isolate gone) is done too: the loss is reported, as it is when no handler failed.
    */
-  #handle(dispatch: GatewayDispatch): Promise<string | undefined> {
-    if (!this.#accepting) return Promise.resolve('the worker is stopping');
+  #handle(dispatch: GatewayDispatch, earlier: EarlierDeliveries): Promise<HandleResult> {
+    if (!this.#accepting) return Promise.resolve({ completed: [], failures: [{ plugin: undefined, error: 'the worker is stopping' }] });
     this.#options.metrics?.eventReceived(this.config.name, dispatch.t, dispatch.transport);
     return new Promise((resolve) => {
       this.#handling.set(dispatch, resolve);
-      this.#deliver(dispatch);
+      this.#deliver(dispatch, earlier);
     });
   }
 

@@ -9,6 +9,7 @@ import type { RuntimeMetrics } from '../metrics/metrics.ts';
 import type { PluginCapabilities } from '../plugins/capabilities/index.ts';
 import type { DispatchOutcome, DropReason } from '../plugins/instance.ts';
 import type { PluginSupervisor } from '../plugins/sandbox/supervisor.ts';
+import type { EarlierDeliveries } from '../streams/event-stream-consumer.ts';
 import type { BotPlugins } from './bot-plugins.ts';
 import type { LossReporter } from './loss-reporter.ts';
 
@@ -19,7 +20,8 @@ export interface DispatcherOptions {
   capabilities: PluginCapabilities;
   losses: LossReporter;
   metrics?: RuntimeMetrics;
-  onHandled?: (dispatch: GatewayDispatch, outcomes: DispatchOutcome[]) => void;
+  /** `replied`: how far the event's replies got (msg_seq, count), for a redelivery elsewhere to go on from */
+  onHandled?: (dispatch: GatewayDispatch, outcomes: DispatchOutcome[], replied?: { seq: number; replies: number }) => void;
 }
 
 /** What happened to the events a bot took in. `received = handled + dropped + inFlight`. */
@@ -54,16 +56,20 @@ export class Dispatcher {
     return this.#inFlight.size;
   }
 
-  dispatch(dispatch: GatewayDispatch): void {
+  /**
+   * Hands an event to its subscribers, but those done with it on `earlier` deliveries. With none left it
+   * counts as handled, as an event nobody subscribes to.
+   */
+  dispatch(dispatch: GatewayDispatch, earlier?: EarlierDeliveries): void {
     const { bot, plugins, supervisor, capabilities } = this.#options;
-    const targets = plugins.subscribers(dispatch.t);
+    const targets = plugins.subscribers(dispatch.t, earlier?.completed);
     if (targets.length === 0) {
       this.#handled += 1;
       this.#options.onHandled?.(dispatch, []);
       return;
     }
     const id = dispatch.id ?? '';
-    const ref = capabilities.events.register({ bot, type: dispatch.t, id, data: dispatch.d, receivedAt: dispatch.receivedAt });
+    const ref = capabilities.events.register({ bot, type: dispatch.t, id, data: dispatch.d, receivedAt: dispatch.receivedAt, ...(earlier?.replied ? { replied: earlier.replied } : {}) });
     const event = supervisor.share({ ref, type: dispatch.t, id, data: dispatch.d, transport: dispatch.transport, ...(dispatch.shard !== undefined ? { shard: dispatch.shard } : {}) });
     const done = Promise.all(supervisor.deliver(event, targets)).then(async (results) => {
       let dropped = false;
@@ -71,7 +77,8 @@ export class Dispatcher {
       await capabilities.finishEvent(ref);
       if (dropped) this.#dropped += 1;
       else this.#handled += 1;
-      this.#options.onHandled?.(dispatch, results);
+      const thread = capabilities.events.get(ref)?.thread;
+      this.#options.onHandled?.(dispatch, results, thread ? { seq: thread.seq, replies: thread.replies } : undefined);
     });
     this.#inFlight.add(done);
     void done.finally(() => this.#inFlight.delete(done));

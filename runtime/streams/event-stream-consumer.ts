@@ -10,8 +10,13 @@
  *   redelivery takes over the claim of an attempt that never finished, while a copy of an event that was
  *   handled (a second entry the gateway wrote, a worker that died between finishing and acking) is dropped.
  * - A handler that threw leaves the entry pending, to be tried again after `claimIdleMs`; the
- *   `maxDeliveries`-th failure (or a claim past that count) moves it to the dead-letter stream with its
- *   last error, and it is acknowledged.
+ *   `maxDeliveries`-th failure (or a claim past that count) moves it to the dead-letter stream with the
+ *   failing plugin and its last error, and it is acknowledged.
+ * - Before an entry is left pending, the plugins that did handle it are recorded in Redis (a hash per
+ *   entry, with how far the event's replies got); a redelivery, here or in another worker, runs only the
+ *   others, so a plugin that replied is not run (and does not reply) again because another plugin failed,
+ *   and a reply on the redelivery takes the next msg_seq. A worker that dies mid-handler records nothing:
+ *   its entry is run again by every plugin, and the reply ledger refuses the replies already sent.
  */
 import { hostname } from 'node:os';
 import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
@@ -34,8 +39,8 @@ export interface EventStreamConsumerOptions {
   maxLen: number;
   dedupe: RedisEventDedupe;
   logger: Logger;
-  /** runs the plugins; resolves with the error of a handler that threw, undefined when all succeeded */
-  handle: (dispatch: GatewayDispatch) => Promise<string | undefined>;
+  /** runs the plugins of the event but those done with it on `earlier` deliveries */
+  handle: (dispatch: GatewayDispatch, earlier: EarlierDeliveries) => Promise<HandleResult>;
   onAcked?: () => void;
   onClaimed?: (entries: number) => void;
   onDead?: () => void;
@@ -46,13 +51,38 @@ export interface EventStreamConsumerOptions {
   maxInFlight?: number;
 }
 
+/** What became of an event's plugins on one delivery. */
+export interface HandleResult {
+  /** plugins done with the event (their handler returned, or its reply was settled by another delivery): not run again */
+  completed: string[];
+  /** handlers that threw: the entry is delivered again to these (and to plugins that never got it) */
+  failures: HandlerFailure[];
+  /** how far the event's replies got: the last msg_seq taken and the replies sent */
+  replied?: { seq: number; replies: number };
+}
+
+/** What earlier deliveries of an entry did: the plugins done with it, how far the event's replies got. */
+export interface EarlierDeliveries {
+  completed: ReadonlySet<string>;
+  replied?: { seq: number; replies: number };
+}
+
+export interface HandlerFailure {
+  /** undefined when no plugin ran (the worker was stopping) */
+  plugin: string | undefined;
+  error: string;
+}
+
 type Entry = [id: string, fields: string[]];
 
 const READ_BLOCK_MS = 1_000;
 /** consumers of the group that left (pending nothing) are removed after this long, so the console lists live ones */
 const FORGET_CONSUMER_MS = 10 * 60_000;
 const FORGET_EVERY_MS = 60_000;
-const ERROR_TTL_MS = 24 * 3_600_000;
+/** the least an entry's record (last error, plugins done) is kept; longer when claimIdleMs × maxDeliveries is */
+const RECORD_TTL_MS = 24 * 3_600_000;
+/** fields of an entry's record naming a plugin done with it: `plugin:<name>` */
+const PLUGIN_FIELD = 'plugin:';
 
 export class EventStreamConsumer {
   readonly #o: EventStreamConsumerOptions;
@@ -164,53 +194,94 @@ export class EventStreamConsumer {
     const decoded = entries.map((entry) => {
       this.#inFlight.add(entry.id);
       const dispatch = decodeDispatch(entry.fields);
-      return { ...entry, dispatch, claim: dispatch ? this.#o.dedupe.claim({ ...dispatch, fence: entry.deliveries }) : undefined };
+      return {
+        ...entry,
+        dispatch,
+        claim: dispatch ? this.#o.dedupe.claim({ ...dispatch, fence: entry.deliveries }) : undefined,
+        // a first delivery has nothing recorded: no round trip for it
+        earlier: dispatch && entry.deliveries > 1 ? this.#earlier(entry.id) : Promise.resolve<EarlierDeliveries>({ completed: new Set() }),
+      };
     });
     return (async () => {
-      for (const { id, fields, deliveries, dispatch, claim } of decoded) {
+      for (const { id, fields, deliveries, dispatch, claim, earlier } of decoded) {
         if (this.#stopped) {
           // read as the worker stopped: left pending, another worker claims it
           this.#release(id);
           continue;
         }
-        const done = this.#unacked.get(id);
-        if (done) {
-          void this.#o.dedupe.done(done).then(() => this.#ack(id)).then((ok) => ok && this.#unacked.delete(id)).finally(() => this.#release(id));
+        const handled = this.#unacked.get(id);
+        if (handled) {
+          void this.#o.dedupe.done(handled).then(() => this.#ack(id, deliveries > 1)).then((ok) => ok && this.#unacked.delete(id)).finally(() => this.#release(id));
           continue;
         }
         if (!dispatch) {
-          void this.#bury(id, fields, 'the entry carries no event', deliveries).finally(() => this.#release(id));
+          void this.#bury(id, fields, { plugin: '', error: 'the entry carries no event' }, deliveries).finally(() => this.#release(id));
           continue;
         }
         if ((await claim) === 'duplicate') {
           this.#o.onDuplicate?.();
-          void this.#ack(id).finally(() => this.#release(id));
+          void this.#ack(id, deliveries > 1).finally(() => this.#release(id));
           continue;
         }
-        void this.#o.handle(dispatch).then((error) => this.#finished(id, fields, dispatch, deliveries, error)).finally(() => this.#release(id));
+        const before = await earlier;
+        if (!before) {
+          // which plugins are done is unknown: left pending rather than run them all again
+          this.#release(id);
+          continue;
+        }
+        if (before.completed.size > 0) this.#log.info({ entry: id, type: dispatch.t, deliveries, completed: [...before.completed] }, 'delivered again to the plugins that did not finish it');
+        void this.#o.handle(dispatch, before).then((result) => this.#finished(id, fields, dispatch, deliveries, result)).finally(() => this.#release(id));
       }
     })();
   }
 
-  async #finished(id: string, fields: string[], dispatch: GatewayDispatch, deliveries: number, error: string | undefined): Promise<void> {
-    if (error === undefined) {
+  async #finished(id: string, fields: string[], dispatch: GatewayDispatch, deliveries: number, result: HandleResult): Promise<void> {
+    const failure = describeFailures(result.failures);
+    if (!failure) {
       await this.#o.dedupe.done(dispatch);
-      if (!(await this.#ack(id))) this.#unacked.set(id, dispatch);
+      if (!(await this.#ack(id, deliveries > 1))) this.#unacked.set(id, dispatch);
       return;
     }
     this.#failed++;
     if (deliveries >= this.#o.maxDeliveries) {
-      await this.#bury(id, fields, error, deliveries);
+      await this.#bury(id, fields, failure, deliveries);
       return;
     }
-    this.#log.warn({ entry: id, type: dispatch.t, deliveries, err: error.split('\n')[0] }, 'a plugin handler failed: the entry stays pending and is tried again');
-    // the next worker to take it over may be another process: it finds the error here
-    await this.#o.redis.client.set(this.#errorKey(id), error.slice(0, 4000), 'PX', ERROR_TTL_MS).catch(() => undefined);
+    this.#log.warn({ entry: id, type: dispatch.t, deliveries, plugin: failure.plugin, completed: result.completed, err: failure.error.split('\n')[0] }, 'a plugin handler failed: the entry stays pending and is delivered again to the plugins that did not finish it');
+    // the next worker to take it over may be another process: it finds here which plugins are done and the error
+    const { redis, claimIdleMs, maxDeliveries } = this.#o;
+    const ttl = Math.max(RECORD_TTL_MS, 10 * claimIdleMs * maxDeliveries);
+    const done: Array<string | number> = result.completed.flatMap((plugin) => [`${PLUGIN_FIELD}${plugin}`, 1]);
+    if (result.replied) done.push('seq', result.replied.seq, 'replies', result.replied.replies);
+    const record = redis.client.multi().hset(this.#errorKey(id), 'plugin', failure.plugin, 'error', failure.error.slice(0, 4000)).pexpire(this.#errorKey(id), ttl);
+    if (done.length > 0) record.hset(this.#doneKey(id), ...done).pexpire(this.#doneKey(id), ttl);
+    try {
+      // a command refused inside the transaction is in its replies, not thrown
+      const refused = (await record.exec())?.find(([e]) => e)?.[0];
+      if (refused) throw refused;
+    } catch (error) {
+      this.#log.warn({ entry: id, completed: result.completed, err: (error as Error).message }, 'could not record which plugins finished an entry: its redelivery runs them again');
+    }
   }
 
-  async #ack(id: string): Promise<boolean> {
+  /** What earlier deliveries of an entry recorded; undefined when Redis could not say. */
+  async #earlier(id: string): Promise<EarlierDeliveries | undefined> {
     try {
-      await this.#o.redis.client.xack(this.#o.key, this.#o.group, id);
+      const record = await this.#o.redis.client.hgetall(this.#doneKey(id));
+      const completed = new Set(Object.keys(record).filter((f) => f.startsWith(PLUGIN_FIELD)).map((f) => f.slice(PLUGIN_FIELD.length)));
+      const seq = Number(record['seq'] ?? 0);
+      return seq > 0 ? { completed, replied: { seq, replies: Number(record['replies'] ?? 0) } } : { completed };
+    } catch (error) {
+      this.#log.debug({ entry: id, err: (error as Error).message }, 'could not read which plugins finished an entry');
+      return undefined;
+    }
+  }
+
+  /** `tidy`: the entry was delivered before, so it may have a record to delete with it */
+  async #ack(id: string, tidy = false): Promise<boolean> {
+    try {
+      if (tidy) await this.#o.redis.client.multi().xack(this.#o.key, this.#o.group, id).del(this.#doneKey(id), this.#errorKey(id)).exec();
+      else await this.#o.redis.client.xack(this.#o.key, this.#o.group, id);
       this.#acked++;
       this.#o.onAcked?.();
       return true;
@@ -232,14 +303,15 @@ export class EventStreamConsumer {
   }
 
   /** To the dead-letter stream with its last error, then acknowledged: it is not tried again. */
-  async #bury(id: string, fields: string[], error: string, deliveries: number): Promise<void> {
+  async #bury(id: string, fields: string[], failure: { plugin: string; error: string }, deliveries: number): Promise<void> {
     const { redis, key, deadKey, group, maxLen } = this.#o;
     const event = fields[fields.indexOf(EVENT_FIELD) + 1] ?? '';
+    const { plugin, error } = failure;
     try {
       await redis.client.multi()
-        .xadd(deadKey, 'MAXLEN', '~', maxLen, '*', 'entry', id, 'deliveries', deliveries, 'error', error.slice(0, 4000), 'consumer', this.name, EVENT_FIELD, event)
+        .xadd(deadKey, 'MAXLEN', '~', maxLen, '*', 'entry', id, 'deliveries', deliveries, 'plugin', plugin, 'error', error.slice(0, 4000), 'consumer', this.name, EVENT_FIELD, event)
         .xack(key, group, id)
-        .del(this.#errorKey(id))
+        .del(this.#errorKey(id), this.#doneKey(id))
         .exec();
     } catch (failure) {
       this.#log.warn({ entry: id, err: (failure as Error).message }, 'could not move an entry to the dead-letter stream: it stays pending');
@@ -249,7 +321,7 @@ export class EventStreamConsumer {
     if (dispatch) await this.#o.dedupe.done(dispatch);
     this.#dead++;
     this.#o.onDead?.();
-    this.#log.error({ entry: id, deliveries, deadLetter: deadKey, err: error.split('\n')[0] }, `an event failed ${deliveries} deliveries: moved to the dead-letter stream`);
+    this.#log.error({ entry: id, deliveries, deadLetter: deadKey, plugin, err: error.split('\n')[0] }, `an event failed ${deliveries} deliveries: moved to the dead-letter stream`);
   }
 
   async #claimTick(): Promise<void> {
@@ -275,7 +347,10 @@ export class EventStreamConsumer {
           if (deliveries > maxDeliveries) {
             // its consumers died on it (or failed it) every time
             this.#inFlight.add(id);
-            const last = (await redis.client.get(this.#errorKey(id)).catch(() => null)) ?? `not acknowledged after ${deliveries - 1} deliveries (its consumers stopped before finishing it)`;
+            const recorded = (await redis.client.hgetall(this.#errorKey(id)).catch(() => ({}))) as Record<string, string>;
+            const last = recorded['error'] !== undefined
+              ? { plugin: recorded['plugin'] ?? '', error: recorded['error'] }
+              : { plugin: '', error: `not acknowledged after ${deliveries - 1} deliveries (its consumers stopped before finishing it)` };
             void this.#bury(id, fields, last, deliveries - 1).finally(() => this.#release(id));
           } else retry.push({ id, fields, deliveries });
         }
@@ -313,4 +388,18 @@ export class EventStreamConsumer {
   #errorKey(id: string): string {
     return `${this.#o.key}:error:${id}`;
   }
+
+  #doneKey(id: string): string {
+    return `${this.#o.key}:done:${id}`;
+  }
+}
+
+/** The failed plugins of a delivery as one record: their names, and each one's error under its name. */
+function describeFailures(failures: HandlerFailure[]): { plugin: string; error: string } | undefined {
+  if (failures.length === 0) return undefined;
+  if (failures.length === 1) return { plugin: failures[0]!.plugin ?? '', error: failures[0]!.error };
+  return {
+    plugin: failures.map((f) => f.plugin ?? '').join(' '),
+    error: failures.map((f) => `${f.plugin ?? '(no plugin)'}: ${f.error}`).join('\n'),
+  };
 }

@@ -84,8 +84,12 @@ export class EventRegistry {
     this.now = options.now ?? Date.now;
   }
 
-  /** Records an incoming event for one bot; returns its ref. */
-  register(event: { bot: string; type: string; id: string; data: unknown; receivedAt?: number; ref?: string }): string {
+  /**
+   * Records an incoming event for one bot; returns its ref. `replied`: how far the replies of earlier
+   * deliveries of it (in another process) got; its thread goes on from there, so a plugin answering on a
+   * redelivery takes the next msg_seq, not one already sent.
+   */
+  register(event: { bot: string; type: string; id: string; data: unknown; receivedAt?: number; ref?: string; replied?: { seq: number; replies: number } }): string {
     const receivedAt = event.receivedAt ?? this.now();
     const ref = event.ref ?? randomUUID();
     this.forget(ref);
@@ -99,6 +103,10 @@ export class EventRegistry {
       this.#threads.set(threadKey, shared);
     }
     shared.thread.openedAt = Math.min(shared.thread.openedAt, receivedAt);
+    if (event.replied) {
+      shared.thread.seq = Math.max(shared.thread.seq, event.replied.seq);
+      shared.thread.replies = Math.max(shared.thread.replies, event.replied.replies);
+    }
     shared.users += 1;
     const ttl = source ? source.windowMs + this.#graceMs : NO_REPLY_TTL_MS;
     this.#records.set(ref, {
