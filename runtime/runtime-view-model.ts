@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type { Bot } from './bot/bot.ts';
 import { ChatHistory } from './console/chat-history.ts';
-import type { BotView, ChatInput, ChatMessage, LiveEntry, PluginView, RuntimeView, RuntimeViewEvents } from './console/runtime-view.ts';
+import type { BotView, ChatInput, LiveEntry, PluginView, RuntimeView, RuntimeViewEvents } from './console/runtime-view.ts';
 import { describeIntents } from './gateway/intents.ts';
 import { approveCommand } from './plugins/grants.ts';
 import type { InstanceStats } from './plugins/sandbox/supervisor.ts';

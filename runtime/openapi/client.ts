@@ -1,6 +1,5 @@
 import { inspect } from 'node:util';
 import { Rest, type HttpMethod, type RequestOptions, type RestEvents, type RestOptions } from './rest.ts';
-import type { TokenSource } from './token-source.ts';
 import type {
   Announce, APIPermission, APIPermissionDemand, APIPermissionDemandCreate, BotUser, Channel, ChannelCreate,
   ChannelPatch, ChannelPermissions, ChannelPermissionsUpdate, DirectSession, DirectSessionCreate, Emoji, Gateway,

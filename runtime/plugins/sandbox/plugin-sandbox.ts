@@ -14,7 +14,7 @@ import ivm from 'isolated-vm';
 import { API_METHODS } from '../../../sdk-types/api.ts';
 import { EVENT_TYPES } from '../../../sdk-types/event-types.ts';
 import { QQBotError, type ErrorCode } from '../../errors.ts';
-import { DEFAULT_LIMITS, type CallResult, type DispatchOutcome, type DropReason, type PluginInstanceSpec } from '../instance.ts';
+import { DEFAULT_LIMITS, type DispatchOutcome, type DropReason, type PluginInstanceSpec } from '../instance.ts';
 import { DeadlineQueue } from './deadline-queue.ts';
 import type { FailureKind, LogLevel } from './ipc.ts';
 import { classifyIvmError } from './ivm-failure.ts';

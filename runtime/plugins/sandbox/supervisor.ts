@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { silentLogger, type Logger } from '../../logging/logger.ts';
 import type { CallResult, CapabilityHandler, DispatchOutcome, DropReason, PluginInstanceSpec, SandboxEvent } from '../instance.ts';
-import { messagesOf, PendingRequests } from './ipc-channel.ts';
+import { PendingRequests } from './ipc-channel.ts';
 import { HostProcess, type HostExit } from './host-process-handle.ts';
 import { InstanceQueue, type Queued, type SharedEvent } from './instance-queue.ts';
 import type { FromHost, ToHost } from './ipc.ts';
