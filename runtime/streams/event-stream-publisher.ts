@@ -96,17 +96,27 @@ export class EventStreamPublisher {
 
   #kick(): void {
     if (this.#closed || this.#flushing || this.#head >= this.#waiting.length) return;
-    this.#flushing = this.#flush().finally(() => {
+    this.#flushing = this.#flush().catch((error: Error) => {
+      this.#log.error({ err: error.message }, 'publishing to the stream failed; trying again');
+      this.#retryLater();
+      return true;
+    }).then((stalled) => {
       this.#flushing = undefined;
-      // more may have come while the last batch was out
-      if (this.#head < this.#waiting.length && this.#options.redis.up) this.#kick();
+      // more may have come while the last batch was out. After a failure only the retry timer or Redis
+      // coming back kicks again: a pipeline refused at once (the connection just dropped, `up` not yet
+      // false) would otherwise loop in microtasks and starve the very event that marks Redis down
+      if (!stalled && this.#head < this.#waiting.length && this.#options.redis.up) this.#kick();
     });
   }
 
-  async #flush(): Promise<void> {
+  /** Resolves true when it stopped on a failure (Redis away or refusing), false when the queue ran dry. */
+  async #flush(): Promise<boolean> {
     const { redis, key, maxLen } = this.#options;
     while (!this.#closed && this.#head < this.#waiting.length) {
-      if (!redis.up) return this.#startBuffering('redis unreachable');
+      if (!redis.up) {
+        this.#startBuffering('redis unreachable');
+        return true;
+      }
       const batch = this.#waiting.slice(this.#head, this.#head + BATCH);
       const pipeline = redis.client.pipeline();
       for (const entry of batch) pipeline.xadd(key, 'MAXLEN', '~', maxLen, '*', EVENT_FIELD, entry.payload);
@@ -125,16 +135,21 @@ export class EventStreamPublisher {
       if (taken < batch.length) {
         const reason = results?.[taken]?.[0]?.message ?? 'no answer';
         this.#startBuffering(reason);
-        clearTimeout(this.#retry);
-        this.#retry = setTimeout(() => this.#kick(), RETRY_MS);
-        this.#retry.unref();
-        return;
+        this.#retryLater();
+        return true;
       }
     }
     if (this.#buffering && this.#head >= this.#waiting.length) {
       this.#buffering = false;
       this.#log.warn('redis takes events again: the buffered ones are in the stream, in order');
     }
+    return false;
+  }
+
+  #retryLater(): void {
+    clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => this.#kick(), RETRY_MS);
+    this.#retry.unref();
   }
 
   #taken(entry: Waiting): void {
