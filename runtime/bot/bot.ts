@@ -149,7 +149,7 @@ export class Bot extends EventEmitter<BotEvents> {
       capabilities: options.capabilities,
       losses: this.losses,
       ...(options.metrics ? { metrics: options.metrics } : {}),
-      onHandled: (dispatch, outcomes, replied) => this.#settled(dispatch, outcomes, replied),
+      onHandled: (dispatch, outcomes, ref) => this.#settled(dispatch, outcomes, ref),
     });
   }
 
@@ -482,11 +482,13 @@ export class Bot extends EventEmitter<BotEvents> {
     else this.#dispatcher.dispatch(dispatch, earlier);
   }
 
-  #settled(dispatch: GatewayDispatch, outcomes: DispatchOutcome[], replied?: HandleResult['replied']): void {
+  #settled(dispatch: GatewayDispatch, outcomes: DispatchOutcome[], ref?: string): void {
     const waiting = this.#handling.get(dispatch);
     if (waiting) {
       this.#handling.delete(dispatch);
-      const result: HandleResult = { completed: [], failures: [], ...(replied ? { replied } : {}) };
+      // how far the event's replies got, for a redelivery elsewhere to go on from (workers only: not on the hot path)
+      const thread = ref === undefined ? undefined : this.#options.capabilities.events.get(ref)?.thread;
+      const result: HandleResult = { completed: [], failures: [], ...(thread ? { replied: { seq: thread.seq, replies: thread.replies } } : {}) };
       for (const outcome of outcomes) {
         const plugin = this.plugins.nameOf(outcome.instanceId);
         if (outcome.status === 'error' && !SETTLED_ELSEWHERE.test(outcome.error ?? '')) result.failures.push({ plugin, error: outcome.error ?? 'handler failed' });

@@ -20,8 +20,8 @@ export interface DispatcherOptions {
   capabilities: PluginCapabilities;
   losses: LossReporter;
   metrics?: RuntimeMetrics;
-  /** `replied`: how far the event's replies got (msg_seq, count), for a redelivery elsewhere to go on from */
-  onHandled?: (dispatch: GatewayDispatch, outcomes: DispatchOutcome[], replied?: { seq: number; replies: number }) => void;
+  /** `ref`: the event's record in the capability registry (its reply thread), when a plugin had it */
+  onHandled?: (dispatch: GatewayDispatch, outcomes: DispatchOutcome[], ref?: string) => void;
 }
 
 /** What happened to the events a bot took in. `received = handled + dropped + inFlight`. */
@@ -77,8 +77,7 @@ export class Dispatcher {
       await capabilities.finishEvent(ref);
       if (dropped) this.#dropped += 1;
       else this.#handled += 1;
-      const thread = capabilities.events.get(ref)?.thread;
-      this.#options.onHandled?.(dispatch, results, thread ? { seq: thread.seq, replies: thread.replies } : undefined);
+      this.#options.onHandled?.(dispatch, results, ref);
     });
     this.#inFlight.add(done);
     void done.finally(() => this.#inFlight.delete(done));
