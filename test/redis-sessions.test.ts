@@ -160,7 +160,7 @@ test('identify pacing is shared: three connections together grant at most maxCon
 
 const event = (t: string, id: string, messageId: string, fence: number): GatewayDispatch => ({ t, id, d: { id: messageId }, transport: 'websocket', shard: 0, receivedAt: 0, fence });
 
-test('cross-process dedupe: a claim under a lost lease is taken over, a finished event never runs again, Redis away lets events through', async () => {
+test('cross-process dedupe: a claim under a lost lease is taken over, a Stream entry\'s only by that entry, a finished event never runs again, Redis away lets events through', async () => {
   await withRedis(async (redis, connect) => {
     const connection = await connect();
     const dedupe = new RedisEventDedupe({ redis: connection, prefix: 'qqbot:1' });
@@ -171,6 +171,16 @@ test('cross-process dedupe: a claim under a lost lease is taken over, a finished
     assert.equal(await dedupe.claim(event('AT_MESSAGE_CREATE', 'e1', 'm1', 11)), 'duplicate', 'an older lease cannot take it back');
     await dedupe.done(event('AT_MESSAGE_CREATE', 'e1', 'm1', 12));
     assert.equal(await dedupe.claim(event('AT_MESSAGE_CREATE', 'e1', 'm1', 99)), 'duplicate', 'finished: a duplicate under any lease');
+
+    // Stream entries: the claim belongs to one copy of the event; only that copy's redeliveries take it over
+    const copy = (fence: number) => event('C2C_MESSAGE_CREATE', 's1', 'sm1', fence);
+    assert.equal(await dedupe.claim(copy(1), '100-0'), 'new');
+    assert.equal(await dedupe.claim(copy(1), '100-0'), 'new', 'its holder asking again (an answer lost) still holds it');
+    assert.equal(await dedupe.claim(copy(1), '101-0'), 'duplicate', 'a second entry of the event');
+    assert.equal(await dedupe.claim(copy(2), '99-0'), 'duplicate', 'a redelivered copy cannot take over another copy\'s claim');
+    assert.equal(await dedupe.claim(copy(2), '100-0'), 'taken-over', 'the entry delivered again after its consumer vanished');
+    assert.equal(await dedupe.claim(copy(1), '100-0'), 'duplicate', 'its earlier delivery, come back, is stale');
+    assert.equal(await dedupe.claim(copy(3)), 'duplicate', 'a claim without owner cannot take over an owned one');
 
     const webhook: GatewayDispatch = { t: 'GROUP_AT_MESSAGE_CREATE', id: 'w1', d: { id: 'wm1' }, transport: 'webhook', receivedAt: 0 };
     assert.equal(await dedupe.claim(webhook), 'new');

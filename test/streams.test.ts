@@ -19,7 +19,9 @@ import { RedisConnection } from '../runtime/sessions/redis-connection.ts';
 import { RedisTokenShare } from '../runtime/sessions/redis-token-share.ts';
 import { silentLogger } from '../runtime/logging/logger.ts';
 import { EventStreamPublisher } from '../runtime/streams/event-stream-publisher.ts';
-import { decodeDispatch } from '../runtime/streams/stream-keys.ts';
+import { decodeDispatch, encodeDispatch } from '../runtime/streams/stream-keys.ts';
+import { EventStreamConsumer } from '../runtime/streams/event-stream-consumer.ts';
+import { RedisEventDedupe } from '../runtime/sessions/redis-dedupe.ts';
 import { startSimulator, type Simulator } from '../runtime/simulator/index.ts';
 import { metricValue, startBotProcess, type BotProcess } from './support/bot-process.ts';
 import { until } from './support/cluster.ts';
@@ -472,6 +474,150 @@ test('publisher: while redis is away events wait in memory up to bufferBytes, th
   } finally {
     await publisher.close(0);
     await connection.close();
+    await redis.stop();
+  }
+});
+
+/**
+ * Consumers in this process on a real Redis, for races too narrow to hit reliably through processes.
+ * After `hold()`, each handler runs until `releaseAll()`.
+ */
+async function consumers(redisUrl: string, names: string[], options: { dedupeUrl?: string; claimIdleMs?: number } = {}) {
+  const connections: RedisConnection[] = [];
+  const connect = async (url: string, name: string, wait = true) => {
+    const c = new RedisConnection({ url, name, commandTimeoutMs: 2_000 });
+    connections.push(c);
+    if (wait) await c.ready();
+    return c;
+  };
+  const handled: Array<{ consumer: string; event: string }> = [];
+  const counts = { duplicates: 0, claimed: 0, acked: 0 };
+  const release: Array<() => void> = [];
+  let holding = false;
+  const dedupeRedis = options.dedupeUrl ? await connect(options.dedupeUrl, 'dedupe', false) : undefined;
+  const list: EventStreamConsumer[] = [];
+  for (const name of names) {
+    const redis = await connect(redisUrl, `${name}-commands`);
+    const consumer = new EventStreamConsumer({
+      name,
+      redis,
+      reader: await connect(redisUrl, `${name}-reader`),
+      key: STREAM,
+      deadKey: `${STREAM}:dead`,
+      group: 'workers',
+      claimIdleMs: options.claimIdleMs ?? 300,
+      maxDeliveries: 5,
+      maxLen: 1000,
+      dedupe: new RedisEventDedupe({ redis: dedupeRedis ?? redis, prefix: `qqbot:${APP_ID}:stream` }),
+      logger: silentLogger,
+      handle: async (dispatch) => {
+        handled.push({ consumer: name, event: dispatch.id! });
+        if (holding) await new Promise<void>((resolve) => release.push(resolve));
+        return { completed: ['p'], failures: [] };
+      },
+      onDuplicate: () => counts.duplicates++,
+      onClaimed: (n) => (counts.claimed += n),
+      onAcked: () => counts.acked++,
+    });
+    list.push(consumer);
+  }
+  return {
+    list,
+    handled,
+    counts,
+    hold: () => (holding = true),
+    releaseAll: () => {
+      holding = false;
+      for (const r of release.splice(0)) r();
+    },
+    start: () => list.forEach((c) => c.start()),
+    async close() {
+      this.releaseAll();
+      await Promise.all(list.map((c) => c.stop()));
+      await Promise.all(connections.map((c) => c.close()));
+    },
+  };
+}
+
+const streamEvent = (id: string) => encodeDispatch({ t: 'C2C_MESSAGE_CREATE', d: { id: `m-${id}`, content: 'hi' }, id, transport: 'websocket', receivedAt: 0 });
+const pendingCount = async (r: Redis) => Number(((await r.xpending(STREAM, 'workers')) as [number])[0]);
+
+test('consumer: two entries of one event (an XADD whose answer was lost, sent again), the first delivered to a worker that vanished: taken over while the second runs, the event still runs once', async () => {
+  const redis = await startRedis();
+  const admin = new Redis(redis.url);
+  const c = await consumers(redis.url, ['a']);
+  try {
+    await admin.xgroup('CREATE', STREAM, 'workers', '0', 'MKSTREAM');
+    await admin.xadd(STREAM, '*', 'e', streamEvent('ev1'));
+    // the vanished worker: Redis delivered the first copy to it, it never answered
+    await admin.xreadgroup('GROUP', 'workers', 'ghost', 'COUNT', 1, 'STREAMS', STREAM, '>');
+    await admin.xadd(STREAM, '*', 'e', streamEvent('ev1'));
+    c.hold();
+    c.start();
+    await until('the second copy in a handler', () => c.handled.length === 1);
+    await until('the first copy taken over from the vanished worker', () => c.counts.claimed === 1, 20_000);
+    c.releaseAll();
+    await until('both entries acknowledged', async () => (await pendingCount(admin)) === 0, 20_000);
+    assert.deepEqual(c.handled, [{ consumer: 'a', event: 'ev1' }], 'the event ran once');
+    assert.equal(c.counts.duplicates, 1, 'the taken-over copy was dropped as a duplicate');
+    assert.equal(c.counts.acked, 2);
+  } finally {
+    await c.close();
+    admin.disconnect();
+    await redis.stop();
+  }
+});
+
+test('consumer: while Redis cannot say whether an event was claimed, its entries wait; two copies then run once', async () => {
+  const redis = await startRedis();
+  const dedupeRedis = await startRedis();
+  await dedupeRedis.stop();
+  const admin = new Redis(redis.url);
+  const c = await consumers(redis.url, ['a'], { dedupeUrl: dedupeRedis.url });
+  try {
+    await admin.xgroup('CREATE', STREAM, 'workers', '0', 'MKSTREAM');
+    await admin.xadd(STREAM, '*', 'e', streamEvent('ev2'));
+    await admin.xadd(STREAM, '*', 'e', streamEvent('ev2'));
+    c.start();
+    await until('both entries read', async () => (await pendingCount(admin)) === 2);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.deepEqual(c.handled, [], 'nothing runs while the claim cannot be made');
+    await dedupeRedis.start();
+    await until('both entries acknowledged', async () => (await pendingCount(admin)) === 0, 20_000);
+    assert.equal(c.handled.length, 1, 'the event ran once');
+    assert.equal(c.counts.duplicates, 1);
+  } finally {
+    await c.close();
+    admin.disconnect();
+    await redis.stop();
+    await dedupeRedis.stop();
+  }
+});
+
+test('consumer: Redis away longer than claimIdleMs while a handler runs: once back, the other worker does not take the live one\'s entry', async () => {
+  const redis = await startRedis({ persist: true });
+  const admin = new Redis(redis.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 100 });
+  admin.on('error', () => undefined);
+  const c = await consumers(redis.url, ['a', 'b']);
+  try {
+    await admin.xgroup('CREATE', STREAM, 'workers', '0', 'MKSTREAM');
+    c.hold();
+    c.start();
+    await admin.xadd(STREAM, '*', 'e', streamEvent('ev3'));
+    await until('the entry in a handler', () => c.handled.length === 1);
+    await redis.stop();
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    await redis.start();
+    await until('redis back', () => admin.status === 'ready', 20_000);
+    // several claim rounds of the other worker, each past claimIdleMs of the entry's idle time
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.equal(c.counts.claimed, 0, 'nobody took over the live worker\'s entry');
+    c.releaseAll();
+    await until('the entry acknowledged', async () => (await pendingCount(admin)) === 0, 20_000);
+    assert.equal(c.handled.length, 1, 'handled once');
+  } finally {
+    await c.close();
+    admin.disconnect();
     await redis.stop();
   }
 });

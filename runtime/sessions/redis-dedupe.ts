@@ -19,17 +19,28 @@ import { dedupeKeys } from '../gateway/dedupe.ts';
 import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
 import type { RedisConnection } from './redis-connection.ts';
 
+// value: 'd' done, or '<fence>' / '<fence>:<owner>' a claim in progress
 const CLAIM = `
 local mine = tonumber(ARGV[1])
+local owner = ARGV[3]
 local stale = 0
 for _, key in ipairs(KEYS) do
   local v = redis.call('GET', key)
   if v then
-    if v == 'd' or tonumber(v) >= mine then return 0 end
-    stale = 1
+    if v == 'd' then return 0 end
+    local fence, holder = string.match(v, '^(%d+):?(.*)$')
+    fence = tonumber(fence)
+    if holder ~= owner then return 0 end
+    if owner == '' then
+      if fence >= mine then return 0 end
+      stale = 1
+    elseif fence > mine then return 0
+    elseif fence < mine then stale = 1 end
   end
 end
-for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[1], 'PX', ARGV[2]) end
+local value = ARGV[1]
+if owner ~= '' then value = value .. ':' .. owner end
+for _, key in ipairs(KEYS) do redis.call('SET', key, value, 'PX', ARGV[2]) end
 return 1 + stale
 `;
 
@@ -56,12 +67,17 @@ export class RedisEventDedupe {
     this.#claim = options.redis.script<number>('event_claim', 'any', CLAIM);
   }
 
-  async claim(dispatch: GatewayDispatch): Promise<ClaimResult> {
+  /**
+   * `owner`: the one copy of the event whose deliveries may take over its claim (a Stream entry id). A
+   * claim held by another owner is a duplicate whatever its fence: that copy's handling, or its own
+   * redelivery, finishes the event. Asked again by its holder at the same fence, a claim is still its.
+   */
+  async claim(dispatch: GatewayDispatch, owner?: string): Promise<ClaimResult> {
     const keys = dedupeKeys(dispatch);
     if (keys.length === 0) return 'new';
     if (!this.#redis.up) return 'unknown';
     try {
-      const result = await this.#claim(keys.map((k) => this.#prefix + k), [dispatch.fence ?? 0, this.#ttlMs]);
+      const result = await this.#claim(keys.map((k) => this.#prefix + k), [dispatch.fence ?? 0, this.#ttlMs, owner ?? '']);
       return result === 0 ? 'duplicate' : result === 2 ? 'taken-over' : 'new';
     } catch {
       return 'unknown';

@@ -5,10 +5,14 @@
  *
  * - Pending entries idle longer than `claimIdleMs` are taken over (`XAUTOCLAIM`); a live worker keeps its
  *   own in-flight entries from looking idle (`XCLAIM … JUSTID`, which does not count a delivery), so
- *   "idle" means "its consumer is gone" and a slow handler is not run twice.
- * - An event is claimed in the cross-process dedupe with its delivery count as the fencing token: a
- *   redelivery takes over the claim of an attempt that never finished, while a copy of an event that was
- *   handled (a second entry the gateway wrote, a worker that died between finishing and acking) is dropped.
+ *   "idle" means "its consumer is gone" and a slow handler is not run twice. A Redis outage stops that
+ *   refresh in every worker at once, so after one a worker refreshes its own entries first and takes
+ *   over nobody's for `claimIdleMs`: the live workers reconnect in that time and keep theirs.
+ * - An event is claimed in the cross-process dedupe by its entry, with the delivery count as the fencing
+ *   token: a redelivery of that entry takes over the claim of an attempt that never finished; a copy of
+ *   the event in another entry (the gateway writes one when an XADD's answer is lost) is dropped, whether
+ *   the event is done or still in flight, and so is an entry a worker finished but died before acking.
+ *   An event whose claim Redis could not answer waits until it can: only the claim tells copies apart.
  * - A handler that threw leaves the entry pending, to be tried again after `claimIdleMs`; the
  *   `maxDeliveries`-th failure (or a claim past that count) moves it to the dead-letter stream with the
  *   failing plugin and its last error, and it is acknowledged.
@@ -49,6 +53,8 @@ export interface EventStreamConsumerOptions {
   onTrimmed?: (entries: number) => void;
   /** entries read but not finished here at most (backpressure on a slow plugin) */
   maxInFlight?: number;
+  /** this consumer's name in the group; default `<host>:<pid>` */
+  name?: string;
 }
 
 /** What became of an event's plugins on one delivery. */
@@ -76,6 +82,8 @@ export interface HandlerFailure {
 type Entry = [id: string, fields: string[]];
 
 const READ_BLOCK_MS = 1_000;
+/** a dedupe claim Redis refused while connected is asked again after this long */
+const UNKNOWN_CLAIM_RETRY_MS = 100;
 /** consumers of the group that left (pending nothing) are removed after this long, so the console lists live ones */
 const FORGET_CONSUMER_MS = 10 * 60_000;
 const FORGET_EVERY_MS = 60_000;
@@ -87,8 +95,8 @@ const PLUGIN_FIELD = 'plugin:';
 export class EventStreamConsumer {
   readonly #o: EventStreamConsumerOptions;
   readonly #log: Logger;
-  /** this process's name in the group */
-  readonly name = `${hostname()}:${process.pid}`;
+  /** this consumer's name in the group */
+  readonly name: string;
   readonly #inFlight = new Set<string>();
   readonly #maxInFlight: number;
   #stopped = false;
@@ -102,7 +110,12 @@ export class EventStreamConsumer {
    * would answer with the next msg_seq, which the platform takes as a new reply).
    */
   readonly #unacked = new Map<string, GatewayDispatch>();
-  readonly #onUp = (): void => void this.#ackLeftovers();
+  readonly #onUp = (): void => {
+    this.#upAt = Date.now();
+    void this.#keepInFlight().then(() => this.#ackLeftovers());
+  };
+  /** when Redis last came (back) up: nobody's entries are taken over for claimIdleMs after it */
+  #upAt = Date.now();
   #forgottenAt = 0;
   #acked = 0;
   #failed = 0;
@@ -110,6 +123,7 @@ export class EventStreamConsumer {
 
   constructor(options: EventStreamConsumerOptions) {
     this.#o = options;
+    this.name = options.name ?? `${hostname()}:${process.pid}`;
     this.#log = options.logger.child({ part: 'stream-consumer', consumer: this.name });
     this.#maxInFlight = options.maxInFlight ?? 512;
   }
@@ -197,7 +211,7 @@ export class EventStreamConsumer {
       return {
         ...entry,
         dispatch,
-        claim: dispatch ? this.#o.dedupe.claim({ ...dispatch, fence: entry.deliveries }) : undefined,
+        claim: dispatch ? this.#o.dedupe.claim({ ...dispatch, fence: entry.deliveries }, entry.id) : undefined,
         // a first delivery has nothing recorded: no round trip for it
         earlier: dispatch && entry.deliveries > 1 ? this.#earlier(entry.id) : Promise.resolve<EarlierDeliveries>({ completed: new Set() }),
       };
@@ -218,7 +232,18 @@ export class EventStreamConsumer {
           void this.#bury(id, fields, { plugin: '', error: 'the entry carries no event' }, deliveries).finally(() => this.#release(id));
           continue;
         }
-        if ((await claim) === 'duplicate') {
+        let verdict = await claim;
+        while (verdict === 'unknown' && !this.#stopped) {
+          if (this.#o.redis.up) await sleep(UNKNOWN_CLAIM_RETRY_MS);
+          else await this.#o.redis.ready(AbortSignal.timeout(READ_BLOCK_MS)).catch(() => undefined);
+          if (this.#o.redis.up) verdict = await this.#o.dedupe.claim({ ...dispatch, fence: deliveries }, id);
+        }
+        if (verdict === 'unknown') {
+          // the worker stopped while Redis could not say whether the event is a copy: left pending
+          this.#release(id);
+          continue;
+        }
+        if (verdict === 'duplicate') {
           this.#o.onDuplicate?.();
           void this.#ack(id, deliveries > 1).finally(() => this.#release(id));
           continue;
@@ -328,7 +353,8 @@ export class EventStreamConsumer {
     const { redis, key, group, claimIdleMs, maxDeliveries } = this.#o;
     if (!redis.up || this.#stopped) return;
     try {
-      if (this.#inFlight.size > 0) await redis.client.xclaim(key, group, this.name, 0, ...this.#inFlight, 'JUSTID');
+      await this.#keepInFlight();
+      if (Date.now() - this.#upAt < claimIdleMs) return;
       let cursor = '0-0';
       do {
         const [next, claimed, deleted] = (await redis.client.xautoclaim(key, group, this.name, claimIdleMs, cursor, 'COUNT', 100)) as [string, Entry[], string[]];
@@ -364,6 +390,15 @@ export class EventStreamConsumer {
       if (/NOGROUP/.test((error as Error).message)) return;
       this.#log.debug({ err: (error as Error).message }, 'claiming idle entries');
     }
+  }
+
+  /** Resets the idle time of the entries in flight here, so no other worker takes them over. */
+  async #keepInFlight(): Promise<void> {
+    const { redis, key, group } = this.#o;
+    if (this.#inFlight.size === 0 || !redis.up) return;
+    await redis.client.xclaim(key, group, this.name, 0, ...this.#inFlight, 'JUSTID').catch((error: Error) => {
+      this.#log.debug({ err: error.message }, 'refreshing the entries in flight');
+    });
   }
 
   /** Workers that stopped (their entries acked or claimed) stay in the group until removed here. */
