@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -190,6 +190,40 @@ test('kill -9 of the plugin host at ~300 messages/s: every event is answered or 
     for (const [reason, n] of Object.entries(bot.counts.droppedDeliveries)) {
       assert.equal(sample(metrics, 'qqbot_events_dropped_total', { bot: 'hardy', plugin: 'alpha', reason }), n);
     }
+  } finally {
+    await runtime.stop();
+  }
+});
+
+test('a handler cut off after it replied (its host killed -9, its time limit hit) counts as handled, not lost, and is logged as cut off; a plugin that had not replied yet is counted as dropped', async () => {
+  const plugins = mkdtempSync(join(tmpdir(), 'qqbot-cutoff-'));
+  const plugin = (name: string, body: string) => {
+    mkdirSync(join(plugins, name));
+    writeFileSync(join(plugins, name, 'package.json'), JSON.stringify({ name, version: '1.0.0', type: 'module', main: 'index.ts', qqbot: { events: ['C2C_MESSAGE_CREATE'], permissions: ['messages.send', 'storage'] } }));
+    writeFileSync(join(plugins, name, 'index.ts'), `export default function setup(ctx) {\n  ctx.on('C2C_MESSAGE_CREATE', async (event) => {\n${body}\n  });\n}\n`);
+  };
+  // answers, then spins (its entry time limit) or never finishes (until the host is killed)
+  plugin('stall', "    await event.reply('stall: ' + event.data.content);\n    if (event.data.content === 'spin') for (;;) {}\n    await new Promise(() => {});");
+  // never answers the message that gets the host killed; its storage call makes the delivery one not to repeat
+  plugin('mute', "    if (event.data.content !== 'hang') return;\n    await ctx.storage.set('seen', true);\n    await new Promise(() => {});");
+  const { runtime, sim, logs } = await start(plugins, 'bots:\n  - { name: cut, appId: "1020000001", endpoint: simulator, plugins: { stall: {}, mute: {} } }\n', {}, { restartBackoffMs: { min: 100, max: 1000 } });
+  try {
+    const bot = runtime.bots.get('cut')!;
+    const spin = sim.postMessage({ kind: 'c2c', content: 'spin', user: { id: 'U1' } }).id;
+    await until('the spinning handler ended', () => bot.counts.received === 1 && bot.counts.inFlight === 0);
+    assert.equal(repliesByMessage(sim.outbox()).get(spin)?.length, 1, 'answered once');
+    assert.deepEqual(bot.counts.droppedDeliveries, {}, 'answered before its time limit: not a loss');
+
+    const hang = sim.postMessage({ kind: 'c2c', content: 'hang', user: { id: 'U2' } }).id;
+    await until('the reply before the kill', () => repliesByMessage(sim.outbox()).has(hang));
+    process.kill(runtime.supervisor.hostPid!, 'SIGKILL');
+    await until('the event ended with the host', () => bot.counts.received === 2 && bot.counts.inFlight === 0);
+    assert.equal(repliesByMessage(sim.outbox()).get(hang)?.length, 1);
+    assert.deepEqual(bot.counts.droppedDeliveries, { host_crashed: 1 }, 'only mute, which had not answered, lost the event with the host');
+    assert.equal(bot.counts.handled + bot.counts.dropped, 2, 'in = handled + dropped');
+    assert.equal(bot.counts.dropped, 1, 'the event is dropped for mute (one of its plugins did not handle it)');
+    const cutOff = logs.filter((l) => String(l.msg).startsWith('plugin handler cut off after it replied'));
+    assert.deepEqual(cutOff.map((l) => [l.plugin, l.reason]), [['stall', 'timeout'], ['stall', 'host_crashed']]);
   } finally {
     await runtime.stop();
   }

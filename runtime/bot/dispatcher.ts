@@ -73,7 +73,7 @@ export class Dispatcher {
     const event = supervisor.share({ ref, type: dispatch.t, id, data: dispatch.d, transport: dispatch.transport, ...(dispatch.shard !== undefined ? { shard: dispatch.shard } : {}) });
     const done = Promise.all(supervisor.deliver(event, targets)).then(async (results) => {
       let dropped = false;
-      for (const outcome of results) if (this.#record(outcome)) dropped = true;
+      for (const outcome of results) if (this.#record(outcome, ref)) dropped = true;
       await capabilities.finishEvent(ref);
       if (dropped) this.#dropped += 1;
       else this.#handled += 1;
@@ -97,12 +97,17 @@ export class Dispatcher {
   }
 
   /** true when the plugin did not handle the event */
-  #record(outcome: DispatchOutcome): boolean {
-    const { bot, metrics, losses } = this.#options;
+  #record(outcome: DispatchOutcome, ref: string): boolean {
+    const { bot, metrics, losses, capabilities } = this.#options;
     const plugin = outcome.instanceId.slice(this.#prefix);
     if (outcome.wallMs !== undefined) metrics?.handlerFinished(bot, plugin, outcome.status, outcome.wallMs / 1000);
     if (outcome.status === 'ok' || outcome.status === 'error') return false;
     const reason: DropReason = outcome.reason ?? 'disposed';
+    if (capabilities.events.get(ref)?.repliedBy?.has(outcome.instanceId)) {
+      // the handler answered before it was cut off: the event was not lost, what followed the reply was
+      losses.lost('cut-off', plugin, reason, outcome.error?.split('\n')[0]);
+      return false;
+    }
     this.#droppedDeliveries[reason] = (this.#droppedDeliveries[reason] ?? 0) + 1;
     metrics?.eventDropped(bot, plugin, reason);
     losses.lost('event', plugin, reason, outcome.error?.split('\n')[0]);

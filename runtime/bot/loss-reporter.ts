@@ -1,11 +1,22 @@
 /**
- * Says out loud what a bot could not do: events a plugin did not handle and replies it could not
- * send. The first loss of a kind is logged at once; after that, one line per interval sums up
+ * Says out loud what a bot could not do: events a plugin did not handle, replies it could not send,
+ * and handlers cut off after they answered (the event was answered; what the handler did next was not). The first loss of a kind is logged at once; after that, one line per interval sums up
  * what was lost meanwhile, with the counts, so a flood of losses is never a flood of log lines.
  */
 import type { Logger } from '../logging/logger.ts';
 
-export type LossKind = 'event' | 'reply';
+export type LossKind = 'event' | 'reply' | 'cut-off';
+
+const ONE: Record<LossKind, string> = {
+  event: 'event not handled by plugin',
+  reply: 'plugin reply not sent',
+  'cut-off': 'plugin handler cut off after it replied: the event is answered, the rest of the handler did not run',
+};
+const MORE: Record<LossKind, string> = {
+  event: 'events not handled by',
+  reply: 'replies not sent by',
+  'cut-off': 'handlers cut off after replying in',
+};
 
 export interface LossReporterOptions {
   logger: Logger;
@@ -39,7 +50,7 @@ export class LossReporter {
     const key = `${kind}\u0000${plugin}\u0000${reason}`;
     if (!this.#announced.has(key)) {
       this.#announced.add(key);
-      this.#logger.warn({ plugin, reason, ...(detail ? { detail } : {}) }, kind === 'event' ? 'event not handled by plugin' : 'plugin reply not sent');
+      this.#logger.warn({ plugin, reason, ...(detail ? { detail } : {}) }, ONE[kind]);
       this.#schedule();
       return;
     }
@@ -56,7 +67,7 @@ export class LossReporter {
     for (const t of this.#pending.values()) {
       this.#logger.warn(
         { plugin: t.plugin, reason: t.reason, count: t.count, ...(t.example ? { example: t.example } : {}) },
-        `${t.count} more ${t.kind === 'event' ? 'events not handled by' : 'replies not sent by'} plugin ${t.plugin} (${t.reason}) in the last ${Math.round(this.#intervalMs / 1000)} s`,
+        `${t.count} more ${MORE[t.kind]} plugin ${t.plugin} (${t.reason}) in the last ${Math.round(this.#intervalMs / 1000)} s`,
       );
     }
     // a quiet interval re-arms the immediate announcement for the next loss

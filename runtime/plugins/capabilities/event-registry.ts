@@ -44,6 +44,8 @@ export interface EventRecord {
   thread: ReplyThread;
   /** finishEvent ran */
   finished: boolean;
+  /** instances that asked for a reply to this delivery (a handler cut off after it still answered) */
+  repliedBy?: Set<string>;
 }
 
 /** A thread found by its source id (direct `api.send*` with `msg_id`/`event_id`). */

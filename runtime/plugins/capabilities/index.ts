@@ -110,7 +110,7 @@ export function createCapabilityHandler(options: CapabilityOptions): PluginCapab
     switch (capability) {
       case 'reply':
         demand(grant, 'messages.send', 'event.reply');
-        return router.reply(grant.bot, bot.request, p.ref, p.body);
+        return router.reply(grant.bot, grant.id, bot.request, p.ref, p.body);
       case 'ack':
         // one per interaction (E_ALREADY_ACKED after that): bounded by the events themselves
         await router.ack(grant.bot, bot.request, p.ref, p.code);

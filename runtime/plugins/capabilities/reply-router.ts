@@ -22,7 +22,7 @@ export class ReplyRouter {
     this.#events = events;
   }
 
-  async reply(bot: string, request: ApiRequester, ref: unknown, body: unknown): Promise<SendResult> {
+  async reply(bot: string, instanceId: string, request: ApiRequester, ref: unknown, body: unknown): Promise<SendResult> {
     const record = this.#find(bot, ref);
     const route = record.route;
     if (!isReplyRoute(route)) throw new CapabilityError('E_REPLY_UNSUPPORTED', `event.reply: ${route.reason}`);
@@ -30,6 +30,7 @@ export class ReplyRouter {
     const message = normalizeBody(body);
     const reservation = this.#reserve(record.thread, route, record.type, 'event.reply');
     const payload = { ...withMsgType(message), [route.idField]: route.sourceId, msg_seq: reservation.seq };
+    (record.repliedBy ??= new Set()).add(instanceId);
     try {
       return toSendResult(await request('POST', route.path, { body: payload, deadline: reservation.deadline }));
     } catch (error) {
