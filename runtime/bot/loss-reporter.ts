@@ -1,7 +1,8 @@
 /**
  * Says out loud what a bot could not do: events a plugin did not handle, replies it could not send,
- * and handlers cut off after they answered (the event was answered; what the handler did next was not). The first loss of a kind is logged at once; after that, one line per interval sums up
- * what was lost meanwhile, with the counts, so a flood of losses is never a flood of log lines.
+ * and handlers cut off after they answered (the event was answered; what the handler did next was
+ * not). The first loss of a kind is logged at once; after that, one line per interval sums up what
+ * was lost meanwhile, with the counts, so a flood of losses is never a flood of log lines.
  */
 import type { Logger } from '../logging/logger.ts';
 
