@@ -15,7 +15,7 @@ import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import { Secret } from '../runtime/config/secret.ts';
 import { OpenAPIClient, LegacyTokenSource } from '../runtime/openapi/index.ts';
-import { createCapabilityHandler, EventRegistry, type ApiRequester, type PluginCapabilities } from '../runtime/plugins/capabilities/index.ts';
+import { CapabilityError, createCapabilityHandler, EventRegistry, type ApiRequester, type PluginCapabilities } from '../runtime/plugins/capabilities/index.ts';
 import type { CallResult, PluginInstanceSpec } from '../runtime/plugins/instance.ts';
 import { SqliteKeyValueStore } from '../runtime/plugins/storage/sqlite-store.ts';
 import { RedisKeyValueStore } from '../runtime/plugins/storage/redis-store.ts';
@@ -186,6 +186,25 @@ describe('api proxy', () => {
 
 describe('replies', () => {
   const at = { id: 'MSG1', channel_id: 'C1', guild_id: 'G1', content: 'hi', timestamp: '2025-01-01T00:00:00+08:00', author: { id: 'U1' } };
+
+  test('a reply refused because another delivery of the event sent it marks that plugin settled on the thread (by code, never by error text); other failures do not', async () => {
+    const refusals: Array<Error> = [
+      new CapabilityError('E_DUPLICATE_REPLY', 'already sent by another process'),
+      new CapabilityError('E_REPLY_OUTCOME_UNKNOWN', 'its sender died'),
+      new CapabilityError('E_OPENAPI', 'code: E_DUPLICATE_REPLY (a text that only looks like it)'),
+    ];
+    const refusing = async () => {
+      throw refusals.shift()!;
+    };
+    const caps = createCapabilityHandler({ bots: { main: { request: refusing } } });
+    for (const name of ['a', 'b', 'c']) caps.registerInstance(spec('main', name, ['messages.send']));
+    const c2c = { id: 'MSGX', content: 'x', timestamp: '', author: { user_openid: 'USR' } };
+    const ref = caps.events.register({ bot: 'main', type: 'C2C_MESSAGE_CREATE', id: 'evx', data: c2c });
+    assert.equal((await caps.handle('main/a', 'reply', { ref, body: 'one' })).ok, false);
+    assert.equal((await caps.handle('main/b', 'api.sendC2CMessage', ['USR', { content: 'two', msg_id: 'MSGX' }])).ok, false);
+    assert.equal((await caps.handle('main/c', 'reply', { ref, body: 'three' })).ok, false);
+    assert.deepEqual([...caps.events.get(ref)!.thread.settledElsewhere ?? []].sort(), ['main/a', 'main/b']);
+  });
 
   test('each event type replies through its endpoint with msg_id/event_id, msg_type and msg_seq', async () => {
     const caps = setup();

@@ -96,9 +96,6 @@ const METRIC_STATE: Record<ShardState, MetricShardState> = {
 /** the platform's "消息被去重" for a repeated (msg_id, msg_seq) in groups and C2C (docs/protocol.md#s17) */
 const DUPLICATE_MSG_SEQ = 40054005;
 
-/** handler errors that mean another delivery of the event already answered it (see #request) */
-const SETTLED_ELSEWHERE = /code: (E_DUPLICATE_REPLY|E_REPLY_OUTCOME_UNKNOWN)\b/;
-
 export class Bot extends EventEmitter<BotEvents> {
   readonly config: BotConfig;
   readonly plugins: BotPlugins;
@@ -491,7 +488,8 @@ export class Bot extends EventEmitter<BotEvents> {
       const result: HandleResult = { completed: [], failures: [], ...(thread ? { replied: { seq: thread.seq, replies: thread.replies } } : {}) };
       for (const outcome of outcomes) {
         const plugin = this.plugins.nameOf(outcome.instanceId);
-        if (outcome.status === 'error' && !SETTLED_ELSEWHERE.test(outcome.error ?? '')) result.failures.push({ plugin, error: outcome.error ?? 'handler failed' });
+        // a handler that threw because another delivery already answered for it (see #request) is done
+        if (outcome.status === 'error' && !thread?.settledElsewhere?.has(outcome.instanceId)) result.failures.push({ plugin, error: outcome.error ?? 'handler failed' });
         // a delivery that never entered the plugin (it was stopping) is not recorded as done: a redelivery gives it the event
         else if (plugin !== undefined && !outcome.requeue) result.completed.push(plugin);
       }

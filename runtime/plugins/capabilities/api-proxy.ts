@@ -5,7 +5,7 @@
  */
 import { API_METHODS } from '../../../sdk-types/api.ts';
 import { buildApiRequest, isApiMethod, type HttpMethod } from './api-routes.ts';
-import { CapabilityError, isPlatformError, isUnsent, passiveWindowClosed } from './capability-error.ts';
+import { CapabilityError, isPlatformError, isSettledElsewhere, isUnsent, passiveWindowClosed } from './capability-error.ts';
 import type { ReplyReservation } from './event-registry.ts';
 import { auditFromError, toSendResult } from './send-result.ts';
 
@@ -52,6 +52,7 @@ export async function callApi(request: ApiRequester, method: string, args: unkno
     const audit = isSend ? auditFromError(error) : undefined;
     if (audit) return audit;
     if (isPlatformError(error) || isUnsent(error)) reservation?.release();
+    if (isSettledElsewhere(error)) reservation?.settledElsewhere();
     throw passiveWindowClosed(error, `api.${method}`) ?? error;
   }
 }

@@ -30,6 +30,14 @@ export function isPlatformError(error: unknown): error is PlatformErrorLike & Er
   return error instanceof Error && typeof (error as PlatformErrorLike).status === 'number';
 }
 
+/**
+ * The reply was refused because another delivery of its event (in another process) sent it, or died
+ * sending it: for the plugin that asked, the event's answer is settled, not failed.
+ */
+export function isSettledElsewhere(error: unknown): boolean {
+  return error instanceof CapabilityError && (error.code === 'E_DUPLICATE_REPLY' || error.code === 'E_REPLY_OUTCOME_UNKNOWN');
+}
+
 /** The client gave up before sending: the request never reached the platform. */
 export function isUnsent(error: unknown): boolean {
   const code = (error as { code?: unknown } | undefined)?.code;

@@ -22,6 +22,8 @@ export interface ReplyThread {
   acked: boolean;
   /** first receipt of the source; the reply window runs from here */
   openedAt: number;
+  /** instances whose reply another delivery of the event already settled (see isSettledElsewhere) */
+  settledElsewhere?: Set<string>;
 }
 
 /** One reply slot taken from a thread: its msg_seq, and how to give the slot back. */
@@ -31,6 +33,8 @@ export interface ReplyReservation {
   deadline: number;
   /** the platform refused the send: it did not use up one of the message's replies (the seq stays burnt) */
   release(): void;
+  /** another delivery of the event sent this reply (or died sending it): the asking plugin is done with it */
+  settledElsewhere(): void;
 }
 
 export interface EventRecord {

@@ -104,7 +104,7 @@ export function createCapabilityHandler(options: CapabilityOptions): PluginCapab
       demand(grant, permission, capability);
       // A passive reply is bounded by the events the bot gets and the platform's rules per message;
       // the per-plugin budget is for what is not (proactive sends, reads, management).
-      return callApi(bot.request, method, payload, (body, what) => router.reserveDirect(grant.bot, body, what), () => throttle(grant, permission, capability));
+      return callApi(bot.request, method, payload, (body, what) => router.reserveDirect(grant.bot, grant.id, body, what), () => throttle(grant, permission, capability));
     }
     const p = (typeof payload === 'object' && payload !== null ? payload : {}) as Record<string, unknown>;
     switch (capability) {

@@ -7,7 +7,7 @@
 import { Ajv } from 'ajv';
 import type { SendResult } from 'qqbot-sdk-types';
 import type { ApiRequester } from './api-proxy.ts';
-import { CapabilityError, isPlatformError, isUnsent, passiveWindowClosed } from './capability-error.ts';
+import { CapabilityError, isPlatformError, isSettledElsewhere, isUnsent, passiveWindowClosed } from './capability-error.ts';
 import { firstError, MESSAGE_BODY_SCHEMA, withMsgType } from './api-routes.ts';
 import type { EventRecord, EventRegistry, ReplyReservation, ReplyThread } from './event-registry.ts';
 import { isReplyRoute, type PassiveSource } from './reply-route.ts';
@@ -28,7 +28,7 @@ export class ReplyRouter {
     if (!isReplyRoute(route)) throw new CapabilityError('E_REPLY_UNSUPPORTED', `event.reply: ${route.reason}`);
     this.#checkWindow(record.thread, route, record.type, 'event.reply');
     const message = normalizeBody(body);
-    const reservation = this.#reserve(record.thread, route, record.type, 'event.reply');
+    const reservation = this.#reserve(record.thread, route, record.type, 'event.reply', instanceId);
     const payload = { ...withMsgType(message), [route.idField]: route.sourceId, msg_seq: reservation.seq };
     (record.repliedBy ??= new Set()).add(instanceId);
     try {
@@ -37,6 +37,7 @@ export class ReplyRouter {
       const audit = auditFromError(error);
       if (audit) return audit;
       if (isPlatformError(error) || isUnsent(error)) reservation.release();
+      if (isSettledElsewhere(error)) reservation.settledElsewhere();
       throw passiveWindowClosed(error, 'event.reply') ?? error;
     }
   }
@@ -46,13 +47,13 @@ export class ReplyRouter {
    * window and reply cap and reserves the next shared msg_seq, which replaces any the plugin chose.
    * Undefined for ids the registry does not know (older or foreign ids go through untouched).
    */
-  reserveDirect(bot: string, body: Record<string, unknown>, what: string): ReplyReservation | undefined {
+  reserveDirect(bot: string, instanceId: string, body: Record<string, unknown>, what: string): ReplyReservation | undefined {
     const idField = typeof body.msg_id === 'string' ? 'msg_id' : typeof body.event_id === 'string' ? 'event_id' : undefined;
     if (idField === undefined) return undefined;
     const known = this.#events.findSource(bot, idField, body[idField] as string);
     if (!known) return undefined;
     this.#checkWindow(known.thread, known.source, known.type, what);
-    return this.#reserve(known.thread, known.source, known.type, what);
+    return this.#reserve(known.thread, known.source, known.type, what, instanceId);
   }
 
   /** INTERACTION_CREATE: `PUT /interactions/{id}` with `{code}` (0 ok … 5 admins only). */
@@ -88,7 +89,7 @@ export class ReplyRouter {
   }
 
   // Reserved before the request: concurrent replies from several plugins must not share a seq.
-  #reserve(thread: ReplyThread, source: PassiveSource, type: string, what: string): ReplyReservation {
+  #reserve(thread: ReplyThread, source: PassiveSource, type: string, what: string, instanceId: string): ReplyReservation {
     if (source.maxReplies !== undefined && thread.replies >= source.maxReplies) {
       throw new CapabilityError('E_REPLY_LIMIT', `${what}: this ${type} was already answered ${thread.replies} times, the platform's limit per message`);
     }
@@ -102,6 +103,9 @@ export class ReplyRouter {
       release: () => {
         if (!released) thread.replies -= 1;
         released = true;
+      },
+      settledElsewhere: () => {
+        (thread.settledElsewhere ??= new Set()).add(instanceId);
       },
     };
   }
