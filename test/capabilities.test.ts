@@ -423,7 +423,7 @@ describe('replies', () => {
     assert.equal(api.seen.length, 7);
   });
 
-  test('INTERACTION_CREATE is acked for the plugin when the event is finished, unless a plugin acked it', async () => {
+  test('INTERACTION_CREATE is acked for the plugin when the event is finished, unless a plugin acked it or an earlier delivery did', async () => {
     const caps = setup();
     caps.registerInstance(spec('main', 'a', ['messages.send']));
     const data = { id: 'INT-1', type: 11, scene: 'c2c', user_openid: 'U', data: { type: 11, resolved: { button_data: 'b' } } };
@@ -438,6 +438,10 @@ describe('replies', () => {
     const message = caps.events.register({ bot: 'main', type: 'AT_MESSAGE_CREATE', id: 'ev-3', data: at });
     assertFailure(await caps.call('main/a', 'ack', { ref: message }), 'E_INVALID_ARGUMENT', /only INTERACTION_CREATE/);
     await caps.finishEvent(message);
+    // delivered again (a Stream entry another plugin failed): acknowledged on the first delivery, not again
+    const again = caps.events.register({ bot: 'main', type: 'INTERACTION_CREATE', id: 'ev-4', data: { ...data, id: 'INT-4' }, replied: { seq: 0, replies: 0, acked: true } });
+    assertFailure(await caps.call('main/a', 'ack', { ref: again, code: 0 }), 'E_ALREADY_ACKED');
+    await caps.finishEvent(again);
     assert.deepEqual(api.seen.map((r) => `${r.method} ${r.path} ${JSON.stringify(r.body)}`), [
       'PUT /interactions/INT-1 {"code":0}',
       'PUT /interactions/INT-2 {"code":4}',

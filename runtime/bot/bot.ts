@@ -485,7 +485,7 @@ export class Bot extends EventEmitter<BotEvents> {
       this.#handling.delete(dispatch);
       // how far the event's replies got, for a redelivery elsewhere to go on from (workers only: not on the hot path)
       const thread = ref === undefined ? undefined : this.#options.capabilities.events.get(ref)?.thread;
-      const result: HandleResult = { completed: [], failures: [], ...(thread ? { replied: { seq: thread.seq, replies: thread.replies } } : {}) };
+      const result: HandleResult = { completed: [], failures: [], ...(thread ? { replied: { seq: thread.seq, replies: thread.replies, acked: thread.acked } } : {}) };
       for (const outcome of outcomes) {
         const plugin = this.plugins.nameOf(outcome.instanceId);
         // a handler that threw because another delivery already answered for it (see #request) is done

@@ -64,13 +64,13 @@ export interface HandleResult {
   /** handlers that threw: the entry is delivered again to these (and to plugins that never got it) */
   failures: HandlerFailure[];
   /** how far the event's replies got: the last msg_seq taken and the replies sent */
-  replied?: { seq: number; replies: number };
+  replied?: { seq: number; replies: number; acked?: boolean };
 }
 
 /** What earlier deliveries of an entry did: the plugins done with it, how far the event's replies got. */
 export interface EarlierDeliveries {
   completed: ReadonlySet<string>;
-  replied?: { seq: number; replies: number };
+  replied?: { seq: number; replies: number; acked?: boolean };
 }
 
 export interface HandlerFailure {
@@ -277,7 +277,7 @@ export class EventStreamConsumer {
     const { redis, claimIdleMs, maxDeliveries } = this.#o;
     const ttl = Math.max(RECORD_TTL_MS, 10 * claimIdleMs * maxDeliveries);
     const done: Array<string | number> = result.completed.flatMap((plugin) => [`${PLUGIN_FIELD}${plugin}`, 1]);
-    if (result.replied) done.push('seq', result.replied.seq, 'replies', result.replied.replies);
+    if (result.replied) done.push('seq', result.replied.seq, 'replies', result.replied.replies, ...(result.replied.acked ? ['acked', 1] : []));
     const record = redis.client.multi().hset(this.#errorKey(id), 'plugin', failure.plugin, 'error', failure.error.slice(0, 4000)).pexpire(this.#errorKey(id), ttl);
     if (done.length > 0) record.hset(this.#doneKey(id), ...done).pexpire(this.#doneKey(id), ttl);
     try {
@@ -295,7 +295,8 @@ export class EventStreamConsumer {
       const record = await this.#o.redis.client.hgetall(this.#doneKey(id));
       const completed = new Set(Object.keys(record).filter((f) => f.startsWith(PLUGIN_FIELD)).map((f) => f.slice(PLUGIN_FIELD.length)));
       const seq = Number(record['seq'] ?? 0);
-      return seq > 0 ? { completed, replied: { seq, replies: Number(record['replies'] ?? 0) } } : { completed };
+      const acked = record['acked'] === '1';
+      return seq > 0 || acked ? { completed, replied: { seq, replies: Number(record['replies'] ?? 0), ...(acked ? { acked } : {}) } } : { completed };
     } catch (error) {
       this.#log.debug({ entry: id, err: (error as Error).message }, 'could not read which plugins finished an entry');
       return undefined;

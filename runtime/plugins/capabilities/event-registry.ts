@@ -95,7 +95,7 @@ export class EventRegistry {
    * deliveries of it (in another process) got; its thread goes on from there, so a plugin answering on a
    * redelivery takes the next msg_seq, not one already sent.
    */
-  register(event: { bot: string; type: string; id: string; data: unknown; receivedAt?: number; ref?: string; replied?: { seq: number; replies: number } }): string {
+  register(event: { bot: string; type: string; id: string; data: unknown; receivedAt?: number; ref?: string; replied?: { seq: number; replies: number; acked?: boolean } }): string {
     const receivedAt = event.receivedAt ?? this.now();
     const ref = event.ref ?? randomUUID();
     this.forget(ref);
@@ -112,6 +112,8 @@ export class EventRegistry {
     if (event.replied) {
       shared.thread.seq = Math.max(shared.thread.seq, event.replied.seq);
       shared.thread.replies = Math.max(shared.thread.replies, event.replied.replies);
+      // an interaction acknowledged on an earlier delivery is not acknowledged again
+      if (event.replied.acked) shared.thread.acked = true;
     }
     shared.users += 1;
     const ttl = source ? source.windowMs + this.#graceMs : NO_REPLY_TTL_MS;
