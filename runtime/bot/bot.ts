@@ -33,12 +33,11 @@ import { RedisTokenShare } from '../sessions/redis-token-share.ts';
 import { RedisSessionManager } from '../sessions/redis-session-manager.ts';
 import { SessionFile } from '../sessions/session-file.ts';
 import type { SessionManager } from '../sessions/session-manager.ts';
-import { EventStreamConsumer, type EarlierDeliveries, type HandleResult } from '../streams/event-stream-consumer.ts';
-import { EventStreamPublisher } from '../streams/event-stream-publisher.ts';
-import { streamKeys } from '../streams/stream-keys.ts';
-import { StreamStats, type StreamView } from '../streams/stream-stats.ts';
+import type { EarlierDeliveries, HandleResult } from '../streams/event-stream-consumer.ts';
+import type { StreamView } from '../streams/stream-stats.ts';
 import type { DispatchOutcome } from '../plugins/instance.ts';
 import { BotPlugins, type PluginFailure } from './bot-plugins.ts';
+import { BotStream } from './bot-stream.ts';
 import { DeclaredSubscriptions, type ManifestFailure } from './declared-subscriptions.ts';
 import { Dispatcher, type DispatchCounts } from './dispatcher.ts';
 import { EventIntake } from './event-intake.ts';
@@ -120,12 +119,8 @@ export class Bot extends EventEmitter<BotEvents> {
   #intents = 0;
   #accepting = false;
   #received = 0;
-  // gateway and worker roles: the Stream's connections and ends
-  #streamRedis: RedisConnection | undefined;
-  #streamReader: RedisConnection | undefined;
-  #publisher: EventStreamPublisher | undefined;
-  #consumer: EventStreamConsumer | undefined;
-  #streamStats: StreamStats | undefined;
+  /** gateway and worker roles: this process's end of the bot's Stream */
+  #stream: BotStream | undefined;
   /** worker: events handed to the plugins, waiting for their handlers' outcome */
   readonly #handling = new Map<GatewayDispatch, (result: HandleResult) => void>();
   /** gateway: what the plugins' manifests subscribe to (it runs no plugin) */
@@ -172,14 +167,14 @@ export class Bot extends EventEmitter<BotEvents> {
    * buffered.
    */
   get counts(): { received: number } & DispatchCounts {
-    const publisher = this.#publisher?.counts;
+    const publisher = this.#stream?.published;
     if (publisher) return { received: this.#received, handled: publisher.published, dropped: publisher.dropped, inFlight: publisher.buffered, droppedDeliveries: {} };
     return { received: this.#received, ...this.#dispatcher.counts };
   }
 
   /** gateway and worker roles: the Stream as last read from Redis */
   get stream(): StreamView | undefined {
-    return this.#streamStats?.view;
+    return this.#stream?.view;
   }
 
   /**
@@ -219,8 +214,11 @@ export class Bot extends EventEmitter<BotEvents> {
         this.#intents = this.#startIntents(failures);
       }
       this.#accepting = true;
-      if (role !== 'all') this.#openStream();
-      if (role === 'worker') this.#consumer!.start();
+      if (this.#stream && role !== 'all') {
+        this.#stream.open();
+        this.#replies = this.#stream.replies;
+      }
+      if (role === 'worker') this.#stream!.startReading();
       else await this.#startTransport();
       if (this.#state !== 'starting') return failures;
       this.#setState('running');
@@ -288,7 +286,7 @@ export class Bot extends EventEmitter<BotEvents> {
     }
     this.#setState('stopping');
     // a worker stops reading first: what it read is handled, what it did not stays for the others
-    await this.#consumer?.stop();
+    await this.#stream?.stopReading();
     this.#accepting = false;
     let unfinished: number | undefined;
     const drain = async (): Promise<void> => {
@@ -298,7 +296,7 @@ export class Bot extends EventEmitter<BotEvents> {
     await this.#webhook?.stop().catch(() => undefined);
     await drain();
     // acks of what finished; the rest stays pending in the Stream, for another worker to claim
-    await this.#consumer?.settled(2_000);
+    await this.#stream?.settled(2_000);
     if (unfinished! > 0) this.#log.warn({ unfinished }, 'stopped with handlers still running');
     if (this.#sessionFile && this.#sessions instanceof LocalSessionManager) {
       await this.#sessionFile.save(this.#sessions.sessions()).catch((error: Error) => this.#log.error({ err: error.message, file: this.#sessionFile?.path }, 'could not save the sessions for the next start'));
@@ -313,8 +311,18 @@ export class Bot extends EventEmitter<BotEvents> {
     const { config, metrics } = this.#options;
     const endpoints = this.#endpoints();
     // with a Redis, the bot's processes (gateway, workers, or several of role all) fetch tokens one at a time
-    if (config.stream) this.#streamRedis = new RedisConnection({ url: config.stream.url, name: `stream:${config.name}`, logger: this.#log });
-    const share = this.#streamRedis ? new RedisTokenShare({ redis: this.#streamRedis, prefix: `qqbot:${config.appId}` }) : undefined;
+    if (config.stream) {
+      this.#stream = new BotStream({
+        config: { ...config, stream: config.stream },
+        logger: this.#log,
+        losses: this.losses,
+        ...(metrics ? { metrics } : {}),
+        ...(this.#options.dataDir !== undefined ? { dataDir: this.#options.dataDir } : {}),
+        settle: (dispatch) => this.#settled(dispatch, []),
+        handle: (dispatch, earlier) => this.#handle(dispatch, earlier),
+      });
+    }
+    const share = this.#stream ? new RedisTokenShare({ redis: this.#stream.redis, prefix: `qqbot:${config.appId}` }) : undefined;
     this.#tokenSource = config.secret
       ? new AccessTokenSource({ appId: config.appId, secret: config.secret, tokenEndpoint: config.tokenEndpoint ?? endpoints.tokenEndpoint, logger: this.#log, ...(share ? { share } : {}) })
       : new LegacyTokenSource(config.appId, config.token!);
@@ -475,8 +483,7 @@ export class Bot extends EventEmitter<BotEvents> {
   #deliver(dispatch: GatewayDispatch, earlier?: EarlierDeliveries): void {
     this.#received += 1;
     this.emit('dispatch', dispatch);
-    if (this.#publisher) this.#publisher.publish(dispatch);
-    else this.#dispatcher.dispatch(dispatch, earlier);
+    if (!this.#stream?.publish(dispatch)) this.#dispatcher.dispatch(dispatch, earlier);
   }
 
   #settled(dispatch: GatewayDispatch, outcomes: DispatchOutcome[], ref?: string): void {
@@ -504,7 +511,7 @@ export class Bot extends EventEmitter<BotEvents> {
   async #drain(timeoutMs: number): Promise<number> {
     await this.#intake?.idle();
     // a gateway hands what it buffered to Redis (bounded); what Redis never took is dropped, counted
-    await this.#publisher?.close(Math.min(timeoutMs, 5_000));
+    await this.#stream?.closePublisher(Math.min(timeoutMs, 5_000));
     return this.#dispatcher.drain(timeoutMs);
   }
 
@@ -513,7 +520,7 @@ export class Bot extends EventEmitter<BotEvents> {
     this.#error = error;
     this.#accepting = false;
     this.#log.error({ code: (error as QQBotError).code, err: error.message }, 'bot stopped');
-    await this.#consumer?.stop();
+    await this.#stream?.stopReading();
     await this.#sessions?.stop({ resumable: false }).catch(() => undefined);
     await this.#webhook?.stop().catch(() => undefined);
     await this.#drain(5000);
@@ -525,68 +532,8 @@ export class Bot extends EventEmitter<BotEvents> {
   async #closeClient(): Promise<void> {
     this.#tokenSource?.close();
     await this.#client?.close().catch(() => undefined);
-    this.#streamStats?.stop();
-    await this.#streamReader?.close();
-    await this.#streamRedis?.close();
+    await this.#stream?.close();
     await this.#redis?.close();
-  }
-
-  /**
-   * The Stream between this bot's gateway and workers, in its own Redis connection(s): a gateway
-   * publishes what its shards take in; a worker reads in the group, and guards replies with the reply
-   * ledger, since an entry of a worker that died mid-handler is handled again by another.
-   */
-  #openStream(): void {
-    const { config, metrics } = this.#options;
-    const stream = config.stream!;
-    const name = config.name;
-    const keys = streamKeys(config);
-    const redis = this.#streamRedis!;
-    this.#streamStats = new StreamStats({ redis, key: keys.events, deadKey: keys.dead, group: stream.group, onRead: (view) => metrics?.streamState(name, view) });
-    this.#streamStats.start();
-    if (config.role === 'gateway') {
-      this.#publisher = new EventStreamPublisher({
-        redis,
-        key: keys.events,
-        maxLen: stream.maxLen,
-        bufferBytes: stream.bufferBytes,
-        logger: this.#log,
-        onPublished: (dispatch) => {
-          metrics?.streamPublished(name);
-          this.#settled(dispatch, []);
-        },
-        onDropped: (dispatch, reason) => {
-          metrics?.streamDropped(name, reason);
-          this.losses.lost('event', 'stream', reason, reason === 'buffer_full' ? `redis unreachable and ${stream.bufferBytes} bytes of events already waiting` : 'still waiting for redis at shutdown');
-          this.#settled(dispatch, []);
-        },
-        onBuffered: (bytes) => metrics?.streamBuffered(name, bytes),
-      });
-      return;
-    }
-    if (config.storage.kind === 'file') {
-      this.#log.warn({ dataDir: this.#options.dataDir }, 'a worker with plugin storage in local files: workers on other hosts (or with another --data-dir) see other data (use storage: { redis } or leave storage unset)');
-    }
-    this.#streamReader = new RedisConnection({ url: stream.url, name: `stream-reader:${name}`, logger: this.#log, commandTimeoutMs: 5_000 });
-    this.#replies = new RedisReplyLedger({ redis, prefix: keys.prefix });
-    this.#consumer = new EventStreamConsumer({
-      redis,
-      reader: this.#streamReader,
-      key: keys.events,
-      deadKey: keys.dead,
-      group: stream.group,
-      claimIdleMs: stream.claimIdleMs,
-      maxDeliveries: stream.maxDeliveries,
-      maxLen: stream.maxLen,
-      dedupe: new RedisEventDedupe({ redis, prefix: keys.prefix }),
-      logger: this.#log,
-      handle: (dispatch, earlier) => this.#handle(dispatch, earlier),
-      onAcked: () => metrics?.streamAcked(name),
-      onClaimed: (entries) => metrics?.streamClaimed(name, entries),
-      onDead: () => metrics?.streamDead(name),
-      onDuplicate: () => metrics?.eventDeduplicated(name),
-      onTrimmed: (entries) => metrics?.streamDropped(name, 'trimmed', entries),
-    });
   }
 
   /**
