@@ -104,6 +104,8 @@ export class EventStreamConsumer {
   #claimTimer: NodeJS.Timeout | undefined;
   #claiming: Promise<void> | undefined;
   #slot: (() => void) | undefined;
+  /** `settled` waiting for the entries in flight to be done */
+  readonly #whenIdle: Array<() => void> = [];
   /**
    * Entries handled here whose ack Redis did not take (it was away): acked again when it is back, and
    * acked without running the plugins again if they come back here first (a second run in this process
@@ -155,8 +157,15 @@ export class EventStreamConsumer {
 
   /** Waits (at most `timeoutMs`) for the entries in flight to be acked, failed or buried; returns how many were not. */
   async settled(timeoutMs: number): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.#inFlight.size > 0 && Date.now() < deadline) await sleep(20);
+    if (this.#inFlight.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs);
+        this.#whenIdle.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
     return this.#inFlight.size;
   }
 
@@ -419,6 +428,7 @@ export class EventStreamConsumer {
   #release(id: string): void {
     this.#inFlight.delete(id);
     this.#slot?.();
+    if (this.#inFlight.size === 0) for (const idle of this.#whenIdle.splice(0)) idle();
   }
 
   #errorKey(id: string): string {
