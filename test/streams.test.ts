@@ -609,8 +609,9 @@ test('consumer: Redis away longer than claimIdleMs while a handler runs: once ba
     await new Promise((resolve) => setTimeout(resolve, 1_200));
     await redis.start();
     await until('redis back', () => admin.status === 'ready', 20_000);
-    // several claim rounds of the other worker, each past claimIdleMs of the entry's idle time
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // past the other worker's grace after the outage (claimIdleMs + 2 s for reconnects), then several of
+    // its claim rounds, each past claimIdleMs of the entry's idle time had the live worker not kept it
+    await new Promise((resolve) => setTimeout(resolve, 3_500));
     assert.equal(c.counts.claimed, 0, 'nobody took over the live worker\'s entry');
     c.releaseAll();
     await until('the entry acknowledged', async () => (await pendingCount(admin)) === 0, 20_000);

@@ -46,6 +46,9 @@ export function redactRedisUrl(url: string): string {
   }
 }
 
+/** the default cap on the wait between reconnect attempts: every connection is back this long after Redis is */
+export const REDIS_MAX_BACKOFF_MS = 1_000;
+
 export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
   readonly client: Redis;
   /** the URL with any password masked */
@@ -63,7 +66,7 @@ export class RedisConnection extends EventEmitter<RedisConnectionEvents> {
     this.setMaxListeners(0);
     this.shownUrl = redactRedisUrl(options.url);
     this.#log = (options.logger ?? silentLogger).child({ redis: this.shownUrl, part: options.name });
-    const maxBackoffMs = options.maxBackoffMs ?? 1_000;
+    const maxBackoffMs = options.maxBackoffMs ?? REDIS_MAX_BACKOFF_MS;
     this.client = new Redis(options.url, {
       connectionName: `qqbot:${options.name}`.replace(/[^\w:.-]/g, '_'),
       enableOfflineQueue: false,

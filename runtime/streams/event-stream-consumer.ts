@@ -7,7 +7,8 @@
  *   own in-flight entries from looking idle (`XCLAIM … JUSTID`, which does not count a delivery), so
  *   "idle" means "its consumer is gone" and a slow handler is not run twice. A Redis outage stops that
  *   refresh in every worker at once, so after one a worker refreshes its own entries first and takes
- *   over nobody's for `claimIdleMs`: the live workers reconnect in that time and keep theirs.
+ *   over nobody's for `claimIdleMs` plus the reconnect backoff's spread: the live workers reconnect in
+ *   that time and keep theirs.
  * - An event is claimed in the cross-process dedupe by its entry, with the delivery count as the fencing
  *   token: a redelivery of that entry takes over the claim of an attempt that never finished; a copy of
  *   the event in another entry (the gateway writes one when an XADD's answer is lost) is dropped, whether
@@ -25,7 +26,7 @@
 import { hostname } from 'node:os';
 import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
 import type { Logger } from '../logging/logger.ts';
-import type { RedisConnection } from '../sessions/redis-connection.ts';
+import { REDIS_MAX_BACKOFF_MS, type RedisConnection } from '../sessions/redis-connection.ts';
 import type { RedisEventDedupe } from '../sessions/redis-dedupe.ts';
 import { decodeDispatch, EVENT_FIELD } from './stream-keys.ts';
 import { sleep } from '../time/sleep.ts';
@@ -82,6 +83,11 @@ export interface HandlerFailure {
 type Entry = [id: string, fields: string[]];
 
 const READ_BLOCK_MS = 1_000;
+/**
+ * how much later than this worker another live one may reconnect after an outage (its reconnect backoff),
+ * added to claimIdleMs before taking anyone's entries over
+ */
+const RECONNECT_SPREAD_MS = 2 * REDIS_MAX_BACKOFF_MS;
 /** a dedupe claim Redis refused while connected is asked again after this long */
 const UNKNOWN_CLAIM_RETRY_MS = 100;
 /** consumers of the group that left (pending nothing) are removed after this long, so the console lists live ones */
@@ -116,7 +122,7 @@ export class EventStreamConsumer {
     this.#upAt = Date.now();
     void this.#keepInFlight().then(() => this.#ackLeftovers());
   };
-  /** when Redis last came (back) up: nobody's entries are taken over for claimIdleMs after it */
+  /** when Redis last came (back) up: nobody's entries are taken over for claimIdleMs (+ the reconnect spread) after it */
   #upAt = Date.now();
   #forgottenAt = 0;
   #acked = 0;
@@ -364,7 +370,7 @@ export class EventStreamConsumer {
     if (!redis.up || this.#stopped) return;
     try {
       await this.#keepInFlight();
-      if (Date.now() - this.#upAt < claimIdleMs) return;
+      if (Date.now() - this.#upAt < claimIdleMs + RECONNECT_SPREAD_MS) return;
       let cursor = '0-0';
       do {
         const [next, claimed, deleted] = (await redis.client.xautoclaim(key, group, this.name, claimIdleMs, cursor, 'COUNT', 100)) as [string, Entry[], string[]];
