@@ -5,9 +5,9 @@
  */
 import { API_METHODS } from '../../../sdk-types/api.ts';
 import { buildApiRequest, isApiMethod, type HttpMethod } from './api-routes.ts';
-import { CapabilityError, isPlatformError, isSettledElsewhere, isUnsent, passiveWindowClosed } from './capability-error.ts';
+import { CapabilityError } from './capability-error.ts';
 import type { ReplyReservation } from './event-registry.ts';
-import { auditFromError, toSendResult } from './send-result.ts';
+import { sendFailed, toSendResult } from './send-result.ts';
 
 /**
  * The narrow slice of the OpenAPI client the capability layer needs: it resolves with the parsed
@@ -49,10 +49,6 @@ export async function callApi(request: ApiRequester, method: string, args: unkno
     if (isSend) return toSendResult(response);
     return response ?? null;
   } catch (error) {
-    const audit = isSend ? auditFromError(error) : undefined;
-    if (audit) return audit;
-    if (isPlatformError(error) || isUnsent(error)) reservation?.release();
-    if (isSettledElsewhere(error)) reservation?.settledElsewhere();
-    throw passiveWindowClosed(error, `api.${method}`) ?? error;
+    return sendFailed(error, `api.${method}`, reservation, isSend);
   }
 }

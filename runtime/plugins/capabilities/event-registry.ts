@@ -26,15 +26,17 @@ export interface ReplyThread {
   settledElsewhere?: Set<string>;
 }
 
-/** One reply slot taken from a thread: its msg_seq, and how to give the slot back. */
+/** One reply slot taken from a thread: its msg_seq, and what a failed send does to the thread. */
 export interface ReplyReservation {
   seq: number;
   /** epoch ms the passive window closes: a send still waiting then is not sent */
   deadline: number;
-  /** the platform refused the send: it did not use up one of the message's replies (the seq stays burnt) */
-  release(): void;
-  /** another delivery of the event sent this reply (or died sending it): the asking plugin is done with it */
-  settledElsewhere(): void;
+  /**
+   * The send threw: refused by the platform or never sent, it used up none of the message's replies (the
+   * seq stays burnt); refused because another delivery sent it (or died sending it), the asking plugin
+   * is done with the event.
+   */
+  failed(error: unknown): void;
 }
 
 export interface EventRecord {

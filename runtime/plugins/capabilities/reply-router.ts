@@ -7,11 +7,11 @@
 import { Ajv } from 'ajv';
 import type { SendResult } from 'qqbot-sdk-types';
 import type { ApiRequester } from './api-proxy.ts';
-import { CapabilityError, isPlatformError, isSettledElsewhere, isUnsent, passiveWindowClosed } from './capability-error.ts';
+import { CapabilityError, isPlatformError, isSettledElsewhere, isUnsent } from './capability-error.ts';
 import { firstError, MESSAGE_BODY_SCHEMA, withMsgType } from './api-routes.ts';
 import type { EventRecord, EventRegistry, ReplyReservation, ReplyThread } from './event-registry.ts';
 import { isReplyRoute, type PassiveSource } from './reply-route.ts';
-import { auditFromError, toSendResult } from './send-result.ts';
+import { sendFailed, toSendResult } from './send-result.ts';
 
 const validateBody = new Ajv({ strict: false }).compile(MESSAGE_BODY_SCHEMA);
 
@@ -34,11 +34,7 @@ export class ReplyRouter {
     try {
       return toSendResult(await request('POST', route.path, { body: payload, deadline: reservation.deadline }));
     } catch (error) {
-      const audit = auditFromError(error);
-      if (audit) return audit;
-      if (isPlatformError(error) || isUnsent(error)) reservation.release();
-      if (isSettledElsewhere(error)) reservation.settledElsewhere();
-      throw passiveWindowClosed(error, 'event.reply') ?? error;
+      return sendFailed(error, 'event.reply', reservation);
     }
   }
 
@@ -95,17 +91,13 @@ export class ReplyRouter {
     }
     thread.seq += 1;
     thread.replies += 1;
-    let released = false;
     return {
       seq: thread.seq,
       // the registry may keep its own clock: what is left of the window, on the client's clock
       deadline: Date.now() + (thread.openedAt + source.windowMs - this.#events.now()),
-      release: () => {
-        if (!released) thread.replies -= 1;
-        released = true;
-      },
-      settledElsewhere: () => {
-        (thread.settledElsewhere ??= new Set()).add(instanceId);
+      failed: (error) => {
+        if (isPlatformError(error) || isUnsent(error)) thread.replies -= 1;
+        if (isSettledElsewhere(error)) (thread.settledElsewhere ??= new Set()).add(instanceId);
       },
     };
   }

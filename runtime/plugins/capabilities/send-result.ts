@@ -4,7 +4,8 @@
  * threw it as an error.
  */
 import type { SendResult } from 'qqbot-sdk-types';
-import { isPlatformError, platformCodeOf } from './capability-error.ts';
+import { isPlatformError, passiveWindowClosed, platformCodeOf } from './capability-error.ts';
+import type { ReplyReservation } from './event-registry.ts';
 
 const AUDIT_CODES = new Set([304023, 304024]);
 
@@ -24,6 +25,17 @@ export function auditFromError(error: unknown): SendResult | undefined {
   const code = platformCodeOf(error);
   if (code === undefined || !AUDIT_CODES.has(code)) return undefined;
   return { audit_id: auditIdOf(error.body) ?? auditIdOf(error) ?? '' };
+}
+
+/**
+ * A request that threw: for a send, "accepted for audit" is its result; otherwise its reservation (a
+ * passive reply) learns why, and the error is thrown as the plugin should see it.
+ */
+export function sendFailed(error: unknown, what: string, reservation?: ReplyReservation, isSend = true): SendResult {
+  const audit = isSend ? auditFromError(error) : undefined;
+  if (audit) return audit;
+  reservation?.failed(error);
+  throw passiveWindowClosed(error, what) ?? error;
 }
 
 function auditIdOf(value: unknown): string | undefined {
