@@ -47,6 +47,8 @@ export class HostProcess {
   #ready = false;
   #lastBeat = Date.now();
   #stuck = false;
+  /** its exit was reported: messages still in the pipe are not passed on */
+  #gone = false;
   #lastWords: LastWords | undefined;
   #watch: NodeJS.Timeout;
   readonly #exited: Promise<void>;
@@ -83,6 +85,9 @@ export class HostProcess {
       };
       child.once('exit', onEarlyExit);
       child.on('message', (raw: unknown) => {
+        // read from the pipe after the exit: its deliveries are counted with the crash, so nothing it
+        // asked for then (a reply) may take effect
+        if (host.#gone) return;
         host.#lastBeat = Date.now();
         for (const message of messagesOf<FromHost>(raw)) {
           if (message.op === 'ready' && !host.#ready) {
@@ -150,7 +155,10 @@ export class HostProcess {
     this.channel.close();
     // The last-words pipe may still hold the culprit's line: read it before reporting.
     const words = this.#child.stdio[LAST_WORDS_FD] as Readable | null;
-    const report = (): void => this.#options.onExit({ code, signal, lastWords: this.#lastWords, stuck: this.#stuck });
+    const report = (): void => {
+      this.#gone = true;
+      this.#options.onExit({ code, signal, lastWords: this.#lastWords, stuck: this.#stuck });
+    };
     if (words && !words.readableEnded) words.once('end', report);
     else report();
   }

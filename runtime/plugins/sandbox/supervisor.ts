@@ -99,7 +99,6 @@ export class PluginSupervisor extends EventEmitter<SupervisorEvents> {
   readonly #hostPolicy: RestartPolicy;
 
   #host: HostProcess | undefined;
-  readonly #deadHosts = new WeakSet<HostProcess>();
   /** the host is ready and its instances are loaded: deliveries may go */
   #up = false;
   #upWaiters: Array<(ok: boolean) => void> = [];
@@ -278,7 +277,6 @@ export class PluginSupervisor extends EventEmitter<SupervisorEvents> {
 
   #onHostExit(host: HostProcess | undefined, exit: HostExit): void {
     if (host !== this.#host) return;
-    if (host) this.#deadHosts.add(host);
     this.#up = false;
     if (this.#stopping) return;
     // Culprit: named by the host before it aborted, else the one instance that was executing —
@@ -398,9 +396,6 @@ export class PluginSupervisor extends EventEmitter<SupervisorEvents> {
   #onMessage(host: HostProcess | undefined, m: FromHost): void {
     // host is undefined only while its spawn is completing: it is the current one then
     if (host !== undefined && host !== this.#host) return;
-    // read from the pipe after its exit was handled: its deliveries are already counted as dropped,
-    // so a call it made then (a reply) must not take effect either
-    if (host !== undefined && this.#deadHosts.has(host)) return;
     switch (m.op) {
       case 'outcome': {
         const f = this.#inFlight.get(m.rid);
