@@ -27,7 +27,7 @@ import { hostname } from 'node:os';
 import type { GatewayDispatch } from '../gateway/dispatch-event.ts';
 import type { Logger } from '../logging/logger.ts';
 import { REDIS_MAX_BACKOFF_MS, type RedisConnection } from '../sessions/redis-connection.ts';
-import type { RedisEventDedupe } from '../sessions/redis-dedupe.ts';
+import type { ClaimResult, RedisEventDedupe } from '../sessions/redis-dedupe.ts';
 import { decodeDispatch, EVENT_FIELD } from './stream-keys.ts';
 import { sleep } from '../time/sleep.ts';
 
@@ -247,12 +247,7 @@ export class EventStreamConsumer {
           void this.#bury(id, fields, { plugin: '', error: 'the entry carries no event' }, deliveries).finally(() => this.#release(id));
           continue;
         }
-        let verdict = await claim;
-        while (verdict === 'unknown' && !this.#stopped) {
-          if (this.#o.redis.up) await sleep(UNKNOWN_CLAIM_RETRY_MS);
-          else await this.#o.redis.ready(AbortSignal.timeout(READ_BLOCK_MS)).catch(() => undefined);
-          if (this.#o.redis.up) verdict = await this.#o.dedupe.claim({ ...dispatch, fence: deliveries }, id);
-        }
+        const verdict = await this.#whenKnown(await claim!, dispatch, deliveries, id);
         if (verdict === 'unknown') {
           // the worker stopped while Redis could not say whether the event is a copy: left pending
           this.#release(id);
@@ -273,6 +268,16 @@ export class EventStreamConsumer {
         void this.#o.handle(dispatch, before).then((result) => this.#finished(id, fields, dispatch, deliveries, result)).finally(() => this.#release(id));
       }
     })();
+  }
+
+  /** A claim Redis could not answer, asked again until it can (or the worker stops: `unknown`). */
+  async #whenKnown(verdict: ClaimResult, dispatch: GatewayDispatch, deliveries: number, id: string): Promise<ClaimResult> {
+    while (verdict === 'unknown' && !this.#stopped) {
+      if (this.#o.redis.up) await sleep(UNKNOWN_CLAIM_RETRY_MS);
+      else await this.#o.redis.ready(AbortSignal.timeout(READ_BLOCK_MS)).catch(() => undefined);
+      if (this.#o.redis.up) verdict = await this.#o.dedupe.claim({ ...dispatch, fence: deliveries }, id);
+    }
+    return verdict;
   }
 
   async #finished(id: string, fields: string[], dispatch: GatewayDispatch, deliveries: number, result: HandleResult): Promise<void> {
