@@ -7,6 +7,7 @@ import { closeAction, type FatalCode } from './close-policy.ts';
 import { toDispatch, type GatewayDispatch, type GatewayEnvelope, type GatewayTokenSource } from './dispatch-event.ts';
 import { GatewayFatalError } from './errors.ts';
 import { sleep } from '../time/sleep.ts';
+import { reportError } from '../errors/report-error.ts';
 
 export type ShardState = 'idle' | 'connecting' | 'hello' | 'identifying' | 'resuming' | 'ready' | 'reconnecting' | 'stopped' | 'fatal';
 
@@ -179,7 +180,7 @@ export class Shard extends EventEmitter<ShardEvents> {
         outcome = await this.#connectOnce();
       } catch (error) {
         // only programming errors get here; keep the shard alive and say so
-        if (this.listenerCount('error') > 0) this.emit('error', error as Error);
+        reportError(this, error as Error);
         outcome = { kind: 'reconnect', reason: `internal error: ${(error as Error).message}` };
       }
       if (outcome.kind === 'stop' || this.#stopping) break;
@@ -363,7 +364,7 @@ export class Shard extends EventEmitter<ShardEvents> {
           this.emit('dispatch', dispatch);
         } catch (error) {
           this.#log.error({ err: error, t: frame.t }, 'dispatch listener threw');
-          if (this.listenerCount('error') > 0) this.emit('error', error as Error);
+          reportError(this, error as Error);
         }
       };
 

@@ -8,6 +8,7 @@ import { silentLogger } from '../logging/logger.ts';
 import { toDispatch, type GatewayDispatch, type GatewayEnvelope } from './dispatch-event.ts';
 import { RejectionTally } from './rejection-tally.ts';
 import { deriveKeys, isSignatureShaped, validationReply, verifyMessage, webhookMessage, type WebhookKeys } from './signature.ts';
+import { reportError } from '../errors/report-error.ts';
 
 export interface WebhookTransportOptions {
   port: number;
@@ -218,7 +219,7 @@ export class WebhookTransport extends EventEmitter<WebhookEvents> {
           this.emit('dispatch', event);
         } catch (error) {
           this.#log.error({ err: error, t: event.t }, 'dispatch listener threw');
-          if (this.listenerCount('error') > 0) this.emit('error', error as Error);
+          reportError(this, error as Error);
         }
       });
       return;

@@ -8,6 +8,7 @@ import { Shard, type ShardInfo } from '../gateway/shard.ts';
 import { CommittedSeq } from './committed-seq.ts';
 import { IdentifyThrottle } from './identify-throttle.ts';
 import { shardTuning, type SessionManager, type SessionManagerEvents, type SessionManagerOptions, type StopOptions } from './session-manager.ts';
+import { reportError } from '../errors/report-error.ts';
 
 /** What a successor needs to resume one shard: the session, the seq to resume from, what to drop when replayed. */
 export interface SavedSession {
@@ -109,7 +110,7 @@ export class LocalSessionManager extends EventEmitter<SessionManagerEvents> impl
         this.emit('dispatch', d);
       });
       shard.on('state', (s) => this.emit('state', s));
-      shard.on('error', (e) => this.listenerCount('error') > 0 && this.emit('error', e));
+      shard.on('error', (e) => reportError(this, e));
       const onUp = (): void => {
         readyOnce.add(id);
         if (readyOnce.size === count) settle?.resolve();

@@ -41,6 +41,7 @@ import { NEXT_FENCE, parseLockValue, RedisLock, type LockLease } from './redis-l
 import { shardTuning, type ClusterView, type SessionManager, type SessionManagerEvents, type SessionManagerOptions, type StopOptions } from './session-manager.ts';
 import { planSpread } from './spread.ts';
 import { sleep } from '../time/sleep.ts';
+import { reportError } from '../errors/report-error.ts';
 
 export interface RedisSessionManagerOptions extends SessionManagerOptions {
   redis: RedisConnection;
@@ -453,7 +454,7 @@ export class RedisSessionManager extends EventEmitter<SessionManagerEvents> impl
     });
     shard.on('dispatch', (d) => this.#gate(held, d));
     shard.on('state', (s) => this.emit('state', s));
-    shard.on('error', (e) => this.listenerCount('error') > 0 && this.emit('error', e));
+    shard.on('error', (e) => reportError(this, e));
     shard.on('ready', (r) => {
       held.seq.reset(shard.session()?.seq ?? 0);
       held.up = true;
