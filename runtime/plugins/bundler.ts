@@ -13,6 +13,7 @@ import { dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node
 import { fileURLToPath } from 'node:url';
 import { build, type Message, type Plugin } from 'esbuild';
 import { QQBotError } from '../errors.ts';
+import { PLUGIN_GLOBAL } from './sandbox/prelude/boundary.ts';
 
 export interface PluginBundle {
   code: string;
@@ -70,7 +71,7 @@ export async function bundlePlugin(options: BundleOptions): Promise<PluginBundle
       write: false,
       bundle: true,
       format: 'iife',
-      globalName: '__plugin',
+      globalName: PLUGIN_GLOBAL,
       platform: 'neutral',
       mainFields: ['module', 'main'],
       conditions: ['import', 'module', 'default'],

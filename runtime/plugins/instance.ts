@@ -67,7 +67,7 @@ export interface PluginInstanceSpec {
   bot: { name: string; appId: string };
   /** increases on every reload of this instance */
   version: number;
-  /** bundled script (esbuild iife, global name `__plugin`) */
+  /** bundled script (esbuild iife, global name `PLUGIN_GLOBAL`) */
   code: string;
   /** esbuild source map (JSON text) for mapping stacks back to the plugin's files */
   sourceMap?: string;
