@@ -146,8 +146,8 @@ export class Rest extends EventEmitter<RestEvents> {
   readonly #pool: Pool;
   readonly #queues: RouteQueues;
   readonly #closing = new AbortController();
-  /** requests on the wire and retry waits, cut short by close() */
-  readonly #live = new Set<{ abort(): void }>();
+  /** requests on the wire, cut short by close() */
+  readonly #live = new Set<RequestSignal>();
 
   constructor(options: RestOptions) {
     super();

@@ -254,7 +254,6 @@ class Bucket {
   #hits = 0;
   /** aborted by close(), which must not wait out a pause */
   readonly #closing = new AbortController();
-  #closed = false;
 
   constructor(route: string, options: RouteQueuesOptions, hooks: BucketHooks) {
     this.#route = route;
@@ -297,7 +296,6 @@ class Bucket {
   }
 
   close(): void {
-    this.#closed = true;
     this.#closing.abort();
     for (const task of this.#queue.splice(0)) {
       if (!task.running) this.#settle(task, false, task.closedError());
@@ -308,7 +306,7 @@ class Bucket {
     if (this.#draining) return;
     this.#draining = true;
     try {
-      while (!this.#closed && this.#queue.length > 0) {
+      while (!this.#closing.signal.aborted && this.#queue.length > 0) {
         const task = this.#queue[0]!;
         const restMs = this.#hooks.restMs(task.major);
         if (this.#pastDeadline(task, Math.max(0, restMs))) continue;
@@ -342,7 +340,7 @@ class Bucket {
           continue;
         }
         // Rate limited: the platform did not accept the request, so it is safe to send again.
-        if (this.#closed) {
+        if (this.#closing.signal.aborted) {
           this.#settle(task, false, task.closedError());
           break;
         }
@@ -364,7 +362,7 @@ class Bucket {
       }
     } finally {
       this.#draining = false;
-      if (this.#queue.length === 0 || this.#closed) this.#hooks.idle();
+      if (this.#queue.length === 0 || this.#closing.signal.aborted) this.#hooks.idle();
     }
   }
 

@@ -4,7 +4,7 @@ import type { Secret } from '../config/secret.ts';
 import { silentLogger, type Logger } from '../logging/logger.ts';
 import { TokenError, scrubCredentials } from './errors.ts';
 import { RequestSignal } from './request-signal.ts';
-import { backoffDelay } from '../time/backoff.ts';
+import { backoffDelay, type BackoffPolicy } from '../time/backoff.ts';
 import { sleepUnlessAborted } from '../time/sleep.ts';
 
 /**
@@ -78,8 +78,7 @@ const ADOPT_MIN_MS = 10_000;
 
 /** Do not hand out a token this close to its expiry; a request needs time to arrive. */
 const EXPIRY_SKEW_MS = 1000;
-const RETRY_BASE_MS = 500;
-const RETRY_MAX_MS = 30_000;
+const RETRY_BACKOFF: BackoffPolicy = { baseMs: 500, maxMs: 30_000 };
 
 /**
  * The access-token flow (docs/protocol.md §2.2, §2.3): POST {appId, clientSecret}, cache the token,
@@ -151,7 +150,9 @@ export class AccessTokenSource implements TokenSource {
   async #fetchWithRetries(): Promise<string> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const token = this.#share ? await this.#share.fetch((latest) => (this.#adoptable(latest) ? Promise.resolve(latest) : this.#requestToken())) : await this.#requestToken();
+        const token = this.#share
+          ? await this.#share.fetch(async (latest) => (this.#adoptable(latest) ? latest : this.#requestToken()))
+          : await this.#requestToken();
         this.#current = token;
         this.#backgroundFailures = 0;
         this.#scheduleRenewal(token);
@@ -160,7 +161,7 @@ export class AccessTokenSource implements TokenSource {
         if (this.#closed) throw this.#closedError();
         const retryable = err instanceof TokenError && err.retryable;
         if (!retryable || attempt >= this.#attempts) throw err;
-        const delay = backoff(attempt);
+        const delay = backoffDelay(attempt, RETRY_BACKOFF);
         this.#logger.warn({ err, attempt, retryInMs: delay }, 'access token request failed; retrying');
         await sleepUnlessAborted(delay, this.#closing.signal);
         if (this.#closed) throw this.#closedError();
@@ -243,7 +244,7 @@ export class AccessTokenSource implements TokenSource {
     this.#fetch().catch((err: unknown) => {
       if (this.#closed) return;
       this.#backgroundFailures++;
-      const delay = backoff(this.#backgroundFailures);
+      const delay = backoffDelay(this.#backgroundFailures, RETRY_BACKOFF);
       this.#logger.error({ err, failures: this.#backgroundFailures, retryInMs: delay }, 'access token renewal failed');
       // A newer fetch (a caller's refresh) may have scheduled its own renewal meanwhile.
       if (this.#timer) return;
@@ -267,9 +268,6 @@ export function renewalDelay(remainingMs: number, random: number = Math.random()
   return Math.max(100, Math.round(remainingMs - margin));
 }
 
-function backoff(attempt: number): number {
-  return backoffDelay(attempt, { baseMs: RETRY_BASE_MS, maxMs: RETRY_MAX_MS });
-}
 
 /** undici errors do not carry request bodies, but make sure the secret cannot ride on a cause. */
 function sanitizeCause(err: Error, secret: string): Error {
