@@ -12,7 +12,6 @@ import { startSimulator, type Simulator } from '../runtime/simulator/index.ts';
 import { LocalSessionManager, type LocalSessionManagerOptions } from '../runtime/sessions/local.ts';
 import { GatewayFatalError, SessionsStoppedError } from '../runtime/gateway/errors.ts';
 import { INTENTS } from '../runtime/gateway/intents.ts';
-import { Backoff } from '../runtime/time/backoff.ts';
 import { closeAction } from '../runtime/gateway/close-policy.ts';
 import { EventDeduper } from '../runtime/gateway/dedupe.ts';
 import { toDispatch, type GatewayDispatch } from '../runtime/gateway/dispatch-event.ts';
@@ -37,23 +36,6 @@ test('close policy follows the recommended table of docs/protocol.md §6.7', () 
     assert.equal(action.action === 'fatal' && action.code, expected);
     assert.match(action.reason, new RegExp(String(code)));
   }
-});
-
-test('backoff grows exponentially with jitter inside [ceiling/2, ceiling], capped, and resets', () => {
-  const b = new Backoff({ minMs: 100, maxMs: 1000 });
-  const lows = [0, 0, 0, 0, 0, 0].map(() => b.next(() => 0));
-  assert.deepEqual(lows, [50, 100, 200, 400, 500, 500]);
-  b.reset();
-  const highs = [0, 0, 0, 0, 0].map(() => b.next(() => 1));
-  assert.deepEqual(highs, [100, 200, 400, 800, 1000]);
-  b.reset();
-  for (let i = 0; i < 50; i++) {
-    const delay = b.next();
-    assert.ok(delay >= 50 && delay <= 1000, `delay ${delay} in range`);
-  }
-  assert.equal(b.attempts, 50);
-  // never zero even with a zero minimum: no tight loop
-  assert.ok(new Backoff({ minMs: 0 }).next(() => 0) >= 1);
 });
 
 test('identify throttle grants at most maxConcurrency per window, in order, and can be aborted', async () => {

@@ -61,3 +61,20 @@ test('Backoff counts attempts and starts over after reset', () => {
   assert.equal(b.attempts, 0);
   assert.equal(b.next(() => 0), 50);
 });
+
+test('backoff grows exponentially with jitter inside [ceiling/2, ceiling], capped, and resets', () => {
+  const b = new Backoff({ minMs: 100, maxMs: 1000 });
+  const lows = [0, 0, 0, 0, 0, 0].map(() => b.next(() => 0));
+  assert.deepEqual(lows, [50, 100, 200, 400, 500, 500]);
+  b.reset();
+  const highs = [0, 0, 0, 0, 0].map(() => b.next(() => 1));
+  assert.deepEqual(highs, [100, 200, 400, 800, 1000]);
+  b.reset();
+  for (let i = 0; i < 50; i++) {
+    const delay = b.next();
+    assert.ok(delay >= 50 && delay <= 1000, `delay ${delay} in range`);
+  }
+  assert.equal(b.attempts, 50);
+  // never zero even with a zero minimum: no tight loop
+  assert.ok(new Backoff({ minMs: 0 }).next(() => 0) >= 1);
+});

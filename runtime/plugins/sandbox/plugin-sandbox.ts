@@ -54,9 +54,10 @@ export class SandboxLoadFailure extends QQBotError {
   }
 }
 
+const FAILURE_CODES: Record<FailureKind, ErrorCode> = { timeout: 'E_TIMEOUT', cpu: 'E_CPU', memory: 'E_MEMORY', disposed: 'E_DISPOSED' };
+
 // Budgets a plugin may need more of (timer count, background CPU) are PluginLimits. These are
 // policy: they tell noise from abuse and are the same for every plugin.
-const FAILURE_CODES: Record<FailureKind, ErrorCode> = { timeout: 'E_TIMEOUT', cpu: 'E_CPU', memory: 'E_MEMORY', disposed: 'E_DISPOSED' };
 
 /** Consecutive entry timeouts before the isolate counts as a runaway (a busy CPU can cause one). */
 const TIMEOUT_STRIKES = 3;
