@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { Bot } from '../bot/bot.ts';
 import { resolve } from 'node:path';
+import { BOT_ROLES, type BotRole } from '../config/types.ts';
 import { loadConfig, type RuntimeConfig } from '../config/index.ts';
 import { QQBotError } from '../errors.ts';
 import { createLogger } from '../logging/logger.ts';
@@ -26,7 +27,7 @@ export async function startCommand(args: string[]): Promise<number> {
   });
   const file = positionals[0] ?? 'bot.yaml';
   const role = values.role;
-  if (role !== undefined && role !== 'gateway' && role !== 'worker' && role !== 'all') throw new StartUsageError(`--role takes gateway, worker or all, not "${role}"`);
+  if (role !== undefined && !isRole(role)) throw new QQBotError('E_USAGE', `--role takes ${BOT_ROLES.join(', ')}, not "${role}"`);
   const config = withProcessFlags(loadConfig(file, role ? { role } : {}), values);
   const stayUp = values['stay-up'] || config.whenNoBotRuns === 'stay';
   const logger = createLogger({ level: config.log.level });
@@ -78,10 +79,8 @@ export async function startCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-class StartUsageError extends QQBotError {
-  constructor(message: string) {
-    super('E_USAGE', message);
-  }
+function isRole(value: string): value is BotRole {
+  return (BOT_ROLES as readonly string[]).includes(value);
 }
 
 /**
@@ -93,7 +92,7 @@ function withProcessFlags(config: RuntimeConfig, flags: { 'console-port'?: strin
   const port = (flag: string, value: string): number | 'off' => {
     if (value === 'off') return 'off';
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new StartUsageError(`--${flag} takes a port number 0-65535 or off, not "${value}"`);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new QQBotError('E_USAGE', `--${flag} takes a port number 0-65535 or off, not "${value}"`);
     return n;
   };
   const next: RuntimeConfig = { ...config };

@@ -2,6 +2,8 @@
  * JSON Schema of bot.yaml (after `${VAR}` interpolation). `x-expected` is the phrase an error
  * shows when a value does not fit, so messages read "expected production | sandbox | …".
  */
+import { BOT_ROLES } from './types.ts';
+
 const port = { type: 'integer', minimum: 0, maximum: 65535, 'x-expected': 'a port number 0-65535' };
 const host = { type: 'string', minLength: 1, 'x-expected': 'a host name or address' };
 const url = { type: 'string', pattern: '^https?://[^\\s]+$', 'x-expected': 'an http(s) URL' };
@@ -65,7 +67,7 @@ const bot = {
         },
       ],
     },
-    role: { enum: ['gateway', 'worker', 'all'], 'x-expected': 'gateway | worker | all' },
+    role: { enum: [...BOT_ROLES], 'x-expected': BOT_ROLES.join(' | ') },
     stream: {
       type: 'object',
       additionalProperties: false,

@@ -19,7 +19,8 @@ export type SessionsConfig = { kind: 'local' } | { kind: 'redis'; url: string; l
  * process, no Redis needed); `gateway` holds the connection and publishes every event to a Redis Stream;
  * `worker` reads that Stream in a consumer group and runs the plugins.
  */
-export type BotRole = 'gateway' | 'worker' | 'all';
+export const BOT_ROLES = ['gateway', 'worker', 'all'] as const;
+export type BotRole = (typeof BOT_ROLES)[number];
 
 /** The Redis Stream between a bot's gateway and worker processes (`qqbot:<appId>:events`). */
 export interface StreamConfig {

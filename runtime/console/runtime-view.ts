@@ -3,10 +3,9 @@
  * implements it; the console only reads snapshots and listens to `live` entries.
  */
 import type { EventEmitter } from 'node:events';
+import type { BotRole } from '../config/types.ts';
 import type { ClusterView } from '../sessions/session-manager.ts';
 import type { StreamView } from '../streams/stream-stats.ts';
-
-export type { ClusterView, StreamView };
 
 export interface ShardView {
   id: number;
@@ -53,7 +52,7 @@ export interface BotView {
   /** Redis sessions only */
   cluster?: ClusterView;
   /** gateway: holds the shards and publishes to the Stream; worker: runs the plugins from it; all: both */
-  role: 'gateway' | 'worker' | 'all';
+  role: BotRole;
   /** gateway and worker roles: the Stream's length, lag, dead letters and pending entries per consumer */
   stream?: StreamView;
   plugins: PluginView[];
