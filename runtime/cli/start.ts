@@ -27,7 +27,7 @@ export async function startCommand(args: string[]): Promise<number> {
   });
   const file = positionals[0] ?? 'bot.yaml';
   const role = values.role;
-  if (role !== undefined && !isRole(role)) throw new QQBotError('E_USAGE', `--role takes ${BOT_ROLES.join(', ')}, not "${role}"`);
+  if (role !== undefined && !isRole(role)) throw new QQBotError('E_USAGE', `--role takes gateway, worker or all, not "${role}"`);
   const config = withProcessFlags(loadConfig(file, role ? { role } : {}), values);
   const stayUp = values['stay-up'] || config.whenNoBotRuns === 'stay';
   const logger = createLogger({ level: config.log.level });
