@@ -58,20 +58,26 @@ export interface EventStreamConsumerOptions {
   name?: string;
 }
 
+/** How far an event's replies got: the last msg_seq taken, the replies sent, and (an interaction) whether it was acknowledged. */
+export interface RepliesSoFar {
+  seq: number;
+  replies: number;
+  acked?: boolean;
+}
+
 /** What became of an event's plugins on one delivery. */
 export interface HandleResult {
   /** plugins done with the event (their handler returned, or its reply was settled by another delivery): not run again */
   completed: string[];
   /** handlers that threw: the entry is delivered again to these (and to plugins that never got it) */
   failures: HandlerFailure[];
-  /** how far the event's replies got: the last msg_seq taken and the replies sent */
-  replied?: { seq: number; replies: number; acked?: boolean };
+  replied?: RepliesSoFar;
 }
 
 /** What earlier deliveries of an entry did: the plugins done with it, how far the event's replies got. */
 export interface EarlierDeliveries {
   completed: ReadonlySet<string>;
-  replied?: { seq: number; replies: number; acked?: boolean };
+  replied?: RepliesSoFar;
 }
 
 export interface HandlerFailure {
