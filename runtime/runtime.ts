@@ -1,7 +1,7 @@
 /**
  * The process that owns credentials and connections: the embedded simulator (when a bot uses it),
  * the plugin-host supervisor, the capability layer, every bot of bot.yaml, the console and the
- * metrics endpoint. It is also the console's view of the world.
+ * metrics endpoint. The console reads it through RuntimeViewModel.
  */
 import type { RuntimeConfig } from './config/types.ts';
 import type { ChatInput } from './console/runtime-view.ts';

@@ -13,7 +13,7 @@ export interface RedisTokenShareOptions {
   redis: RedisConnection;
   /** key prefix for this bot, e.g. `qqbot:1020000001` */
   prefix: string;
-  /** the longest one fetch may hold the lock; default 30 s (three token requests with retries fit) */
+  /** the longest one fetch (one token request) may hold the lock; default 30 s */
   lockTtlMs?: number;
 }
 

@@ -5,7 +5,6 @@ export interface ChannelSendRate {
   perMs: number;
 }
 
-
 /** Channels remembered at most before idle ones are swept. */
 const SWEEP_ABOVE = 10_000;
 

@@ -23,7 +23,6 @@ export const DEFAULT_PROACTIVE_QUOTAS: Readonly<ProactiveQuotas> = Object.freeze
   dmPerDay: 200,
 });
 
-
 /** Where an unsolicited send goes: channel id, DM guild id, group openid or user openid. */
 export interface ProactiveSend { appId: string; scene: ReplyScene; target: string; /** guild of the channel (guild scene) */ guildId?: string }
 

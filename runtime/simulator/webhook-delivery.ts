@@ -197,7 +197,6 @@ export class WebhookDelivery {
     if (this.#log.length > MAX_LOG) this.#log.shift();
     this.#onLog(full);
   }
-
 }
 
 /** `{op:12, d:1}` is the bot saying "failed, send again" (§11.4). */
